@@ -1,0 +1,142 @@
+// `npm run bench`: measures and prints; asserts nothing. Every timing is
+// shown beside a baseline measured in the same run (a bare QEMU boot of the
+// same kernel, initramfs and image, with no islet machinery), because our
+// hosts are noisy and emulated. Results: bench/results/latest.{md,json}.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig } from '../src/core/config.js';
+import { FrameType, PROTOCOL_VERSION, encodeJson } from '../src/guest/frame.js';
+import { Runtime } from '../src/service/runtime.js';
+import { createOverlay } from '../src/storage/overlay.js';
+import { tscKhz } from '../src/vmm/accel.js';
+import { buildQemuArgv } from '../src/vmm/argv.js';
+
+const N = Number(process.env.BENCH_BOOTS ?? 5);
+const EXECS = Number(process.env.BENCH_EXECS ?? 200);
+
+const pct = (xs: number[], p: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+const median = (xs: number[]) => pct(xs, 50);
+const ms = (t0: number) => performance.now() - t0;
+
+interface Row { metric: string; value: number; unit: string; baseline?: number; ratio?: number; note?: string }
+const rows: Row[] = [];
+const record = (r: Row) => {
+  rows.push(r);
+  const base = r.baseline !== undefined ? `  (baseline ${r.baseline.toFixed(1)} ${r.unit}, ratio ${r.ratio?.toFixed(2)}x)` : '';
+  console.log(`${r.metric.padEnd(44)} ${r.value.toFixed(1).padStart(9)} ${r.unit}${base}${r.note ? `  ${r.note}` : ''}`);
+};
+
+/** Bare QEMU: same argv islet uses, spawned directly; ready = first agent reply byte. */
+async function bareBoot(rt: Runtime, accel: 'kvm' | 'tcg', work: string, i: number): Promise<number> {
+  const art = await rt.artifacts('base');
+  const dir = path.join(work, `bare${i}`);
+  await mkdir(dir, { recursive: true });
+  const disk = path.join(dir, 'disk.qcow2');
+  await createOverlay(art.rootfs, disk);
+  const argv = buildQemuArgv({
+    id: `bare${i}`, dir, disk, kernel: art.vmlinux, initrd: art.initrd, vcpus: 1, memoryMb: 256, accel,
+    initMode: art.initMode, hostname: 'bare', tcgTbSizeMb: rt.config.vm.tcg_tb_size_mb, tscKhz: tscKhz(),
+  }, rt.config.vm.qemu_binary);
+  const t0 = performance.now();
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: 'ignore' });
+  try {
+    const sock = path.join(dir, 'agent.sock');
+    await new Promise<void>((resolve, reject) => {
+      const deadline = Date.now() + 300_000;
+      const tryConnect = () => {
+        const s = net.createConnection(sock);
+        s.once('connect', () => {
+          s.write(encodeJson(FrameType.HELLO, 1, { protocol: PROTOCOL_VERSION, client: 'bench' }));
+          s.once('data', () => { s.destroy(); resolve(); });
+        });
+        s.once('error', () => {
+          if (Date.now() > deadline) reject(new Error('bare boot timed out'));
+          else setTimeout(tryConnect, 5);
+        });
+      };
+      tryConnect();
+    });
+    return ms(t0);
+  } finally {
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+  }
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const rt = await Runtime.open(config);
+  const accel = await rt.accel();
+  const work = await mkdtemp(path.join(config.paths.runDir, 'bench-'));
+  console.log(`islet bench: accel=${accel.accel} (${accel.reason}), cores=${os.cpus().length}, boots=${N}, execs=${EXECS}`);
+  try {
+    // Interleave bare and islet boots so drift in host load hits both alike.
+    const bare: number[] = [];
+    const cold: number[] = [];
+    for (let i = 0; i < N; i++) {
+      bare.push(await bareBoot(rt, accel.accel, work, i));
+      const t0 = performance.now();
+      const m = await rt.boot();
+      cold.push(ms(t0));
+      await m.destroy();
+    }
+    const bareMed = median(bare);
+    record({ metric: 'bare QEMU boot to first agent reply (median)', value: bareMed, unit: 'ms' });
+    record({ metric: 'islet cold boot to agent ready (median)', value: median(cold), unit: 'ms', baseline: bareMed, ratio: median(cold) / bareMed });
+
+    const runs: number[] = [];
+    for (let i = 0; i < Math.min(N, 3); i++) {
+      const t0 = performance.now();
+      const r = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'run', '-q', '--', 'true'], { stdio: 'ignore' });
+      if (r.status !== 0) throw new Error(`islet run -- true exited ${r.status}`);
+      runs.push(ms(t0));
+    }
+    record({ metric: '`islet run -- true` wall time (median)', value: median(runs), unit: 'ms', baseline: bareMed, ratio: median(runs) / bareMed });
+
+    const m = await rt.boot();
+    try {
+      for (let i = 0; i < 10; i++) await m.exec({ argv: ['true'] }); // warm the guest's page cache
+      const rtt: number[] = [];
+      for (let i = 0; i < EXECS; i++) {
+        const t0 = performance.now();
+        await m.exec({ argv: ['true'] });
+        rtt.push(ms(t0));
+      }
+      record({ metric: 'exec `true` round trip p50', value: pct(rtt, 50), unit: 'ms' });
+      record({ metric: 'exec `true` round trip p99', value: pct(rtt, 99), unit: 'ms' });
+
+      const size = 32 << 20;
+      const data = Buffer.alloc(size, 7);
+      let t0 = performance.now();
+      await m.writeFile('/root/bench.bin', data);
+      const w = size / 1e6 / (ms(t0) / 1000);
+      t0 = performance.now();
+      const back = await m.readFile('/root/bench.bin', { maxBytes: size });
+      const r = size / 1e6 / (ms(t0) / 1000);
+      if (back.data.length !== size) throw new Error('read back a different size');
+      record({ metric: 'file write throughput (32 MiB)', value: w, unit: 'MB/s' });
+      record({ metric: 'file read throughput (32 MiB)', value: r, unit: 'MB/s' });
+    } finally {
+      await m.destroy();
+    }
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+  const outDir = path.resolve('bench/results');
+  await mkdir(outDir, { recursive: true });
+  const meta = { date: new Date().toISOString(), accel: accel.accel, cores: os.cpus().length, host: os.release(), boots: N, execs: EXECS };
+  await writeFile(path.join(outDir, 'latest.json'), JSON.stringify({ meta, rows }, null, 2));
+  const md = [`# islet bench ${meta.date}`, '', `accel ${meta.accel}, ${meta.cores} cores, host kernel ${meta.host}`, '',
+    '| metric | value | unit | baseline | ratio |', '|---|---:|---|---:|---:|',
+    ...rows.map((r) => `| ${r.metric} | ${r.value.toFixed(1)} | ${r.unit} | ${r.baseline?.toFixed(1) ?? ''} | ${r.ratio ? `${r.ratio.toFixed(2)}x` : ''} |`)];
+  await writeFile(path.join(outDir, 'latest.md'), `${md.join('\n')}\n`);
+  console.log(`\nwrote ${path.join(outDir, 'latest.md')} and latest.json`);
+}
+
+await main();

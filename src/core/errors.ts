@@ -1,0 +1,187 @@
+// The one error tree. Every failure islet reports is an IsletError with a
+// stable code; surfaces render it (CLI exit code, MCP isError result) and
+// never match on message text. Codes are never renamed once released.
+
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'CONFIG_INVALID'
+  | 'WORKSPACE_NOT_FOUND'
+  | 'NOT_OWNER'
+  | 'STATE_CONFLICT'
+  | 'QUOTA_EXCEEDED'
+  | 'NOT_SUPPORTED'
+  | 'HOST_PREREQUISITE'
+  | 'HOST_COMMAND_FAILED'
+  | 'IMAGE_NOT_FOUND'
+  | 'IMAGE_BUILD_FAILED'
+  | 'VM_START_FAILED'
+  | 'VM_EXITED'
+  | 'QMP_ERROR'
+  | 'GUEST_TIMEOUT'
+  | 'GUEST_DISCONNECTED'
+  | 'GUEST_PROTOCOL_MISMATCH'
+  | 'GUEST_PROTOCOL_VIOLATION'
+  | 'GUEST_ERROR'
+  | 'COMMAND_NOT_FOUND'
+  | 'FILE_NOT_FOUND'
+  | 'FILE_TOO_LARGE'
+  | 'PATH_OUTSIDE_ALLOWED'
+  | 'CANCELLED'
+  | 'INTERNAL';
+
+export interface ErrorJson {
+  code: ErrorCode;
+  message: string;
+  hint?: string;
+  retryable: boolean;
+  details?: Record<string, unknown>;
+}
+
+export class IsletError extends Error {
+  readonly retryable: boolean;
+
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly hint?: string,
+    readonly details?: Record<string, unknown>,
+    options: { cause?: unknown; retryable?: boolean } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.retryable = options.retryable ?? false;
+  }
+
+  toJSON(): ErrorJson {
+    const out: ErrorJson = { code: this.code, message: this.message, retryable: this.retryable };
+    if (this.hint !== undefined) out.hint = this.hint;
+    if (this.details !== undefined) out.details = this.details;
+    return out;
+  }
+}
+
+export class InvalidArgumentError extends IsletError {
+  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
+    super('INVALID_ARGUMENT', message, hint, details);
+  }
+}
+
+export class ConfigError extends IsletError {
+  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
+    super('CONFIG_INVALID', message, hint ?? 'fix the config file; every key is documented in docs/config.md', details);
+  }
+}
+
+export class HostPrerequisiteError extends IsletError {
+  constructor(message: string, hint: string, details?: Record<string, unknown>) {
+    super('HOST_PREREQUISITE', message, hint, details);
+  }
+}
+
+export class HostCommandError extends IsletError {
+  constructor(argv: readonly string[], reason: string, stderr: string, details: Record<string, unknown> = {}, cause?: unknown) {
+    const tail = stderr.trim().split('\n').slice(-6).join('\n');
+    super(
+      'HOST_COMMAND_FAILED',
+      `${argv[0]} ${reason}${tail ? `: ${tail}` : ''}`,
+      'run the command by hand to see the full output',
+      { argv: [...argv], ...details },
+      { cause },
+    );
+  }
+}
+
+export class ImageNotFoundError extends IsletError {
+  constructor(name: string, what: string) {
+    super('IMAGE_NOT_FOUND', `image "${name}": ${what}`, 'run `islet setup` (or `npm run setup`) to build the kernel and base image', { image: name });
+  }
+}
+
+export class VmStartError extends IsletError {
+  constructor(message: string, details?: Record<string, unknown>, cause?: unknown) {
+    super('VM_START_FAILED', message, 'read the VM console log named in details, or run `islet check`', details, { cause });
+  }
+}
+
+export class VmExitedError extends IsletError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('VM_EXITED', message, 'the VM is gone; read its console log named in details', details);
+  }
+}
+
+export class QmpError extends IsletError {
+  constructor(command: string, cls: string, desc: string) {
+    super('QMP_ERROR', `QMP ${command} failed: ${cls}: ${desc}`, undefined, { command, class: cls });
+  }
+}
+
+export class GuestTimeoutError extends IsletError {
+  constructor(op: string, ms: number, setting: string) {
+    super('GUEST_TIMEOUT', `${op}: no reply from the guest agent within ${ms} ms`,
+      `raise ${setting}, or read the VM console log`, { op, ms }, { retryable: true });
+  }
+}
+
+export class GuestDisconnectedError extends IsletError {
+  constructor(message: string, details?: Record<string, unknown>, cause?: unknown) {
+    super('GUEST_DISCONNECTED', message, 'the guest agent went away: the VM may have crashed or powered off; check its state and console log', details, { cause });
+  }
+}
+
+export class GuestProtocolMismatchError extends IsletError {
+  constructor(host: number, guest: number) {
+    super('GUEST_PROTOCOL_MISMATCH', `guest agent speaks protocol ${guest}, host speaks ${host}`,
+      'rebuild the image so its agent matches this islet: islet setup --rebuild', { host, guest });
+  }
+}
+
+export class GuestProtocolViolationError extends IsletError {
+  constructor(message: string) {
+    super('GUEST_PROTOCOL_VIOLATION', `guest protocol violation: ${message}`, 'the guest sent a malformed frame; the channel was reset');
+  }
+}
+
+export class GuestError extends IsletError {
+  constructor(readonly guestCode: string, message: string, code: ErrorCode = 'GUEST_ERROR') {
+    super(code, message, undefined, { guestCode });
+  }
+}
+
+export class CancelledError extends IsletError {
+  constructor(op: string, cause?: unknown) {
+    super('CANCELLED', `${op} was cancelled`, undefined, { op }, { cause });
+  }
+}
+
+export class InternalError extends IsletError {
+  constructor(cause: unknown) {
+    super('INTERNAL', cause instanceof Error ? cause.message : 'internal error', 'this is a bug in islet; please report it with the log', undefined, { cause });
+  }
+}
+
+export function toIsletError(e: unknown): IsletError {
+  return e instanceof IsletError ? e : new InternalError(e);
+}
+
+/** Exit codes for the CLI, one per code family (documented in docs/cli.md). */
+export function exitCodeFor(code: ErrorCode): number {
+  switch (code) {
+    case 'INVALID_ARGUMENT':
+    case 'CONFIG_INVALID':
+    case 'PATH_OUTSIDE_ALLOWED':
+      return 64; // EX_USAGE
+    case 'WORKSPACE_NOT_FOUND':
+    case 'IMAGE_NOT_FOUND':
+    case 'FILE_NOT_FOUND':
+    case 'COMMAND_NOT_FOUND':
+      return 66; // EX_NOINPUT
+    case 'HOST_PREREQUISITE':
+      return 69; // EX_UNAVAILABLE
+    case 'GUEST_TIMEOUT':
+      return 75; // EX_TEMPFAIL
+    case 'CANCELLED':
+      return 130;
+    default:
+      return 70; // EX_SOFTWARE
+  }
+}

@@ -1,0 +1,123 @@
+// `islet check`: one line per host prerequisite. Required checks decide the
+// exit status; the others report what later features (bridge networking,
+// image builds) will need.
+import { constants } from 'node:fs';
+import { access, mkdir, open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../core/config.js';
+import { IsletError } from '../core/errors.js';
+import { run, which } from '../host/run.js';
+import { kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
+import { MAX_SOCKET_PATH } from '../vmm/argv.js';
+import { resolveBootArtifacts } from './artifacts.js';
+import { Runtime } from './runtime.js';
+
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  required: boolean;
+  detail: string;
+  hint?: string;
+}
+
+type Check = () => Promise<Omit<CheckResult, 'name' | 'required'>>;
+
+const ok = (detail: string) => ({ ok: true, detail });
+const fail = (detail: string, hint?: string) => ({ ok: false, detail, hint });
+
+async function program(name: string, pkg: string, versionArgs?: string[]): Promise<ReturnType<Check>> {
+  const p = await which(name);
+  if (!p) return fail(`${name} not found in PATH`, `apt-get install ${pkg}  (or: islet setup, as root)`);
+  if (!versionArgs) return ok(p);
+  const r = await run([p, ...versionArgs], { timeoutMs: 10_000, allowFailure: true });
+  return ok(`${p} ${(r.stdout || r.stderr).split('\n')[0]?.trim() ?? ''}`);
+}
+
+async function isElf(file: string): Promise<boolean> {
+  const fh = await open(file, 'r');
+  try {
+    const b = Buffer.alloc(4);
+    await fh.read(b, 0, 4, 0);
+    return b.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
+  } finally {
+    await fh.close();
+  }
+}
+
+async function writableDir(dir: string): Promise<ReturnType<Check>> {
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await access(dir, constants.W_OK);
+    return ok(dir);
+  } catch (e) {
+    return fail(`${dir}: ${(e as Error).message}`, 'set [storage] data_dir / run_dir to a writable directory');
+  }
+}
+
+export async function runChecks(config: Config, o: { canary?: boolean } = {}): Promise<CheckResult[]> {
+  const art = () => resolveBootArtifacts(config, 'base');
+  const artifactCheck = (pick: (a: Awaited<ReturnType<typeof art>>) => string, what: string, elf: boolean): Check => async () => {
+    let file: string;
+    try {
+      file = pick(await art());
+    } catch (e) {
+      return e instanceof IsletError ? fail(e.message, e.hint) : fail(String(e));
+    }
+    try {
+      const s = await stat(file);
+      if (elf && !(await isElf(file))) return fail(`${file} is not an ELF file (need an uncompressed vmlinux)`, 'point [vm] kernel_path at a vmlinux, not a bzImage');
+      return ok(`${file} (${(s.size / 1e6).toFixed(1)} MB)`);
+    } catch {
+      return fail(`${what} ${file} does not exist`, 'run `islet setup`, or fix the path in the config');
+    }
+  };
+  const checks: Array<[string, boolean, Check]> = [
+    ['qemu', true, () => program(config.vm.qemu_binary, 'qemu-system-x86', ['--version'])],
+    ['qemu microvm machine', true, async () => {
+      const r = await run([config.vm.qemu_binary, '-machine', 'help'], { timeoutMs: 10_000, allowFailure: true }).catch(() => undefined);
+      return r && /^microvm\b/m.test(r.stdout) ? ok('supported') : fail('this QEMU has no microvm machine', 'install Debian\'s qemu-system-x86 (QEMU >= 7)');
+    }],
+    ['qemu-img', true, () => program('qemu-img', 'qemu-utils', ['--version'])],
+    ['kernel', true, artifactCheck((a) => a.vmlinux, 'kernel', true)],
+    ['initramfs', true, artifactCheck((a) => a.initrd, 'initramfs', false)],
+    ['base image', true, artifactCheck((a) => a.rootfs, 'base image', false)],
+    ['tsc frequency', true, async () => {
+      const k = tscKhz();
+      return k ? ok(`tsc_early_khz=${k}`) : fail('no "cpu MHz" in /proc/cpuinfo', 'the guest cannot calibrate its clock without it');
+    }],
+    ['data dir', true, () => writableDir(config.paths.dataDir)],
+    ['run dir', true, async () => {
+      const r = await writableDir(config.paths.runDir);
+      const longest = path.join(config.paths.runDir, 'vm', 'x'.repeat(12), 'agent.sock');
+      if (r.ok && Buffer.byteLength(longest) > MAX_SOCKET_PATH) return fail(`${config.paths.runDir} is too long for unix socket paths`, 'set [storage] run_dir to a shorter path');
+      return r;
+    }],
+    ['kvm', false, async () => {
+      if (!(await kvmDeviceUsable())) return ok('/dev/kvm not usable: VMs run under TCG (software emulation, slower)');
+      if (!o.canary) return ok('/dev/kvm present (run without --no-canary to test it)');
+      try {
+        const rt = await Runtime.open(config);
+        const c = await rt.accel();
+        return ok(`accelerator ${c.accel}: ${c.reason}`);
+      } catch (e) {
+        return fail(`canary could not run: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+      }
+    }],
+    ['mmdebstrap (image builds)', false, () => program('mmdebstrap', 'mmdebstrap')],
+    ['mke2fs (image builds)', false, () => program('mke2fs', 'e2fsprogs')],
+    ['go (agent builds)', false, () => program('go', 'golang-go', ['version'])],
+    ['ip (bridge networking)', false, () => program('ip', 'iproute2')],
+    ['nft (bridge networking)', false, () => program('nft', 'nftables')],
+  ];
+  const results: CheckResult[] = [];
+  for (const [name, required, fn] of checks) {
+    let r: Omit<CheckResult, 'name' | 'required'>;
+    try {
+      r = await fn();
+    } catch (e) {
+      r = fail(e instanceof Error ? e.message : String(e));
+    }
+    results.push({ name, required, ...r });
+  }
+  return results;
+}

@@ -1,0 +1,169 @@
+// A Machine is one booted VM with its agent connection and its disk: the
+// unit the service composes. It owns those resources and releases all of
+// them in destroy(), idempotently.
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { IsletError, VmExitedError } from '../core/errors.js';
+import { AgentClient } from '../guest/client.js';
+import { ExecOptions, ExecRequest, ExecResult, execInGuest } from '../guest/exec.js';
+import { FrameType } from '../guest/frame.js';
+import { ReadFileOptions, WriteFileOptions, readGuestFile, writeGuestFile } from '../guest/files.js';
+import { createOverlay } from '../storage/overlay.js';
+import type { Accel, InitMode } from '../vmm/argv.js';
+import { ExitInfo, startVm, VmHandle } from '../vmm/qemu.js';
+
+export interface BootArtifacts {
+  vmlinux: string;
+  initrd: string;
+  rootfs: string;
+  initMode: InitMode;
+}
+
+export interface MachineSpec {
+  artifacts: BootArtifacts;
+  accel: Accel;
+  runDir: string;
+  diskDir: string;
+  vcpus: number;
+  memoryMb: number;
+  /** Virtual disk size; the guest grows its root filesystem to fill it. */
+  diskBytes?: number;
+  hostname?: string;
+  tcgTbSizeMb?: number;
+  tscKhz?: number;
+  qemuBinary?: string;
+  bootTimeoutMs: number;
+  detached?: boolean;
+  signal?: AbortSignal;
+}
+
+/** Written into every VM dir so a later islet can tell whose VM it is. */
+export interface OwnerRecord {
+  id: string;
+  ownerPid: number;
+  ephemeral: boolean;
+  disk: string;
+  createdAt: string;
+}
+
+export const OWNER_FILE = 'owner.json';
+
+export function newMachineId(): string {
+  return randomBytes(6).toString('hex');
+}
+
+export class Machine {
+  private destroyed: Promise<void> | undefined;
+  readonly bootMs: number;
+
+  private constructor(
+    readonly id: string,
+    readonly vm: VmHandle,
+    readonly agent: AgentClient,
+    readonly disk: string,
+    bootMs: number,
+  ) {
+    this.bootMs = bootMs;
+  }
+
+  static async boot(spec: MachineSpec): Promise<Machine> {
+    const id = newMachineId();
+    const dir = path.join(spec.runDir, 'vm', id);
+    const disk = path.join(spec.diskDir, `${id}.qcow2`);
+    const t0 = performance.now();
+    const owner: OwnerRecord = { id, ownerPid: process.pid, ephemeral: !spec.detached, disk, createdAt: new Date().toISOString() };
+    let vm: VmHandle | undefined;
+    try {
+      // The owner record goes first, so a crash at any later point is sweepable.
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(path.join(dir, OWNER_FILE), JSON.stringify(owner));
+      await createOverlay(spec.artifacts.rootfs, disk, spec.diskBytes, spec.signal);
+      vm = await startVm({
+        id, dir, disk,
+        kernel: spec.artifacts.vmlinux,
+        initrd: spec.artifacts.initrd,
+        vcpus: spec.vcpus,
+        memoryMb: spec.memoryMb,
+        accel: spec.accel,
+        initMode: spec.artifacts.initMode,
+        hostname: spec.hostname ?? `islet-${id}`,
+        tcgTbSizeMb: spec.tcgTbSizeMb,
+        tscKhz: spec.tscKhz,
+      }, { signal: spec.signal, qemuBinary: spec.qemuBinary, detached: spec.detached });
+      const agent = await connectAgent(vm, spec.bootTimeoutMs, spec.signal);
+      await agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal: spec.signal });
+      return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
+    } catch (e) {
+      vm?.kill();
+      await vm?.exited;
+      await Promise.all([rm(dir, { recursive: true, force: true }), rm(disk, { force: true })]);
+      throw e;
+    }
+  }
+
+  get dir(): string {
+    return this.vm.spec.dir;
+  }
+
+  exec(req: ExecRequest, o?: ExecOptions): Promise<ExecResult> {
+    return execInGuest(this.agent, req, o);
+  }
+
+  writeFile(p: string, data: Buffer, o?: WriteFileOptions): Promise<{ bytes: number }> {
+    return writeGuestFile(this.agent, p, data, o);
+  }
+
+  readFile(p: string, o: ReadFileOptions): Promise<{ data: Buffer; mode: number | undefined }> {
+    return readGuestFile(this.agent, p, o);
+  }
+
+  health(signal?: AbortSignal): Promise<Record<string, unknown>> {
+    return this.agent.request(FrameType.HEALTH, {}, { signal });
+  }
+
+  /** Powers the guest off (clean unmount), falling back to quit and kill; removes every file. */
+  destroy(o: { graceMs?: number } = {}): Promise<void> {
+    this.destroyed ??= (async () => {
+      const grace = o.graceMs ?? 3_000;
+      if (!this.agent.isClosed) {
+        await this.agent.request(FrameType.POWEROFF, {}, { signal: AbortSignal.timeout(grace) }).catch(() => undefined);
+      }
+      await this.vm.stop({ graceMs: grace });
+      this.agent.close();
+      this.vm.qmp.close();
+      await Promise.all([rm(this.dir, { recursive: true, force: true }), rm(this.disk, { force: true })]);
+    })();
+    return this.destroyed;
+  }
+}
+
+/** Waits for the agent's hello, failing at once (with the console tail) if QEMU exits first. */
+async function connectAgent(vm: VmHandle, timeoutMs: number, signal?: AbortSignal): Promise<AgentClient> {
+  const vmGone = new AbortController();
+  let exit: ExitInfo | undefined;
+  void vm.exited.then((x) => { exit = x; vmGone.abort(); });
+  const signals = [vmGone.signal, ...(signal ? [signal] : [])];
+  try {
+    return await AgentClient.connect(vm.paths.agent, { timeoutMs, signal: AbortSignal.any(signals) });
+  } catch (e) {
+    if (exit) {
+      const tail = await consoleTail(vm.paths.console);
+      throw new VmExitedError(`VM exited during boot (code ${exit.code}, signal ${exit.signal})${tail ? `; console:\n${tail}` : ''}`,
+        { console: vm.paths.console });
+    }
+    if (e instanceof IsletError && e.code === 'GUEST_TIMEOUT') {
+      const tail = await consoleTail(vm.paths.console);
+      throw new IsletError('GUEST_TIMEOUT', `${e.message}${tail ? `; console:\n${tail}` : ''}`, e.hint, { ...e.details, console: vm.paths.console }, { retryable: true });
+    }
+    throw e;
+  }
+}
+
+export async function consoleTail(file: string, lines = 20): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}

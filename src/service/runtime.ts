@@ -1,0 +1,128 @@
+// The Runtime holds what every VM of this host shares: config, built
+// artifacts, the accelerator verdict. It boots Machines; the workspace
+// service (and `islet run`) build on it.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../core/config.js';
+import { IsletError } from '../core/errors.js';
+import { Progress, silent } from '../core/progress.js';
+import { ExecRequest, ExecResult } from '../guest/exec.js';
+import { run } from '../host/run.js';
+import { AccelChoice, accelCacheKey, chooseAccel, kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
+import { resolveBootArtifacts } from './artifacts.js';
+import { BootArtifacts, Machine } from './machine.js';
+import { sweepOrphans } from './sweep.js';
+
+export interface BootRequest {
+  image?: string;
+  vcpus?: number;
+  memoryMb?: number;
+  diskBytes?: number;
+  hostname?: string;
+  detached?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface RunOnceRequest extends BootRequest {
+  exec: ExecRequest;
+  onData?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+}
+
+export class Runtime {
+  private accelChoice: AccelChoice | undefined;
+  private qemuVersionCache: string | undefined;
+
+  private constructor(readonly config: Config, private readonly progress: Progress) {}
+
+  static async open(config: Config, o: { progress?: Progress } = {}): Promise<Runtime> {
+    const rt = new Runtime(config, o.progress ?? silent);
+    await Promise.all([
+      mkdir(config.paths.runDir, { recursive: true, mode: 0o700 }),
+      mkdir(rt.diskDir, { recursive: true, mode: 0o700 }),
+    ]);
+    const swept = await sweepOrphans(config.paths.runDir);
+    if (swept.removed.length) rt.progress(`removed ${swept.removed.length} VM(s) left by a dead islet process`);
+    return rt;
+  }
+
+  get diskDir(): string {
+    return path.join(this.config.paths.dataDir, 'disks');
+  }
+
+  async artifacts(image = 'base'): Promise<BootArtifacts & { kernelKey: string }> {
+    return resolveBootArtifacts(this.config, image);
+  }
+
+  async qemuVersion(): Promise<string> {
+    if (!this.qemuVersionCache) {
+      const r = await run([this.config.vm.qemu_binary, '--version'], { timeoutMs: 10_000 });
+      this.qemuVersionCache = /version ([0-9.]+)/.exec(r.stdout)?.[1] ?? 'unknown';
+    }
+    return this.qemuVersionCache;
+  }
+
+  /** The accelerator verdict, from config, the cache, or a canary boot now. */
+  async accel(): Promise<AccelChoice> {
+    if (this.accelChoice) return this.accelChoice;
+    const art = await this.artifacts('base');
+    this.accelChoice = await chooseAccel({
+      configured: this.config.vm.accel,
+      kvmDevice: () => kvmDeviceUsable(),
+      cacheFile: path.join(this.config.paths.cacheDir, 'accel.json'),
+      cacheKey: accelCacheKey({ qemuVersion: await this.qemuVersion(), kernelKey: art.kernelKey }),
+      canary: async () => {
+        this.progress(`probing KVM with a canary boot (up to ${this.config.vm.canary_timeout_ms} ms)`);
+        const t0 = performance.now();
+        try {
+          const m = await this.bootWith(art, 'kvm', { bootTimeoutMs: this.config.vm.canary_timeout_ms });
+          await m.destroy({ graceMs: 500 });
+          return { ok: true, detail: 'agent answered', ms: Math.round(performance.now() - t0) };
+        } catch (e) {
+          const detail = e instanceof IsletError ? `${e.code}: ${e.message.split('\n')[0]}` : String(e);
+          return { ok: false, detail, ms: Math.round(performance.now() - t0) };
+        }
+      },
+    });
+    this.progress(`accelerator: ${this.accelChoice.accel} (${this.accelChoice.reason})`);
+    return this.accelChoice;
+  }
+
+  async boot(req: BootRequest = {}): Promise<Machine> {
+    const art = await this.artifacts(req.image ?? 'base');
+    const { accel } = await this.accel();
+    this.progress(`booting a ${req.image ?? 'base'} VM under ${accel}`);
+    const m = await this.bootWith(art, accel, req);
+    this.progress(`VM ${m.id} ready in ${m.bootMs} ms`);
+    return m;
+  }
+
+  private bootWith(art: BootArtifacts, accel: 'kvm' | 'tcg', req: BootRequest & { bootTimeoutMs?: number }): Promise<Machine> {
+    const c = this.config;
+    return Machine.boot({
+      artifacts: art,
+      accel,
+      runDir: c.paths.runDir,
+      diskDir: this.diskDir,
+      vcpus: req.vcpus ?? c.resources.default_vcpus,
+      memoryMb: req.memoryMb ?? c.resources.default_memory_mb,
+      diskBytes: req.diskBytes ?? 2 * 1024 ** 3,
+      hostname: req.hostname,
+      tcgTbSizeMb: c.vm.tcg_tb_size_mb,
+      tscKhz: tscKhz(),
+      qemuBinary: c.vm.qemu_binary,
+      bootTimeoutMs: req.bootTimeoutMs ?? c.vm.boot_timeout_ms,
+      detached: req.detached,
+      signal: req.signal,
+    });
+  }
+
+  /** Boots a throwaway VM, runs one command, destroys the VM whatever happens. */
+  async runOnce(req: RunOnceRequest): Promise<ExecResult> {
+    const m = await this.boot(req);
+    try {
+      return await m.exec(req.exec, { signal: req.signal, onData: req.onData });
+    } finally {
+      await m.destroy();
+    }
+  }
+}

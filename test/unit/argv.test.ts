@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { buildQemuArgv, kernelCmdline, VmSpec } from '../../src/vmm/argv.js';
+
+const spec: VmSpec = {
+  id: 'abc123', dir: '/tmp/islet-0/vm/abc123', kernel: '/k/vmlinux', initrd: '/k/initrd.cpio', disk: '/d/abc123.qcow2',
+  vcpus: 2, memoryMb: 512, accel: 'tcg', initMode: 'fast', hostname: 'ws-1', tcgTbSizeMb: 32, tscKhz: 2_400_000,
+};
+const after = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
+
+test('microvm argv: machine, accel, resources, devices', () => {
+  const a = buildQemuArgv(spec);
+  assert.equal(a[0], 'qemu-system-x86_64');
+  assert.equal(after(a, '-M'), 'microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on');
+  assert.equal(after(a, '-accel'), 'tcg,tb-size=32');
+  assert.equal(after(a, '-cpu'), 'qemu64');
+  assert.equal(after(a, '-m'), '512');
+  assert.equal(after(a, '-smp'), '2');
+  assert.equal(after(a, '-name'), 'islet-abc123');
+  assert.ok(a.includes('-no-reboot') && a.includes('-nodefaults'));
+  assert.equal(after(a, '-serial'), 'file:/tmp/islet-0/vm/abc123/console.log');
+  assert.equal(after(a, '-qmp'), 'unix:/tmp/islet-0/vm/abc123/qmp.sock,server=on,wait=off');
+  assert.ok(a.includes('socket,id=agent,path=/tmp/islet-0/vm/abc123/agent.sock,server=on,wait=off'));
+  assert.ok(a.includes('virtserialport,chardev=agent,name=org.islet.agent.0'));
+  assert.ok(a.includes('id=root,file=/d/abc123.qcow2,format=qcow2,if=none,discard=unmap'));
+});
+
+test('KVM uses the host CPU and no tb-size', () => {
+  const a = buildQemuArgv({ ...spec, accel: 'kvm' });
+  assert.equal(after(a, '-accel'), 'kvm');
+  assert.equal(after(a, '-cpu'), 'host');
+});
+
+test('tb-size 0 keeps the QEMU default', () => {
+  assert.equal(after(buildQemuArgv({ ...spec, tcgTbSizeMb: 0 }), '-accel'), 'tcg');
+});
+
+test('kernel command line carries tsc_early_khz, init mode and hostname', () => {
+  const c = kernelCmdline(spec);
+  assert.match(c, /(^| )tsc_early_khz=2400000( |$)/);
+  assert.match(c, /islet\.init=fast/);
+  assert.match(c, /islet\.hostname=ws-1/);
+  assert.match(c, /panic=-1/);
+  assert.doesNotMatch(kernelCmdline({ ...spec, tscKhz: undefined }), /tsc_early_khz/);
+});
+
+test('commas in paths are escaped for QEMU option syntax', () => {
+  const a = buildQemuArgv({ ...spec, disk: '/d/a,b.qcow2', dir: '/tmp/x,y' });
+  assert.ok(a.includes('id=root,file=/d/a,,b.qcow2,format=qcow2,if=none,discard=unmap'));
+  assert.equal(after(a, '-qmp'), 'unix:/tmp/x,,y/qmp.sock,server=on,wait=off');
+});
+
+test('bad ids, hostnames, resources and long socket paths are refused', () => {
+  assert.throws(() => buildQemuArgv({ ...spec, id: '../x' }), RangeError);
+  assert.throws(() => buildQemuArgv({ ...spec, hostname: 'a b' }), RangeError);
+  assert.throws(() => buildQemuArgv({ ...spec, hostname: 'x islet.init=full' }), RangeError);
+  assert.throws(() => buildQemuArgv({ ...spec, vcpus: 0 }), RangeError);
+  assert.throws(() => buildQemuArgv({ ...spec, memoryMb: 10 }), RangeError);
+  assert.throws(() => buildQemuArgv({ ...spec, dir: `/tmp/${'x'.repeat(100)}` }), /socket path too long/);
+});
