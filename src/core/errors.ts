@@ -97,6 +97,12 @@ export class ImageNotFoundError extends IsletError {
   }
 }
 
+export class ImageBuildError extends IsletError {
+  constructor(message: string, hint: string, details?: Record<string, unknown>, cause?: unknown) {
+    super('IMAGE_BUILD_FAILED', message, hint, details, { cause });
+  }
+}
+
 export class VmStartError extends IsletError {
   constructor(message: string, details?: Record<string, unknown>, cause?: unknown) {
     super('VM_START_FAILED', message, 'read the VM console log named in details, or run `islet check`', details, { cause });

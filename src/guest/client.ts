@@ -198,11 +198,14 @@ export class AgentClient {
   }
 }
 
+/** The signal only bounds the connect: the socket must outlive it. */
 function openSocket(p: string, signal: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const s = net.createConnection({ path: p, signal });
-    s.once('connect', () => { s.removeAllListeners('error'); resolve(s); });
-    s.once('error', reject);
+    const s = net.createConnection({ path: p });
+    const onAbort = () => { s.destroy(); reject(signal.reason); };
+    signal.addEventListener('abort', onAbort, { once: true });
+    s.once('connect', () => { signal.removeEventListener('abort', onAbort); s.removeAllListeners('error'); resolve(s); });
+    s.once('error', (e) => { signal.removeEventListener('abort', onAbort); reject(e); });
   });
 }
 

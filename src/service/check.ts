@@ -20,12 +20,13 @@ export interface CheckResult {
   hint?: string;
 }
 
-type Check = () => Promise<Omit<CheckResult, 'name' | 'required'>>;
+type Outcome = Omit<CheckResult, 'name' | 'required'>;
+type Check = () => Promise<Outcome>;
 
-const ok = (detail: string) => ({ ok: true, detail });
-const fail = (detail: string, hint?: string) => ({ ok: false, detail, hint });
+const ok = (detail: string): Outcome => ({ ok: true, detail });
+const fail = (detail: string, hint?: string): Outcome => (hint ? { ok: false, detail, hint } : { ok: false, detail });
 
-async function program(name: string, pkg: string, versionArgs?: string[]): Promise<ReturnType<Check>> {
+async function program(name: string, pkg: string, versionArgs?: string[]): Promise<Outcome> {
   const p = await which(name);
   if (!p) return fail(`${name} not found in PATH`, `apt-get install ${pkg}  (or: islet setup, as root)`);
   if (!versionArgs) return ok(p);
@@ -44,7 +45,7 @@ async function isElf(file: string): Promise<boolean> {
   }
 }
 
-async function writableDir(dir: string): Promise<ReturnType<Check>> {
+async function writableDir(dir: string): Promise<Outcome> {
   try {
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await access(dir, constants.W_OK);
@@ -111,7 +112,7 @@ export async function runChecks(config: Config, o: { canary?: boolean } = {}): P
   ];
   const results: CheckResult[] = [];
   for (const [name, required, fn] of checks) {
-    let r: Omit<CheckResult, 'name' | 'required'>;
+    let r: Outcome;
     try {
       r = await fn();
     } catch (e) {

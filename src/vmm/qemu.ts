@@ -94,9 +94,12 @@ export async function startVm(spec: VmSpec, o: StartOptions = {}): Promise<VmHan
       }
     }
   } catch (e) {
+    // QEMU that died on its own (bad option, -cpu host on a broken KVM)
+    // explains itself on stderr; a QMP error would only say "closed".
+    const diedFirst = child.exitCode !== null || child.signalCode !== null;
     child.kill('SIGKILL');
     await exited;
-    throw e;
+    throw diedFirst || gone ? startErr('exited during start') : e;
   }
   if (!child.pid) throw startErr('has no pid');
   return makeHandle(spec, paths, child.pid, qmp, exited, () => child.kill('SIGKILL'));
@@ -123,7 +126,7 @@ function makeHandle(spec: VmSpec, paths: VmPaths, pid: number, qmp: QmpClient, e
     spec, paths, pid, qmp, exited, kill,
     qemuVersion: qmp.qemuVersion,
     async stop({ graceMs }) {
-      const waitExit = (ms: number) => Promise.race([exited, delay(ms).then(() => undefined)]);
+      const waitExit = (ms: number) => Promise.race([exited, delay(ms, undefined, { ref: false }).then(() => undefined)]);
       const first = await waitExit(graceMs);
       if (first) return first;
       await qmp.execute('quit').catch(() => undefined);

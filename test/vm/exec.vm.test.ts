@@ -97,19 +97,15 @@ describe('exec and files in a real VM', { timeout: 600_000 }, () => {
   }));
 
   test('a guest process killed mid-command reports its signal', () => vm.withEvidence(async () => {
-    let pid = 0;
-    const started = new Promise<void>((resolve) => {
-      void m.exec({ argv: ['sleep', '300'] }, { onStarted: (p) => { pid = p; resolve(); } })
-        .then((r) => { result = r; });
-    });
-    let result: Awaited<ReturnType<Machine['exec']>> | undefined;
-    await started;
-    const kill = await m.exec({ argv: ['kill', '-9', String(pid)] });
-    assert.equal(kill.exitCode, 0);
-    for (let i = 0; i < 100 && !result; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(result, 'exec did not finish after its process was killed');
+    let onPid!: (pid: number) => void;
+    const pidKnown = new Promise<number>((r) => { onPid = r; });
+    const running = m.exec({ argv: ['sleep', '300'] }, { onStarted: (p) => onPid(p) });
+    const kill = await m.exec({ shell: `kill -9 ${await pidKnown}` });
+    assert.equal(kill.exitCode, 0, kill.stderr.toString());
+    const result = await running;
     assert.equal(result.exitCode, null);
     assert.equal(result.signal, 'KILL');
+    assert.equal(result.timedOut, false);
   }));
 
   test('cancelling an exec kills it in the guest', () => vm.withEvidence(async () => {
@@ -117,7 +113,7 @@ describe('exec and files in a real VM', { timeout: 600_000 }, () => {
     let pid = 0;
     const p = m.exec({ argv: ['sleep', '300'] }, { signal: ac.signal, onStarted: (x) => { pid = x; ac.abort(); } });
     await assert.rejects(p, code('CANCELLED'));
-    const probe = await m.exec({ argv: ['sh', '-c', `kill -0 ${pid} 2>/dev/null && echo alive || echo gone`] });
+    const probe = await m.exec({ shell: `kill -0 ${pid} 2>/dev/null && echo alive || echo gone` });
     assert.equal(text(probe.stdout).trim(), 'gone');
   }));
 

@@ -1,0 +1,3 @@
+module islet/agent
+
+go 1.19

@@ -1,0 +1,104 @@
+// The Debian packages islet needs on the host, what each is for, and how to
+// get them: installed for root, or named in an exact command for everyone else.
+import { HostPrerequisiteError } from '../core/errors.js';
+import type { Progress } from '../core/progress.js';
+import { run, which } from './run.js';
+
+export interface HostPackage {
+  /** Debian package name. */
+  name: string;
+  /** Programs it provides that islet runs; the package counts as present when all are in PATH. */
+  programs: string[];
+  why: string;
+  /** Needed only when islet runs as a normal user. */
+  rootlessOnly?: boolean;
+}
+
+export const requiredHostPackages: readonly HostPackage[] = [
+  { name: 'qemu-system-x86', programs: ['qemu-system-x86_64'], why: 'runs every workspace VM (microvm machine)' },
+  { name: 'qemu-utils', programs: ['qemu-img'], why: 'creates the qcow2 overlays, snapshots and forks' },
+  { name: 'mmdebstrap', programs: ['mmdebstrap'], why: 'builds the Debian root filesystem of an image' },
+  { name: 'e2fsprogs', programs: ['mke2fs', 'e2fsck', 'resize2fs'], why: 'turns the root filesystem into a shrunk ext4 image' },
+  { name: 'golang-go', programs: ['go'], why: 'compiles the guest agent (static, std only)' },
+  { name: 'lz4', programs: ['lz4'], why: "decompresses the Debian kernel's LZ4 vmlinuz into the vmlinux QEMU boots" },
+  { name: 'uidmap', programs: ['newuidmap', 'newgidmap'], why: 'lets mmdebstrap build images without root (--mode=unshare)', rootlessOnly: true },
+];
+
+/**
+ * Present on every Debian host; islet cannot install them, only say that
+ * this host is not the Debian (or derivative) it expects.
+ */
+export const baseHostPrograms: readonly string[] = ['apt-get', 'apt-cache', 'dpkg', 'dpkg-query'];
+
+function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+async function present(p: HostPackage): Promise<boolean> {
+  for (const prog of p.programs) if (!(await which(prog))) return false;
+  return true;
+}
+
+/** The packages whose programs are not all in PATH (for this user: root or not). */
+export async function checkHostPackages(): Promise<HostPackage[]> {
+  const root = isRoot();
+  const wanted = requiredHostPackages.filter((p) => !p.rootlessOnly || !root);
+  const found = await Promise.all(wanted.map(present));
+  return wanted.filter((_, i) => !found[i]);
+}
+
+export function installCommand(missing: readonly HostPackage[]): string[] {
+  return ['apt-get', 'install', '-y', '--no-install-recommends', ...missing.map((p) => p.name)];
+}
+
+export function missingPackagesError(missing: readonly HostPackage[]): HostPrerequisiteError {
+  const names = missing.map((p) => p.name);
+  return new HostPrerequisiteError(
+    `missing host packages: ${names.join(' ')} (${missing.map((p) => `${p.name}: ${p.why}`).join('; ')})`,
+    `sudo ${installCommand(missing).join(' ')}`,
+    { missing: names },
+  );
+}
+
+/**
+ * Installs what is missing when running as root; otherwise throws a
+ * HostPrerequisiteError whose hint is the exact command to run.
+ */
+export async function ensureHostPackages(progress: Progress, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  const missingBase: string[] = [];
+  for (const prog of baseHostPrograms) if (!(await which(prog))) missingBase.push(prog);
+  if (missingBase.length) {
+    throw new HostPrerequisiteError(`this host has no ${missingBase.join(', ')}: islet builds its images with Debian's tools`,
+      'run islet on Debian 12 (bookworm) or a derivative', { missing: missingBase });
+  }
+  const missing = await checkHostPackages();
+  if (!missing.length) return;
+  if (!isRoot()) throw missingPackagesError(missing);
+
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const names = missing.map((p) => p.name).join(' ');
+  progress(`host packages: installing ${names}`);
+  progress('host packages: apt-get update');
+  await run(['apt-get', 'update', '-q'], { env, signal: opts.signal, timeoutMs: 10 * 60_000 });
+  progress(`host packages: apt-get install ${names}`);
+  let last = 0;
+  await run(installCommand(missing), {
+    env,
+    signal: opts.signal,
+    timeoutMs: 30 * 60_000,
+    onLine: (line) => {
+      // dpkg prints a line per unpack/setup: show them, but not a flood.
+      const now = Date.now();
+      if (/^(Get:|Setting up|E:|W:)/.test(line) && now - last > 500) {
+        last = now;
+        progress(`host packages: ${line}`);
+      }
+    },
+  });
+  const still = await checkHostPackages();
+  if (still.length) {
+    throw new HostPrerequisiteError(`apt-get installed ${names} but ${still.flatMap((p) => p.programs).join(', ')} still not found in PATH`,
+      'check PATH (programs may be in /usr/sbin) and the apt output', { missing: still.map((p) => p.name) });
+  }
+  progress(`host packages: installed ${names}`);
+}

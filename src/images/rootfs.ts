@@ -1,0 +1,193 @@
+// Base images: mmdebstrap → directory → customize → mke2fs -d → shrink.
+// The result is a read-only raw ext4 that every workspace's qcow2 overlay
+// shares, so it is built once per recipe and never written again.
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Config } from '../core/config.js';
+import { HostPrerequisiteError } from '../core/errors.js';
+import type { Progress } from '../core/progress.js';
+import { run } from '../host/run.js';
+import type { AgentArtifact } from './agent-build.js';
+import { cached, cacheKey, setCurrent } from './cache.js';
+import { imageBuildFailed } from './errors.js';
+import { type BuildOptions, formatBytes, isRoot, kindDir } from './paths.js';
+import { loadRecipe, type Recipe } from './recipe.js';
+
+export const ROOTFS_FILE = 'rootfs.ext4';
+export const AGENT_IN_IMAGE = '/usr/local/bin/islet-agent';
+const ROOTFS_FORMAT = 1;
+const MiB = 1024 * 1024;
+const JOURNAL_MB = 8;
+// Installs usr-is-merged instead of usrmerge, which would pull in perl (~50 MB).
+const MERGED_USR_HOOKS = '/usr/share/mmdebstrap/hooks/merged-usr';
+
+export interface ImageArtifact {
+  name: string;
+  rootfs: string;
+  /** Apparent size of rootfs.ext4 (the extra free space is sparse). */
+  sizeBytes: number;
+  /** Size of the filesystem shrunk to its minimum, before extraFreeMB was added. */
+  minBytes: number;
+  key: string;
+  recipe: Recipe;
+  reused: boolean;
+}
+
+// Docs, man pages and translations are dead weight in a workspace's base;
+// copyright files stay (they go wherever the binaries go).
+const DPKG_EXCLUDES = [
+  'path-exclude=/usr/share/doc/*',
+  'path-include=/usr/share/doc/*/copyright',
+  'path-exclude=/usr/share/man/*',
+  'path-exclude=/usr/share/info/*',
+  'path-exclude=/usr/share/locale/*',
+  'path-include=/usr/share/locale/locale.alias',
+  'path-exclude=/usr/share/lintian/*',
+];
+
+export function mmdebstrapArgv(recipe: Recipe, config: Config, target: string, mergedUsrHooks: boolean): string[] {
+  return [
+    'mmdebstrap',
+    // Also as root: a private mount namespace, so a build killed half-way
+    // leaves no /proc or /sys mounted inside the tree on the host.
+    '--mode=unshare',
+    '--format=directory',
+    `--variant=${recipe.variant}`,
+    ...(mergedUsrHooks ? [`--hook-dir=${MERGED_USR_HOOKS}`] : []),
+    ...(recipe.packages.length ? [`--include=${recipe.packages.join(',')}`] : []),
+    '--aptopt=Acquire::Languages "none"',
+    ...DPKG_EXCLUDES.map((o) => `--dpkgopt=${o}`),
+    config.images.suite,
+    target,
+    config.images.mirror,
+  ];
+}
+
+/** Forwards mmdebstrap's own status lines, and a sample of the rest so a long install visibly moves. */
+function mmdebstrapLines(progress: Progress, name: string): (line: string) => void {
+  let last = 0;
+  return (line) => {
+    const now = Date.now();
+    if (/^[IWE]: /.test(line) || now - last > 3000) {
+      last = now;
+      progress(`image ${name}: ${line}`);
+    }
+  };
+}
+
+export async function ensureImage(config: Config, name: string, agent: AgentArtifact, progress: Progress, opts: BuildOptions = {}): Promise<ImageArtifact> {
+  const recipe = await loadRecipe(name);
+  if (recipe.parent !== null) throw imageBuildFailed(`image ${name}: parent images are not supported yet`, 'list all packages in the recipe, with "parent": null');
+  if (recipe.initMode !== 'fast') throw imageBuildFailed(`image ${name}: initMode "${recipe.initMode}" is not supported yet`, 'use "initMode": "fast"');
+  const mergedUsr = existsSync(MERGED_USR_HOOKS);
+  const recipeKey = { recipe, agent: agent.key, suite: config.images.suite, mirror: config.images.mirror, mergedUsr, format: ROOTFS_FORMAT };
+  const key = cacheKey(['image', recipeKey]);
+  const dir = kindDir.image(config, name);
+  const root = isRoot();
+
+  const entry = await cached(dir, key, async (tmp) => {
+    if (!root) await assertSubordinateIds();
+    const tree = path.join(tmp, 'root');
+    const img = path.join(tmp, ROOTFS_FILE);
+    // Not root: the tree's files belong to subordinate uids, so everything
+    // that touches it runs inside mmdebstrap's user namespace.
+    const inTree = (argv: string[]) => (root ? argv : ['mmdebstrap', '--unshare-helper', ...argv]);
+    const sig = { signal: opts.signal };
+
+    const t0 = Date.now();
+    progress(`image ${name}: mmdebstrap ${recipe.variant} ${config.images.suite} from ${config.images.mirror}` +
+      (root ? '' : ' (not root: --mode=unshare, needs subuid/subgid entries for this user)'));
+    await run(mmdebstrapArgv(recipe, config, tree, mergedUsr), {
+      ...sig, timeoutMs: 60 * 60_000, onLine: mmdebstrapLines(progress, name),
+    });
+    progress(`image ${name}: debootstrapped in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+    await customize(tree, tmp, agent, inTree, sig);
+    const used = Number((await run(inTree(['du', '-s', '--block-size=1', tree]), sig)).stdout.split(/\s/)[0]);
+    if (!Number.isFinite(used) || used <= 0) throw imageBuildFailed(`could not measure ${tree}`, 'run du -s on it by hand');
+    // Generous first (mke2fs -d fails outright when short of blocks or inodes), then shrink.
+    const firstMiB = Math.ceil((used * 1.5 + 64 * MiB) / MiB);
+    progress(`image ${name}: mke2fs ${firstMiB} MiB from ${formatBytes(used)} of files`);
+    await run(inTree([
+      'mke2fs', '-q', '-t', 'ext4', '-b', '4096', '-i', '16384', '-I', '256', '-L', 'islet-root',
+      // Tables initialized now: otherwise each guest's ext4lazyinit would write them into its overlay.
+      '-E', 'root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0',
+      // mke2fs would pick 16 MiB for this size, which alone puts minbase over
+      // its 100 MiB budget; the journal never grows with the fs, so pin it.
+      '-J', `size=${JOURNAL_MB}`,
+      '-d', tree, '-F', img, `${firstMiB}M`,
+    ]), sig);
+    await fsck(img, sig);
+    await run(['resize2fs', '-M', img], sig);
+    const minBytes = (await stat(img)).size;
+    if (minBytes > recipe.sizeLimitMB * MiB) {
+      throw imageBuildFailed(`image ${name}: filesystem is ${formatBytes(minBytes)} shrunk, over its ${recipe.sizeLimitMB} MiB budget`,
+        'drop packages from the recipe, or raise sizeLimitMB in images/' + name + '/recipe.json', { minBytes, sizeLimitMB: recipe.sizeLimitMB });
+    }
+    if (recipe.extraFreeMB > 0) {
+      // Free space for a workspace's first writes without an online resize; sparse, so it costs no disk here.
+      await run(['resize2fs', img, `${Math.ceil(minBytes / 1024) + recipe.extraFreeMB * 1024}K`], sig);
+    }
+    await fsck(img, sig);
+    await run(inTree(['rm', '-rf', '--one-file-system', tree]), sig);
+    await chmod(img, 0o444);
+    const st = await stat(img);
+    progress(`image ${name}: ${ROOTFS_FILE} ${formatBytes(st.size)} (${formatBytes(minBytes)} shrunk, ${formatBytes(st.blocks * 512)} on disk)`);
+    return { recipe: recipeKey, info: { usedBytes: used, minBytes, allocatedBytes: st.blocks * 512, mode: root ? 'root' : 'unshare' } };
+  });
+  await setCurrent(dir, key);
+  return {
+    name, rootfs: path.join(entry.path, ROOTFS_FILE), sizeBytes: entry.meta.files[ROOTFS_FILE] ?? 0,
+    minBytes: Number(entry.meta.info.minBytes ?? 0), key, recipe, reused: entry.reused,
+  };
+}
+
+/** Unshare mode maps the tree's owners onto this user's subordinate ids; without them mmdebstrap fails obscurely. */
+async function assertSubordinateIds(): Promise<void> {
+  const { username, uid } = os.userInfo();
+  for (const f of ['/etc/subuid', '/etc/subgid']) {
+    const lines = (await readFile(f, 'utf8').catch(() => '')).split('\n');
+    if (!lines.some((l) => l.startsWith(`${username}:`) || l.startsWith(`${uid}:`))) {
+      throw new HostPrerequisiteError(`building images as ${username} (not root) needs subordinate ids for ${username} in ${f}`,
+        `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${username}  (or build as root)`, { file: f });
+    }
+  }
+}
+
+/** e2fsck -fy: exit 1 means it fixed something, which is fine on a fresh filesystem; 4 and up is not. */
+async function fsck(img: string, sig: { signal?: AbortSignal }): Promise<void> {
+  const r = await run(['e2fsck', '-fy', img], { ...sig, allowFailure: true });
+  if (r.code !== 0 && r.code !== 1) {
+    throw imageBuildFailed(`e2fsck found uncorrectable errors in ${img} (exit ${r.code})`, 'rebuild the image', { stdout: r.stdout.slice(-2000) });
+  }
+}
+
+// What makes the generic Debian tree an islet image. Files are staged beside
+// the tree and installed with install(1) so the same argv works inside the
+// user namespace when not root.
+async function customize(
+  tree: string, tmp: string, agent: AgentArtifact, inTree: (argv: string[]) => string[], sig: { signal?: AbortSignal },
+): Promise<void> {
+  const files: [string, string][] = [
+    ['/etc/hostname', 'islet\n'],
+    ['/etc/hosts', '127.0.0.1\tlocalhost\n127.0.1.1\tislet\n::1\tlocalhost ip6-localhost ip6-loopback\n'],
+    // Empty: each boot gets a fresh id (a fork must not share its parent's).
+    ['/etc/machine-id', ''],
+    // mmdebstrap copied the build host's resolver in; 10.0.2.3 is QEMU user-mode net's DNS.
+    ['/etc/resolv.conf', 'nameserver 10.0.2.3\n'],
+  ];
+  const stage = path.join(tmp, 'stage');
+  await mkdir(stage, { recursive: true });
+  for (const [dest, body] of files) {
+    const src = path.join(stage, path.basename(dest));
+    await writeFile(src, body);
+    await run(inTree(['install', '-m', '0644', '-o', '0', '-g', '0', '-T', src, tree + dest]), sig);
+  }
+  await run(inTree(['install', '-D', '-m', '0755', '-o', '0', '-g', '0', '-T', agent.path, tree + AGENT_IN_IMAGE]), sig);
+  // mmdebstrap already cleans these by default; a recipe hook could have refilled them.
+  await run(inTree(['find', `${tree}/var/cache/apt/archives`, '-maxdepth', '1', '-type', 'f', '-name', '*.deb', '-delete']), sig);
+  await run(inTree(['find', `${tree}/var/lib/apt/lists`, '-maxdepth', '1', '-type', 'f', '!', '-name', 'lock', '-delete']), sig);
+  await rm(stage, { recursive: true, force: true });
+}

@@ -1,0 +1,25 @@
+// What a VM boots from: the built artifacts (or the config's overrides).
+// Looking only, never building: building is `islet setup`'s job.
+import { existsSync } from 'node:fs';
+import type { Config } from '../core/config.js';
+import { ImageNotFoundError } from '../core/errors.js';
+import { findArtifacts } from '../images/index.js';
+import type { BootArtifacts } from './machine.js';
+
+export async function resolveBootArtifacts(config: Config, image: string): Promise<BootArtifacts & { kernelKey: string }> {
+  const found = await findArtifacts(config, { image });
+  const vmlinux = config.vm.kernel_path ?? found.kernel?.vmlinux;
+  const initrd = config.vm.initrd_path ?? found.initramfs?.path;
+  if (!vmlinux) throw new ImageNotFoundError(image, 'no kernel has been built');
+  if (!initrd) throw new ImageNotFoundError(image, 'no initramfs has been built');
+  if (!found.image) throw new ImageNotFoundError(image, 'this image has not been built');
+  if (config.vm.kernel_path && !existsSync(vmlinux)) throw new ImageNotFoundError(image, `[vm] kernel_path ${vmlinux} does not exist`);
+  if (config.vm.initrd_path && !existsSync(initrd)) throw new ImageNotFoundError(image, `[vm] initrd_path ${initrd} does not exist`);
+  return {
+    vmlinux,
+    initrd,
+    rootfs: found.image.rootfs,
+    initMode: found.image.recipe.initMode,
+    kernelKey: config.vm.kernel_path ? `path:${vmlinux}` : (found.kernel?.key ?? 'unknown'),
+  };
+}
