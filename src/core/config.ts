@@ -25,6 +25,8 @@ const StorageSchema = z.object({
   data_dir: absPath.optional().describe('where workspace disks and state live; default $XDG_DATA_HOME/islet or ~/.local/share/islet'),
   cache_dir: absPath.optional().describe('built kernel, agent and images; default <data_dir>/cache'),
   run_dir: absPath.optional().describe('sockets and pid files; default $XDG_RUNTIME_DIR/islet or /tmp/islet-<uid>'),
+  zfs_pool: z.any().superRefine((_v, ctx) => ctx.addIssue({ code: z.ZodIssueCode.custom,
+    message: 'not applicable in islet: disks are qcow2 overlays under [storage] data_dir (no ZFS)' })).optional(),
 }).strict();
 
 const VmSchema = z.object({
@@ -39,8 +41,54 @@ const VmSchema = z.object({
 }).strict();
 
 const ResourcesSchema = z.object({
+  default_image: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).default('base'),
   default_vcpus: z.number().int().min(1).max(64).default(1),
   default_memory_mb: z.number().int().min(64).max(65536).default(256),
+  default_disk_gb: z.number().int().min(1).max(1024).default(2),
+  max_vcpus: z.number().int().min(1).max(64).default(4),
+  max_memory_mb: z.number().int().min(64).max(65536).default(4096),
+  max_disk_gb: z.number().int().min(1).max(1024).default(64),
+  max_workspaces: z.number().int().min(1).max(10_000).default(32).describe('across all owners'),
+  max_workspaces_per_owner: z.number().int().min(1).max(10_000).default(16),
+}).strict();
+
+/** agentiso keys that have no meaning in islet's design: refused with the reason, never ignored. */
+const notApplicable = (why: string) => z.any().superRefine((_v, ctx) => ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not applicable in islet: ${why}` }));
+
+const NetworkSchema = z.object({
+  mode: z.enum(['none', 'user', 'bridge']).default('none').describe('none until the network feature lands (issue 6)'),
+  bridge_name: z.string().regex(/^[a-zA-Z0-9_-]{1,15}$/).default('br-islet'),
+  gateway_ip: z.string().ip({ version: 'v4' }).default('10.42.0.1'),
+  subnet_prefix: z.number().int().min(8).max(30).default(16),
+  default_allow_internet: z.boolean().default(false),
+  default_allow_inter_vm: z.boolean().default(false),
+  vsock_cid_start: notApplicable('the agent channel is virtio-serial, there is no vsock').optional(),
+}).strict();
+
+const PoolSchema = z.object({
+  enabled: z.boolean().default(false),
+  min_size: z.number().int().min(0).max(1000).default(0),
+  max_size: z.number().int().min(0).max(1000).default(4),
+  target_free: z.number().int().min(0).max(1000).default(1),
+  max_memory_mb: z.number().int().min(0).max(1 << 20).default(2048),
+}).strict();
+
+const TokenSchema = z.object({
+  token: z.string().min(16, 'tokens must be at least 16 characters'),
+  owner: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.@-]+$/),
+  admin: z.boolean().default(false),
+}).strict();
+
+const ServerSchema = z.object({
+  transfer_dir: absPath.optional().describe('host directory file_upload/file_download are confined to; default <data_dir>/transfer'),
+  http_host: z.string().min(1).default('127.0.0.1'),
+  http_port: z.number().int().min(1).max(65535).default(7420),
+  tokens: z.array(TokenSchema).max(1000).default([]).describe('bearer tokens for Streamable HTTP; required when http_host is not loopback'),
+  allowed_origins: z.array(z.string().min(1)).default([]).describe('extra Origin values accepted over HTTP (loopback origins always are)'),
+  stdio_owner: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.@-]+$/).default('local').describe('owner of workspaces created over stdio'),
+  stdio_admin: z.boolean().default(false),
+  max_transfer_bytes: z.number().int().min(1).max(1 << 30).default(64 << 20),
+  exec_progress_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
 }).strict();
 
 const ImagesSchema = z.object({
@@ -54,6 +102,9 @@ export const ConfigSchema = z.object({
   storage: StorageSchema.default({}),
   vm: VmSchema.default({}),
   resources: ResourcesSchema.default({}),
+  network: NetworkSchema.default({}),
+  pool: PoolSchema.default({}),
+  server: ServerSchema.default({}),
   images: ImagesSchema.default({}),
 }).strict();
 
@@ -64,6 +115,8 @@ export interface Paths {
   dataDir: string;
   cacheDir: string;
   runDir: string;
+  transferDir: string;
+  stateDb: string;
 }
 
 export type Config = Parsed & { paths: Paths; source: string | undefined };
@@ -89,6 +142,8 @@ export function resolveConfig(raw: unknown, source?: string): Config {
       dataDir,
       cacheDir: c.storage.cache_dir ?? path.join(dataDir, 'cache'),
       runDir: c.storage.run_dir ?? defaultRunDir(),
+      transferDir: c.server.transfer_dir ?? path.join(dataDir, 'transfer'),
+      stateDb: path.join(dataDir, 'state.db'),
     },
     source,
   };

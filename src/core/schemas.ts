@@ -1,0 +1,89 @@
+// One zod schema per operation. The MCP tools' input schemas, the CLI's
+// flag validation and (later) the HTTP API's OpenAPI document all come from
+// here, so every surface accepts exactly the same inputs.
+import { z } from 'zod';
+
+export const WORKSPACE_STATES = ['creating', 'running', 'stopped', 'failed', 'destroyed'] as const;
+export type WorkspaceState = (typeof WORKSPACE_STATES)[number];
+
+export const WorkspaceId = z.string().min(1).max(64)
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'letters, digits, "_", "." and "-" only')
+  .describe('workspace id (ws-...) or name, as returned by workspace_create or workspace_list');
+
+export const WorkspaceName = z.string().min(1).max(48)
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'lowercase letters, digits and "-", not starting or ending with "-"')
+  .describe('a unique, human-friendly name; also the guest hostname');
+
+export const GuestPath = z.string().min(1).max(4096)
+  .refine((p) => p.startsWith('/'), 'must be an absolute path in the guest')
+  .describe('absolute path inside the guest');
+
+export const CreateInput = z.object({
+  name: WorkspaceName.optional(),
+  image: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/).optional()
+    .describe('image to boot (default from [resources] default_image, "base")'),
+  vcpus: z.number().int().min(1).max(64).optional().describe('virtual CPUs (default [resources] default_vcpus, at most max_vcpus)'),
+  memory_mb: z.number().int().min(64).max(65536).optional().describe('guest memory in MiB (default [resources] default_memory_mb, at most max_memory_mb)'),
+  disk_gb: z.number().int().min(1).max(1024).optional().describe('disk size in GiB; the guest filesystem grows to fill it (default [resources] default_disk_gb)'),
+  allow_internet: z.boolean().optional().describe('let the guest reach the internet (default false; networking arrives with the network feature: today a workspace has no network at all)'),
+});
+export type CreateInput = z.infer<typeof CreateInput>;
+
+export const WorkspaceRef = z.object({ workspace_id: WorkspaceId });
+export type WorkspaceRef = z.infer<typeof WorkspaceRef>;
+
+export const ListInput = z.object({
+  state: z.enum(WORKSPACE_STATES).optional().describe('only workspaces in this state'),
+});
+export type ListInput = z.infer<typeof ListInput>;
+
+export const ExecInput = z.object({
+  workspace_id: WorkspaceId,
+  command: z.union([z.string().min(1).max(256 * 1024), z.array(z.string().max(256 * 1024)).min(1).max(4096)])
+    .describe('a string runs with /bin/sh -c; an array is an argv (argv[0] looked up in PATH)'),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.string().max(64 * 1024)).optional()
+    .describe('environment variables added to the guest default environment'),
+  cwd: GuestPath.optional().describe('working directory in the guest (default /root)'),
+  stdin: z.string().max(1 << 20).optional().describe('text passed to the command on standard input'),
+  timeout_ms: z.number().int().min(1).max(3_600_000).optional()
+    .describe('kill the command (and its process group) after this many ms (default 30000)'),
+  max_output_bytes: z.number().int().min(1).max(16 << 20).optional()
+    .describe('cap per stream (stdout, stderr); the rest is dropped and truncated=true (default 1 MiB)'),
+});
+export type ExecInput = z.infer<typeof ExecInput>;
+
+export const Encoding = z.enum(['utf8', 'base64']).describe('"utf8" for text, "base64" for binary content');
+
+export const FileWriteInput = z.object({
+  workspace_id: WorkspaceId,
+  path: GuestPath,
+  content: z.string().max(24 << 20).describe('file content, in the given encoding'),
+  encoding: Encoding.default('utf8'),
+  mode: z.number().int().min(0).max(0o7777).optional().describe('permission bits, e.g. 420 (0644) or 493 (0755)'),
+  create_parents: z.boolean().default(true).describe('create missing parent directories'),
+});
+export type FileWriteInput = z.input<typeof FileWriteInput>;
+
+export const FileReadInput = z.object({
+  workspace_id: WorkspaceId,
+  path: GuestPath,
+  encoding: Encoding.default('utf8'),
+  max_bytes: z.number().int().min(1).max(16 << 20).optional().describe('refuse files larger than this (default 1 MiB)'),
+});
+export type FileReadInput = z.input<typeof FileReadInput>;
+
+export const FileUploadInput = z.object({
+  workspace_id: WorkspaceId,
+  host_path: z.string().min(1).max(4096).describe('file on the host, relative to [server] transfer_dir (or absolute inside it)'),
+  guest_path: GuestPath,
+  mode: z.number().int().min(0).max(0o7777).optional(),
+});
+export type FileUploadInput = z.infer<typeof FileUploadInput>;
+
+export const FileDownloadInput = z.object({
+  workspace_id: WorkspaceId,
+  guest_path: GuestPath,
+  host_path: z.string().min(1).max(4096).describe('destination on the host, relative to [server] transfer_dir (or absolute inside it); parents are created'),
+  overwrite: z.boolean().default(false).describe('replace an existing host file'),
+});
+export type FileDownloadInput = z.input<typeof FileDownloadInput>;
