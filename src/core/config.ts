@@ -1,5 +1,6 @@
 // The config schema: TOML with agentiso's sections, every key optional with a
 // documented default (docs/config.md), unknown keys rejected with their path.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,11 +13,16 @@ function defaultDataDir(): string {
   return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.local', 'share'), 'islet');
 }
 
-function defaultRunDir(): string {
-  // Unix socket paths must stay under ~100 bytes, so prefer a short base.
+/**
+ * Unix socket paths must stay under ~100 bytes, so the base is short. The
+ * name carries a hash of the data dir: two data dirs never share a run dir,
+ * so one islet's cleanup can never touch another's VMs.
+ */
+function defaultRunDir(dataDir: string): string {
+  const tag = createHash('sha256').update(dataDir).digest('hex').slice(0, 8);
   const xdg = process.env.XDG_RUNTIME_DIR;
-  if (xdg && path.isAbsolute(xdg) && xdg.length < 40) return path.join(xdg, 'islet');
-  return `/tmp/islet-${process.getuid?.() ?? 0}`;
+  if (xdg && path.isAbsolute(xdg) && xdg.length < 40) return path.join(xdg, `islet-${tag}`);
+  return `/tmp/islet-${process.getuid?.() ?? 0}-${tag}`;
 }
 
 const absPath = z.string().min(1).refine((p) => path.isAbsolute(p), 'must be an absolute path');
@@ -24,7 +30,7 @@ const absPath = z.string().min(1).refine((p) => path.isAbsolute(p), 'must be an 
 const StorageSchema = z.object({
   data_dir: absPath.optional().describe('where workspace disks and state live; default $XDG_DATA_HOME/islet or ~/.local/share/islet'),
   cache_dir: absPath.optional().describe('built kernel, agent and images; default <data_dir>/cache'),
-  run_dir: absPath.optional().describe('sockets and pid files; default $XDG_RUNTIME_DIR/islet or /tmp/islet-<uid>'),
+  run_dir: absPath.optional().describe('sockets and pid files; default $XDG_RUNTIME_DIR/islet-<hash> or /tmp/islet-<uid>-<hash of data_dir>'),
   zfs_pool: z.any().superRefine((_v, ctx) => ctx.addIssue({ code: z.ZodIssueCode.custom,
     message: 'not applicable in islet: disks are qcow2 overlays under [storage] data_dir (no ZFS)' })).optional(),
 }).strict();
@@ -141,7 +147,7 @@ export function resolveConfig(raw: unknown, source?: string): Config {
     paths: {
       dataDir,
       cacheDir: c.storage.cache_dir ?? path.join(dataDir, 'cache'),
-      runDir: c.storage.run_dir ?? defaultRunDir(),
+      runDir: c.storage.run_dir ?? defaultRunDir(dataDir),
       transferDir: c.server.transfer_dir ?? path.join(dataDir, 'transfer'),
       stateDb: path.join(dataDir, 'state.db'),
     },

@@ -10,8 +10,8 @@ import { ExecOptions, ExecRequest, ExecResult, execInGuest } from '../guest/exec
 import { FrameType } from '../guest/frame.js';
 import { ReadFileOptions, WriteFileOptions, readGuestFile, writeGuestFile } from '../guest/files.js';
 import { createOverlay } from '../storage/overlay.js';
-import type { Accel, InitMode } from '../vmm/argv.js';
-import { ExitInfo, startVm, VmHandle } from '../vmm/qemu.js';
+import type { Accel, InitMode, VmSpec } from '../vmm/argv.js';
+import { ExitInfo, reattachVm, startVm, VmHandle } from '../vmm/qemu.js';
 
 export interface BootArtifacts {
   vmlinux: string;
@@ -21,6 +21,12 @@ export interface BootArtifacts {
 }
 
 export interface MachineSpec {
+  /** Default: a fresh random id (ephemeral VMs). Workspaces pass their own. */
+  id?: string;
+  /** Default: <diskDir>/<id>.qcow2. */
+  disk?: string;
+  /** Create the overlay (default), or boot an existing one (a restarted workspace). */
+  createDisk?: boolean;
   artifacts: BootArtifacts;
   accel: Accel;
   runDir: string;
@@ -55,6 +61,7 @@ export function newMachineId(): string {
 
 export class Machine {
   private destroyed: Promise<void> | undefined;
+  private stopped: Promise<void> | undefined;
   readonly bootMs: number;
 
   private constructor(
@@ -68,9 +75,10 @@ export class Machine {
   }
 
   static async boot(spec: MachineSpec): Promise<Machine> {
-    const id = newMachineId();
+    const id = spec.id ?? newMachineId();
     const dir = path.join(spec.runDir, 'vm', id);
-    const disk = path.join(spec.diskDir, `${id}.qcow2`);
+    const disk = spec.disk ?? path.join(spec.diskDir, `${id}.qcow2`);
+    const createDisk = spec.createDisk ?? true;
     const t0 = performance.now();
     const owner: OwnerRecord = { id, ownerPid: process.pid, ephemeral: !spec.detached, disk, createdAt: new Date().toISOString() };
     let vm: VmHandle | undefined;
@@ -78,7 +86,7 @@ export class Machine {
       // The owner record goes first, so a crash at any later point is sweepable.
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await writeFile(path.join(dir, OWNER_FILE), JSON.stringify(owner));
-      await createOverlay(spec.artifacts.rootfs, disk, spec.diskBytes, spec.signal);
+      if (createDisk) await createOverlay(spec.artifacts.rootfs, disk, spec.diskBytes, spec.signal);
       vm = await startVm({
         id, dir, disk,
         kernel: spec.artifacts.vmlinux,
@@ -97,7 +105,7 @@ export class Machine {
     } catch (e) {
       vm?.kill();
       await vm?.exited;
-      await Promise.all([rm(dir, { recursive: true, force: true }), rm(disk, { force: true })]);
+      await Promise.all([rm(dir, { recursive: true, force: true }), createDisk ? rm(disk, { force: true }) : undefined]);
       throw e;
     }
   }
@@ -122,9 +130,22 @@ export class Machine {
     return this.agent.request(FrameType.HEALTH, {}, { signal });
   }
 
-  /** Powers the guest off (clean unmount), falling back to quit and kill; removes every file. */
-  destroy(o: { graceMs?: number } = {}): Promise<void> {
-    this.destroyed ??= (async () => {
+  /** Re-attaches to a detached VM left running by an earlier islet process. */
+  static async reattach(spec: { id: string; runDir: string; disk: string; vmSpec: VmSpec; timeoutMs: number }): Promise<Machine | undefined> {
+    const vm = await reattachVm(spec.vmSpec);
+    if (!vm) return undefined;
+    try {
+      const agent = await connectAgent(vm, spec.timeoutMs);
+      return new Machine(spec.id, vm, agent, spec.disk, 0);
+    } catch {
+      vm.qmp.close();
+      return undefined;
+    }
+  }
+
+  /** Powers the guest off (clean unmount), falling back to quit and kill; keeps the disk. */
+  shutdown(o: { graceMs?: number } = {}): Promise<void> {
+    this.stopped ??= (async () => {
       const grace = o.graceMs ?? 3_000;
       if (!this.agent.isClosed) {
         await this.agent.request(FrameType.POWEROFF, {}, { signal: AbortSignal.timeout(grace) }).catch(() => undefined);
@@ -132,7 +153,22 @@ export class Machine {
       await this.vm.stop({ graceMs: grace });
       this.agent.close();
       this.vm.qmp.close();
-      await Promise.all([rm(this.dir, { recursive: true, force: true }), rm(this.disk, { force: true })]);
+      await rm(this.dir, { recursive: true, force: true });
+    })();
+    return this.stopped;
+  }
+
+  /** Closes this process's connections; the VM keeps running (daemon shutdown). */
+  detach(): void {
+    this.agent.close();
+    this.vm.qmp.close();
+  }
+
+  /** shutdown() plus removal of the disk: nothing of the VM remains. */
+  destroy(o: { graceMs?: number } = {}): Promise<void> {
+    this.destroyed ??= (async () => {
+      await this.shutdown(o);
+      await rm(this.disk, { force: true });
     })();
     return this.destroyed;
   }

@@ -14,6 +14,10 @@ import { BootArtifacts, Machine } from './machine.js';
 import { sweepOrphans } from './sweep.js';
 
 export interface BootRequest {
+  /** A workspace's own id and disk; default: a throwaway VM with a fresh overlay. */
+  id?: string;
+  disk?: string;
+  createDisk?: boolean;
   image?: string;
   vcpus?: number;
   memoryMb?: number;
@@ -99,6 +103,9 @@ export class Runtime {
   private bootWith(art: BootArtifacts, accel: 'kvm' | 'tcg', req: BootRequest & { bootTimeoutMs?: number }): Promise<Machine> {
     const c = this.config;
     return Machine.boot({
+      id: req.id,
+      disk: req.disk,
+      createDisk: req.createDisk,
       artifacts: art,
       accel,
       runDir: c.paths.runDir,
@@ -113,6 +120,19 @@ export class Runtime {
       bootTimeoutMs: req.bootTimeoutMs ?? c.vm.boot_timeout_ms,
       detached: req.detached,
       signal: req.signal,
+    });
+  }
+
+  /** Finds a VM that an earlier islet process left running; undefined if it is gone. */
+  async reattach(req: { id: string; disk: string; image: string; vcpus: number; memoryMb: number }): Promise<Machine | undefined> {
+    const art = await this.artifacts(req.image).catch(() => undefined);
+    const dir = path.join(this.config.paths.runDir, 'vm', req.id);
+    return Machine.reattach({
+      id: req.id, runDir: this.config.paths.runDir, disk: req.disk, timeoutMs: 5_000,
+      vmSpec: {
+        id: req.id, dir, disk: req.disk, kernel: art?.vmlinux ?? '', initrd: art?.initrd ?? '', vcpus: req.vcpus, memoryMb: req.memoryMb,
+        accel: this.accelChoice?.accel ?? 'tcg', initMode: art?.initMode ?? 'fast', hostname: req.id,
+      },
     });
   }
 

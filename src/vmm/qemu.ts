@@ -102,7 +102,10 @@ export async function startVm(spec: VmSpec, o: StartOptions = {}): Promise<VmHan
     throw diedFirst || gone ? startErr('exited during start') : e;
   }
   if (!child.pid) throw startErr('has no pid');
-  return makeHandle(spec, paths, child.pid, qmp, exited, () => child.kill('SIGKILL'));
+  // An unref'd (detached) child's exit event may never be delivered once
+  // nothing else keeps the loop alive; QEMU closing QMP is the sure sign.
+  const gone2 = o.detached ? Promise.race([exited, qmp.closed.then(() => ({ code: null, signal: null }))]) : exited;
+  return makeHandle(spec, paths, child.pid, qmp, gone2, () => child.kill('SIGKILL'));
 }
 
 /** Re-attaches to a detached VM after a daemon restart; undefined if it is gone. */
@@ -126,7 +129,15 @@ function makeHandle(spec: VmSpec, paths: VmPaths, pid: number, qmp: QmpClient, e
     spec, paths, pid, qmp, exited, kill,
     qemuVersion: qmp.qemuVersion,
     async stop({ graceMs }) {
-      const waitExit = (ms: number) => Promise.race([exited, delay(ms, undefined, { ref: false }).then(() => undefined)]);
+      const waitExit = async (ms: number): Promise<ExitInfo | undefined> => {
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<undefined>((r) => { timer = setTimeout(() => r(undefined), ms); });
+        try {
+          return await Promise.race([exited, timeout]);
+        } finally {
+          clearTimeout(timer);
+        }
+      };
       const first = await waitExit(graceMs);
       if (first) return first;
       await qmp.execute('quit').catch(() => undefined);
