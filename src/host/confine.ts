@@ -22,7 +22,7 @@ async function resolveInside(root: string, p: string): Promise<{ realRoot: strin
 }
 
 /** Reads a host file inside root, refusing symlink escapes and files over maxBytes (without reading them). */
-export async function readConfined(root: string, p: string, maxBytes: number): Promise<Buffer> {
+export async function readConfined(root: string, p: string, maxBytes: number): Promise<{ data: Buffer; abs: string }> {
   const { realRoot, abs } = await resolveInside(root, p);
   let real: string;
   try {
@@ -39,7 +39,7 @@ export async function readConfined(root: string, p: string, maxBytes: number): P
       throw new IsletError('FILE_TOO_LARGE', `host file ${JSON.stringify(p)} is ${s.size} bytes, over the ${maxBytes} byte limit`,
         'raise [server] max_transfer_bytes', { size: s.size, max: maxBytes });
     }
-    return await fh.readFile();
+    return { data: await fh.readFile(), abs };
   } finally {
     await fh.close();
   }
@@ -49,14 +49,19 @@ export async function readConfined(root: string, p: string, maxBytes: number): P
 export async function writeConfined(root: string, p: string, data: Buffer, overwrite: boolean): Promise<string> {
   const { realRoot, abs } = await resolveInside(root, p);
   const parent = path.dirname(abs);
+  // Check the deepest existing ancestor before creating anything: mkdir -p
+  // through a symlinked directory would create directories outside root.
+  let existing = parent;
+  while (!(await lstat(existing).then(() => true, () => false))) existing = path.dirname(existing);
+  if (!within(realRoot, await realpath(existing))) throw outside(p, root);
   await mkdir(parent, { recursive: true, mode: 0o700 });
   if (!within(realRoot, await realpath(parent))) throw outside(p, root);
-  const existing = await lstat(abs).catch(() => undefined);
-  if (existing?.isSymbolicLink()) throw outside(p, root);
-  if (existing && !overwrite) {
-    throw new IsletError('INVALID_ARGUMENT', `host file ${JSON.stringify(p)} already exists`, 'pass overwrite: true to replace it', { path: p });
+  const target = await lstat(abs).catch(() => undefined);
+  if (target?.isSymbolicLink()) throw outside(p, root);
+  if (target && !overwrite) {
+    throw new IsletError('INVALID_ARGUMENT', `host file ${JSON.stringify(p)} already exists`, 'ask to overwrite it (MCP: overwrite: true; CLI: --overwrite)', { path: p });
   }
-  if (existing && !existing.isFile()) throw new IsletError('INVALID_ARGUMENT', `host path ${JSON.stringify(p)} is not a regular file`);
+  if (target && !target.isFile()) throw new IsletError('INVALID_ARGUMENT', `host path ${JSON.stringify(p)} is not a regular file`);
   const tmp = path.join(parent, `.islet-${process.pid}-${Date.now()}.tmp`);
   const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {

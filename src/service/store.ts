@@ -28,7 +28,7 @@ const MIGRATIONS: string[] = [
   // 1: workspaces and (for the snapshot feature) their snapshots.
   `CREATE TABLE workspaces (
      id TEXT PRIMARY KEY,
-     name TEXT NOT NULL UNIQUE,
+     name TEXT NOT NULL,
      owner TEXT NOT NULL,
      state TEXT NOT NULL,
      image TEXT NOT NULL,
@@ -41,7 +41,7 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      updated_at TEXT NOT NULL
    );
-   CREATE INDEX workspaces_owner ON workspaces(owner);
+   CREATE UNIQUE INDEX workspaces_owner_name ON workspaces(owner, name);
    CREATE TABLE snapshots (
      id TEXT PRIMARY KEY,
      workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
@@ -92,9 +92,20 @@ export class Store {
     return this.db.prepare('SELECT * FROM workspaces WHERE id = ?').get(id) as WorkspaceRow | undefined;
   }
 
-  /** By id, else by name. */
-  find(ref: string): WorkspaceRow | undefined {
-    return this.get(ref) ?? (this.db.prepare('SELECT * FROM workspaces WHERE name = ?').get(ref) as WorkspaceRow | undefined);
+  /**
+   * By id, else by name. Names are unique per owner, so a name is looked up
+   * among the owner's workspaces (or, for an admin, must be unambiguous).
+   */
+  find(ref: string, owner?: string): WorkspaceRow | undefined {
+    const byId = this.get(ref);
+    if (byId) return byId;
+    const rows = (owner === undefined
+      ? this.db.prepare('SELECT * FROM workspaces WHERE name = ?').all(ref)
+      : this.db.prepare('SELECT * FROM workspaces WHERE name = ? AND owner = ?').all(ref, owner)) as WorkspaceRow[];
+    if (rows.length > 1) {
+      throw new IsletError('INVALID_ARGUMENT', `the name "${ref}" is used by ${rows.length} owners' workspaces`, 'use the workspace id (ws-...) instead');
+    }
+    return rows[0];
   }
 
   snapshotCount(id: string): number {
@@ -117,7 +128,8 @@ export class Store {
         throw new IsletError('QUOTA_EXCEEDED', `you already have ${mine} workspaces (max ${limits.perOwner})`,
           'destroy one of yours, or raise [resources] max_workspaces_per_owner', { owned: mine, max: limits.perOwner });
       }
-      if (this.db.prepare('SELECT 1 FROM workspaces WHERE name = ? OR id = ?').get(row.name, row.name)) {
+      // Names are per owner: another owner's names are neither visible nor in the way.
+      if (this.db.prepare('SELECT 1 FROM workspaces WHERE (name = ? AND owner = ?) OR id = ?').get(row.name, row.owner, row.name)) {
         throw new IsletError('INVALID_ARGUMENT', `a workspace named "${row.name}" already exists`, 'choose another name', { name: row.name });
       }
       this.db.prepare(`INSERT INTO workspaces (id, name, owner, state, image, vcpus, memory_mb, disk_gb, allow_internet, pid, error, created_at, updated_at)

@@ -196,9 +196,9 @@ export class WorkspaceService {
 
   async fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.running(c, input.workspace_id);
-    const data = await readConfined(this.config.paths.transferDir, input.host_path, this.config.server.max_transfer_bytes);
+    const { data, abs } = await readConfined(this.config.paths.transferDir, input.host_path, this.config.server.max_transfer_bytes);
     await m.writeFile(input.guest_path, data, { mode: input.mode, createParents: true, signal: o.signal });
-    return { host_path: input.host_path, guest_path: input.guest_path, bytes: data.length };
+    return { host_path: abs, guest_path: input.guest_path, bytes: data.length };
   }
 
   async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
@@ -250,7 +250,7 @@ export class WorkspaceService {
 
   /** Unknown and foreign workspaces look the same: existence is not leaked across owners. */
   private resolve(c: Caller, ref: string): WorkspaceRow {
-    const row = this.store.find(ref);
+    const row = this.store.find(ref, c.admin ? undefined : c.owner);
     if (!row || (!c.admin && row.owner !== c.owner)) throw workspaceNotFound(ref);
     return row;
   }

@@ -115,7 +115,8 @@ export async function reattachVm(spec: VmSpec): Promise<VmHandle | undefined> {
   if (!pid || !isQemuOf(pid, spec.id)) return undefined;
   let qmp: QmpClient;
   try {
-    qmp = await QmpClient.connect(paths.qmp);
+    // QMP serves one client at a time; another holder would make us wait forever.
+    qmp = await QmpClient.connect(paths.qmp, AbortSignal.timeout(5_000));
   } catch {
     return undefined;
   }

@@ -4,7 +4,10 @@ import { Command, CommanderError } from 'commander';
 import { exitCodeFor, toIsletError } from '../../core/errors.js';
 import { registerCheck } from './check.js';
 import { registerRun } from './run.js';
+import { registerServe } from './serve.js';
 import { registerSetup } from './setup.js';
+import { registerStatus } from './status.js';
+import { registerWs } from './ws.js';
 
 export function buildProgram(): Command {
   const program = new Command('islet')
@@ -15,6 +18,9 @@ export function buildProgram(): Command {
   registerSetup(program);
   registerCheck(program);
   registerRun(program);
+  registerServe(program);
+  registerStatus(program);
+  registerWs(program);
   return program;
 }
 

@@ -1,0 +1,24 @@
+// One McpServer per client connection (stdio process or HTTP session), with
+// every islet tool registered. The transport decides who the caller is.
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { WorkspaceService } from '../../service/workspaces.js';
+import type { Caller } from '../../service/types.js';
+import { register as registerExec } from './tools/exec.js';
+import { register as registerFiles } from './tools/files.js';
+import { register as registerWorkspace } from './tools/workspace.js';
+
+export const SERVER_INFO = { name: 'islet', title: 'islet microVM workspaces', version: '0.1.0' };
+
+const INSTRUCTIONS =
+  'islet gives you isolated Linux microVM workspaces. Create one with workspace_create, run commands with exec, move '
+  + 'files with file_write/file_read (content) or file_upload/file_download (host files under the server\'s transfer '
+  + 'directory), and workspace_destroy it when done. Tool errors are JSON {code, message, hint}: follow the hint.';
+
+/** `caller` is asked on every tool call, so it can depend on state known only after initialization (the session id). */
+export function createMcpServer(svc: WorkspaceService, caller: () => Caller): McpServer {
+  const server = new McpServer(SERVER_INFO, { instructions: INSTRUCTIONS });
+  registerWorkspace(server, svc, caller);
+  registerExec(server, svc, caller);
+  registerFiles(server, svc, caller);
+  return server;
+}

@@ -1,0 +1,165 @@
+// `islet serve --http` with real VMs: two sessions without tokens own
+// separate workspaces; exec progress and cancellation travel over HTTP.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
+import { loadConfig } from '../../src/core/config.js';
+import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
+import { WorkspaceService } from '../../src/service/workspaces.js';
+
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-mcp-http-'));
+const runDir = mkdtempSync('/tmp/islet-mcp-');
+const cfgFile = path.join(dataDir, 'islet.toml');
+writeFileSync(cfgFile, [
+  '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
+  '[server]', 'exec_progress_interval_ms = 500', '',
+].join('\n'));
+
+const SLOW = { timeout: 300_000 };
+let server: ChildProcess | undefined;
+let stderr = '';
+const sessions: Client[] = [];
+
+async function startServer(): Promise<string> {
+  const p = spawn(process.execPath, [path.resolve('bin/islet.js'), 'serve', '--http', '--port', '0', '--config', cfgFile],
+    { stdio: ['ignore', 'ignore', 'pipe'] });
+  server = p;
+  return new Promise((resolve, reject) => {
+    p.stderr?.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      const m = /MCP Streamable HTTP on (http:\/\/\S+)/.exec(stderr);
+      if (m?.[1]) resolve(m[1]);
+    });
+    p.once('exit', (code) => reject(new Error(`islet serve exited ${code} before listening:\n${stderr}`)));
+  });
+}
+
+async function session(url: string): Promise<Client> {
+  const c = new Client({ name: 'islet-vm-test', version: '0' });
+  await c.connect(new StreamableHTTPClientTransport(new URL(url)));
+  sessions.push(c);
+  return c;
+}
+
+async function call(c: Client, name: string, args: Record<string, unknown>, o: { onprogress?: (p: Progress) => void; signal?: AbortSignal } = {}) {
+  return await c.callTool({ name, arguments: args }, undefined, { ...SLOW, ...o }) as CallToolResult;
+}
+async function ok<T>(c: Client, name: string, args: Record<string, unknown>, o: { onprogress?: (p: Progress) => void } = {}): Promise<T> {
+  const r = await call(c, name, args, o);
+  assert.notEqual(r.isError, true, `${name} failed: ${JSON.stringify(r.content)}`);
+  return r.structuredContent as T;
+}
+async function fails(c: Client, name: string, args: Record<string, unknown>, code: string): Promise<void> {
+  const r = await call(c, name, args);
+  assert.equal(r.isError, true, `${name} should fail with ${code}`);
+  const text = (r.content[0] as { text: string }).text;
+  assert.equal((JSON.parse(text) as { code: string }).code, code, text);
+}
+const evidence = async (fn: () => Promise<void>) => {
+  try { await fn(); } catch (e) { process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n`); throw e; }
+};
+
+describe('MCP over Streamable HTTP with real VMs', { timeout: 900_000 }, () => {
+  let A: Client;
+  let B: Client;
+  let ws: WorkspaceInfo | undefined;
+
+  before(async () => {
+    const url = await startServer();
+    assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+    A = await session(url);
+    B = await session(url);
+  }, SLOW);
+
+  after(async () => {
+    if (ws) await call(A, 'workspace_destroy', { workspace_id: ws.workspace_id }).catch(() => undefined);
+    await Promise.allSettled(sessions.map((c) => c.close()));
+    if (server && server.exitCode === null) {
+      const exited = new Promise((r) => server?.once('exit', r));
+      server.kill('SIGTERM');
+      await exited;
+    }
+    const svc = await WorkspaceService.open(loadConfig(cfgFile));
+    const admin = { owner: 'cleanup', admin: true };
+    for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
+    await svc.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(runDir, { recursive: true, force: true });
+  }, SLOW);
+
+  test('session A creates a workspace and runs a command in it', () => evidence(async () => {
+    ws = await ok<WorkspaceInfo>(A, 'workspace_create', { name: 'mcp-http-a' });
+    assert.match(ws.owner, /^session:[0-9a-f-]{36}$/);
+    const r = await ok<ExecOutput>(A, 'exec', { workspace_id: ws.workspace_id, command: ['sh', '-c', 'echo hi; exit 3'] });
+    assert.deepEqual([r.stdout, r.exit_code], ['hi\n', 3]);
+  }));
+
+  test('session B neither sees nor touches A\'s workspace', () => evidence(async () => {
+    assert.ok(ws);
+    const listB = await ok<{ workspaces: WorkspaceInfo[] }>(B, 'workspace_list', {});
+    assert.deepEqual(listB.workspaces, []);
+    const listA = await ok<{ workspaces: WorkspaceInfo[] }>(A, 'workspace_list', {});
+    assert.deepEqual(listA.workspaces.map((w) => w.workspace_id), [ws.workspace_id]);
+    for (const ref of [ws.workspace_id, ws.name]) {
+      await fails(B, 'exec', { workspace_id: ref, command: 'true' }, 'WORKSPACE_NOT_FOUND');
+      await fails(B, 'workspace_info', { workspace_id: ref }, 'WORKSPACE_NOT_FOUND');
+      await fails(B, 'file_read', { workspace_id: ref, path: '/etc/hostname' }, 'WORKSPACE_NOT_FOUND');
+      await fails(B, 'workspace_destroy', { workspace_id: ref }, 'WORKSPACE_NOT_FOUND');
+    }
+    await ok(A, 'workspace_info', { workspace_id: ws.workspace_id });
+  }));
+
+  test('exec sends progress notifications while a ~3 s command runs', () => evidence(async () => {
+    assert.ok(ws);
+    const seen: Progress[] = [];
+    const r = await ok<ExecOutput>(A, 'exec', { workspace_id: ws.workspace_id, command: 'for i in 1 2 3; do echo tick $i; sleep 1; done' },
+      { onprogress: (p) => seen.push(p) });
+    assert.equal(r.stdout, 'tick 1\ntick 2\ntick 3\n');
+    assert.ok(seen.length >= 2, `expected at least 2 progress notifications, got ${seen.length}`);
+    for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.progress > seen[i - 1]!.progress);
+    assert.ok(seen.some((p) => /tick \d/.test(p.message ?? '')), JSON.stringify(seen));
+  }));
+
+  test('cancelling exec kills the guest process', () => evidence(async () => {
+    assert.ok(ws);
+    const id = ws.workspace_id;
+    const ac = new AbortController();
+    let pid = '';
+    // $$ is the shell's pid, which exec hands to sleep; progress carries it as the last output line.
+    const call1 = call(A, 'exec', { workspace_id: id, command: 'echo $$; exec sleep 300', timeout_ms: 600_000 }, {
+      signal: ac.signal,
+      onprogress: (p) => {
+        const m = /: (\d+)$/.exec(p.message ?? '');
+        if (m?.[1] && !pid) { pid = m[1]; ac.abort(new Error('cancelled by the test')); }
+      },
+    });
+    await assert.rejects(call1);
+    assert.match(pid, /^\d+$/);
+    // The kill travels notifications/cancelled -> service -> agent; allow it a few seconds to land.
+    const probe = await ok<ExecOutput>(A, 'exec', { workspace_id: id,
+      command: `for i in $(seq 50); do kill -0 ${pid} 2>/dev/null || { echo gone; exit 0; }; sleep 0.1; done; echo alive` });
+    assert.equal(probe.stdout, 'gone\n');
+  }));
+
+  test('errors over HTTP carry their code', () => evidence(async () => {
+    assert.ok(ws);
+    await fails(A, 'workspace_start', { workspace_id: ws.workspace_id }, 'STATE_CONFLICT');
+    await ok(A, 'file_write', { workspace_id: ws.workspace_id, path: '/tmp/big', content: 'y'.repeat(3000) });
+    await fails(A, 'file_read', { workspace_id: ws.workspace_id, path: '/tmp/big', max_bytes: 100 }, 'FILE_TOO_LARGE');
+    const r = await call(A, 'file_read', { workspace_id: ws.workspace_id, path: 'tmp/big' });
+    assert.equal(r.isError, true, 'a relative guest path is refused by the schema');
+  }));
+
+  test('destroy from the owning session', () => evidence(async () => {
+    assert.ok(ws);
+    await ok(A, 'workspace_destroy', { workspace_id: ws.workspace_id });
+    ws = undefined;
+    assert.deepEqual((await ok<{ workspaces: WorkspaceInfo[] }>(A, 'workspace_list', {})).workspaces, []);
+  }));
+});

@@ -1,0 +1,168 @@
+// `islet serve` over stdio as an MCP client runs it: a real server process,
+// real VMs. Two workspaces go through their whole lifecycle; files and
+// errors are checked on the way.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { loadConfig } from '../../src/core/config.js';
+import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
+import { WorkspaceService } from '../../src/service/workspaces.js';
+
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-mcp-stdio-'));
+const runDir = mkdtempSync('/tmp/islet-mcp-');
+const transferDir = path.join(dataDir, 'transfer');
+const outsideDir = path.join(dataDir, 'outside');
+const cfgFile = path.join(dataDir, 'islet.toml');
+writeFileSync(cfgFile, [
+  '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
+  '[server]', `transfer_dir = "${transferDir}"`, 'stdio_owner = "mcp-test"', '',
+].join('\n'));
+
+const SLOW = { timeout: 300_000 };
+let stderr = '';
+const client = new Client({ name: 'islet-vm-test', version: '0' });
+const transport = new StdioClientTransport({
+  command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfgFile], stderr: 'pipe',
+});
+transport.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
+
+async function call(name: string, args: Record<string, unknown>): Promise<CallToolResult> {
+  return await client.callTool({ name, arguments: args }, undefined, SLOW) as CallToolResult;
+}
+async function ok<T>(name: string, args: Record<string, unknown>): Promise<T> {
+  const r = await call(name, args);
+  assert.notEqual(r.isError, true, `${name} failed: ${JSON.stringify(r.content)}`);
+  return r.structuredContent as T;
+}
+async function fails(name: string, args: Record<string, unknown>, code: string): Promise<void> {
+  const r = await call(name, args);
+  assert.equal(r.isError, true, `${name} should fail with ${code}, got ${JSON.stringify(r.structuredContent)}`);
+  const text = (r.content[0] as { text: string }).text;
+  assert.equal((JSON.parse(text) as { code: string }).code, code, text);
+}
+/** On failure, the server's stderr is the evidence. */
+const evidence = async (fn: () => Promise<void>) => {
+  try { await fn(); } catch (e) { process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n`); throw e; }
+};
+
+describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
+  let a: WorkspaceInfo;
+  let b: WorkspaceInfo;
+
+  before(async () => { await client.connect(transport); }, SLOW);
+
+  after(async () => {
+    for (const w of [a, b]) if (w) await call('workspace_destroy', { workspace_id: w.workspace_id }).catch(() => undefined);
+    await client.close(); // closes stdin: the server must exit by itself
+    // VMs outlive the server by design: whatever a failed test left behind goes now.
+    const svc = await WorkspaceService.open(loadConfig(cfgFile));
+    const admin = { owner: 'cleanup', admin: true };
+    for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
+    await svc.close();
+    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(runDir, { recursive: true, force: true });
+  }, SLOW);
+
+  test('the server lists its tools', () => evidence(async () => {
+    const { tools } = await client.listTools();
+    assert.equal(tools.length, 11);
+  }));
+
+  test('create two workspaces; exec returns stdout, stderr and the exit code as data', () => evidence(async () => {
+    a = await ok<WorkspaceInfo>('workspace_create', { name: 'mcp-a' });
+    b = await ok<WorkspaceInfo>('workspace_create', { name: 'mcp-b' });
+    assert.equal(a.state, 'running');
+    assert.equal(a.owner, 'mcp-test');
+    const ra = await ok<ExecOutput>('exec', { workspace_id: a.workspace_id, command: 'hostname; echo oops >&2; exit 7' });
+    assert.deepEqual([ra.stdout, ra.stderr, ra.exit_code, ra.timed_out], ['mcp-a\n', 'oops\n', 7, false]);
+    const rb = await ok<ExecOutput>('exec', { workspace_id: 'mcp-b', command: ['cat', '/proc/sys/kernel/hostname'] });
+    assert.equal(rb.stdout, 'mcp-b\n');
+    const { workspaces } = await ok<{ workspaces: WorkspaceInfo[] }>('workspace_list', {});
+    assert.deepEqual(workspaces.map((w) => w.name).sort(), ['mcp-a', 'mcp-b']);
+  }));
+
+  test('file_write and file_read, utf8 and base64', () => evidence(async () => {
+    const w = await ok<{ bytes: number }>('file_write', { workspace_id: a.workspace_id, path: '/root/notes/hello.txt', content: 'héllo\n' });
+    assert.equal(w.bytes, 7);
+    const r = await ok<{ content: string; bytes: number }>('file_read', { workspace_id: a.workspace_id, path: '/root/notes/hello.txt' });
+    assert.deepEqual([r.content, r.bytes], ['héllo\n', 7]);
+    const bin = Buffer.from([0, 1, 2, 255, 254, 10]);
+    await ok('file_write', { workspace_id: a.workspace_id, path: '/root/bin.dat', content: bin.toString('base64'), encoding: 'base64', mode: 0o600 });
+    const rb = await ok<{ content: string }>('file_read', { workspace_id: a.workspace_id, path: '/root/bin.dat', encoding: 'base64' });
+    assert.deepEqual(Buffer.from(rb.content, 'base64'), bin);
+    const st = await ok<ExecOutput>('exec', { workspace_id: a.workspace_id, command: 'stat -c %a /root/bin.dat' });
+    assert.equal(st.stdout, '600\n');
+  }));
+
+  test('file_upload and file_download stay inside transfer_dir', () => evidence(async () => {
+    mkdirSync(transferDir, { recursive: true });
+    mkdirSync(outsideDir, { recursive: true });
+    writeFileSync(path.join(transferDir, 'in.txt'), 'from the host\n');
+    writeFileSync(path.join(outsideDir, 'secret.txt'), 'not for the guest\n');
+    symlinkSync(path.join(outsideDir, 'secret.txt'), path.join(transferDir, 'link-to-secret'));
+    symlinkSync(outsideDir, path.join(transferDir, 'link-to-outside'));
+
+    const up = await ok<{ bytes: number }>('file_upload', { workspace_id: b.workspace_id, host_path: 'in.txt', guest_path: '/tmp/in.txt' });
+    assert.equal(up.bytes, 14);
+    const cat = await ok<ExecOutput>('exec', { workspace_id: b.workspace_id, command: 'cat /tmp/in.txt && echo more >> /tmp/in.txt' });
+    assert.equal(cat.stdout, 'from the host\n');
+    const down = await ok<{ host_path: string }>('file_download', { workspace_id: b.workspace_id, guest_path: '/tmp/in.txt', host_path: 'out/in.txt' });
+    assert.equal(readFileSync(path.join(transferDir, 'out/in.txt'), 'utf8'), 'from the host\nmore\n');
+    assert.equal(down.host_path, path.join(transferDir, 'out/in.txt'));
+    await fails('file_download', { workspace_id: b.workspace_id, guest_path: '/tmp/in.txt', host_path: 'out/in.txt' }, 'INVALID_ARGUMENT');
+    await ok('file_download', { workspace_id: b.workspace_id, guest_path: '/tmp/in.txt', host_path: 'out/in.txt', overwrite: true });
+
+    const ws = b.workspace_id;
+    await fails('file_upload', { workspace_id: ws, host_path: '../islet.toml', guest_path: '/tmp/x' }, 'PATH_OUTSIDE_ALLOWED');
+    await fails('file_upload', { workspace_id: ws, host_path: '/etc/passwd', guest_path: '/tmp/x' }, 'PATH_OUTSIDE_ALLOWED');
+    await fails('file_upload', { workspace_id: ws, host_path: 'link-to-secret', guest_path: '/tmp/x' }, 'PATH_OUTSIDE_ALLOWED');
+    await fails('file_upload', { workspace_id: ws, host_path: 'link-to-outside/secret.txt', guest_path: '/tmp/x' }, 'PATH_OUTSIDE_ALLOWED');
+    await fails('file_download', { workspace_id: ws, guest_path: '/tmp/in.txt', host_path: '../escaped.txt' }, 'PATH_OUTSIDE_ALLOWED');
+    await fails('file_download', { workspace_id: ws, guest_path: '/tmp/in.txt', host_path: path.join(outsideDir, 'x.txt') }, 'PATH_OUTSIDE_ALLOWED');
+    await fails('file_download', { workspace_id: ws, guest_path: '/tmp/in.txt', host_path: 'link-to-outside/x.txt' }, 'PATH_OUTSIDE_ALLOWED');
+    await fails('file_download', { workspace_id: ws, guest_path: '/tmp/in.txt', host_path: 'link-to-outside/sub/x.txt' }, 'PATH_OUTSIDE_ALLOWED');
+    assert.equal(existsSync(path.join(dataDir, 'escaped.txt')), false);
+    assert.equal(existsSync(path.join(outsideDir, 'x.txt')), false);
+    assert.equal(existsSync(path.join(outsideDir, 'sub')), false, 'a refused download must not create directories outside transfer_dir');
+  }));
+
+  test('errors carry their code; invalid arguments are refused', () => evidence(async () => {
+    await fails('exec', { workspace_id: 'no-such-ws', command: 'true' }, 'WORKSPACE_NOT_FOUND');
+    await fails('workspace_info', { workspace_id: 'no-such-ws' }, 'WORKSPACE_NOT_FOUND');
+    await ok('file_write', { workspace_id: a.workspace_id, path: '/root/big', content: 'x'.repeat(5000) });
+    await fails('file_read', { workspace_id: a.workspace_id, path: '/root/big', max_bytes: 1000 }, 'FILE_TOO_LARGE');
+    for (const args of [{ workspace_id: a.workspace_id }, { workspace_id: a.workspace_id, command: 'true', timeout_ms: -1 }]) {
+      const r = await call('exec', args);
+      assert.equal(r.isError, true, JSON.stringify(args));
+    }
+    await fails('workspace_create', { name: 'mcp-a' }, 'INVALID_ARGUMENT');
+  }));
+
+  test('stop, start and exec again: files survive, processes do not', () => evidence(async () => {
+    await ok('exec', { workspace_id: a.workspace_id, command: 'nohup sleep 1000 >/dev/null 2>&1 & sync' });
+    const stopped = await ok<WorkspaceInfo>('workspace_stop', { workspace_id: a.workspace_id });
+    assert.deepEqual([stopped.state, stopped.pid], ['stopped', null]);
+    await fails('exec', { workspace_id: a.workspace_id, command: 'true' }, 'STATE_CONFLICT');
+    const started = await ok<WorkspaceInfo>('workspace_start', { workspace_id: a.workspace_id });
+    assert.equal(started.state, 'running');
+    const r = await ok<ExecOutput>('exec', { workspace_id: a.workspace_id, command: 'cat /root/notes/hello.txt; pgrep -x sleep || echo no-sleep' });
+    assert.equal(r.stdout, 'héllo\nno-sleep\n');
+    const info = await ok<WorkspaceInfo>('workspace_info', { workspace_id: b.workspace_id });
+    assert.equal(info.state, 'running', 'the other workspace is untouched');
+  }));
+
+  test('destroy both; a second destroy is WORKSPACE_NOT_FOUND', () => evidence(async () => {
+    for (const w of [a, b]) {
+      const d = await ok<{ destroyed: boolean }>('workspace_destroy', { workspace_id: w.workspace_id });
+      assert.equal(d.destroyed, true);
+    }
+    await fails('workspace_destroy', { workspace_id: a.workspace_id }, 'WORKSPACE_NOT_FOUND');
+    const { workspaces } = await ok<{ workspaces: WorkspaceInfo[] }>('workspace_list', {});
+    assert.deepEqual(workspaces, []);
+  }));
+});
