@@ -13,6 +13,7 @@ import { Runtime } from '../src/service/runtime.js';
 import { createOverlay } from '../src/storage/overlay.js';
 import { tscKhz } from '../src/vmm/accel.js';
 import { buildQemuArgv } from '../src/vmm/argv.js';
+import { benchMcp, Row } from './mcp.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
 const EXECS = Number(process.env.BENCH_EXECS ?? 200);
@@ -24,7 +25,6 @@ const pct = (xs: number[], p: number) => {
 const median = (xs: number[]) => pct(xs, 50);
 const ms = (t0: number) => performance.now() - t0;
 
-interface Row { metric: string; value: number; unit: string; baseline?: number; ratio?: number; note?: string }
 const rows: Row[] = [];
 const record = (r: Row) => {
   rows.push(r);
@@ -125,6 +125,7 @@ async function main(): Promise<void> {
     } finally {
       await m.destroy();
     }
+    await benchMcp(config, rt, Math.min(N, 3), record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
