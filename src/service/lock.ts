@@ -3,15 +3,7 @@
 import { openSync, closeSync, readFileSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { IsletError } from '../core/errors.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { pidAlive } from '../host/pid.js';
 
 export interface Lock {
   release(): void;
@@ -36,7 +28,7 @@ export function acquireLock(dataDir: string): Lock {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
-      if (pid > 0 && pid !== process.pid && alive(pid)) {
+      if (pid > 0 && pid !== process.pid && pidAlive(pid)) {
         throw new IsletError('STATE_CONFLICT', `another islet process (pid ${pid}) is managing ${dataDir}`,
           'use that server (its MCP endpoint), stop it, or point [storage] data_dir elsewhere', { pid, lock: file });
       }

@@ -6,15 +6,7 @@ import path from 'node:path';
 import { vmPaths } from '../vmm/argv.js';
 import { isQemuOf } from '../vmm/qemu.js';
 import { OWNER_FILE, OwnerRecord } from './machine.js';
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
+import { pidAlive } from '../host/pid.js';
 
 export interface SweepResult {
   removed: string[];
@@ -38,7 +30,7 @@ export async function sweepOrphans(runDir: string): Promise<SweepResult> {
     } catch {
       continue; // not ours to judge: no owner record
     }
-    if (!owner.ephemeral || owner.id !== id || alive(owner.ownerPid)) continue;
+    if (!owner.ephemeral || owner.id !== id || pidAlive(owner.ownerPid)) continue;
     const pid = Number.parseInt(await readFile(vmPaths(dir).pidfile, 'utf8').catch(() => ''), 10);
     if (pid > 1 && isQemuOf(pid, id)) {
       try { process.kill(pid, 'SIGKILL'); res.killed.push(pid); } catch { /* already gone */ }

@@ -10,6 +10,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../../core/config.js';
 import { IsletError } from '../../core/errors.js';
 import { age, json, mib, table } from './format.js';
+import { pidAlive } from '../../host/pid.js';
 
 export interface StatusRow {
   workspace_id: string;
@@ -35,15 +36,6 @@ interface DbRow {
   id: string; name: string; owner: string; state: string; image: string;
   vcpus: number; memory_mb: number; disk_gb: number; allow_internet: number;
   pid: number | null; error: string | null; created_at: string; updated_at: string; snaps: number;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Rows of the state database, oldest first; undefined when the database does not exist yet. */

@@ -1,0 +1,49 @@
+// Host-side transfer confinement: nothing outside the transfer dir is read,
+// written or even created, whatever the path or symlink tricks.
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { IsletError } from '../../src/core/errors.js';
+import { readConfined, writeConfined } from '../../src/host/confine.js';
+
+const base = mkdtempSync(path.join(os.tmpdir(), 'islet-confine-'));
+const root = path.join(base, 'transfer');
+const outside = path.join(base, 'outside');
+mkdirSync(root);
+mkdirSync(outside);
+writeFileSync(path.join(outside, 'secret'), 'secret');
+writeFileSync(path.join(root, 'ok.txt'), 'fine');
+symlinkSync(outside, path.join(root, 'link-dir'));
+symlinkSync(path.join(outside, 'secret'), path.join(root, 'link-file'));
+const code = (c: string) => (e: unknown) => e instanceof IsletError && e.code === c;
+
+test('reads inside the root, relative or absolute', async () => {
+  assert.equal((await readConfined(root, 'ok.txt', 100)).data.toString(), 'fine');
+  assert.equal((await readConfined(root, path.join(root, 'ok.txt'), 100)).data.toString(), 'fine');
+});
+
+test('traversal, absolute paths elsewhere and symlinks out are refused', async () => {
+  for (const p of ['../outside/secret', '/etc/passwd', 'link-file', 'link-dir/secret', `${root}/../outside/secret`, '.', '']) {
+    await assert.rejects(readConfined(root, p, 100), (e: unknown) => code('PATH_OUTSIDE_ALLOWED')(e) || code('FILE_NOT_FOUND')(e), p);
+  }
+  await assert.rejects(readConfined(root, 'link-file', 100), code('PATH_OUTSIDE_ALLOWED'));
+});
+
+test('a file over the limit is refused before it is read', async () => {
+  await assert.rejects(readConfined(root, 'ok.txt', 2), code('FILE_TOO_LARGE'));
+});
+
+test('writes stay inside; nothing is created outside through a symlinked directory', async () => {
+  await writeConfined(root, 'new/dir/x.bin', Buffer.from([1, 2, 3]), false);
+  assert.deepEqual([...readFileSync(path.join(root, 'new/dir/x.bin'))], [1, 2, 3]);
+  await assert.rejects(writeConfined(root, 'link-dir/sub/x.txt', Buffer.from('x'), false), code('PATH_OUTSIDE_ALLOWED'));
+  assert.equal(existsSync(path.join(outside, 'sub')), false, 'a directory was created outside the root');
+  await assert.rejects(writeConfined(root, 'link-file', Buffer.from('x'), true), code('PATH_OUTSIDE_ALLOWED'));
+  assert.equal(readFileSync(path.join(outside, 'secret'), 'utf8'), 'secret');
+  await assert.rejects(writeConfined(root, '../escape.txt', Buffer.from('x'), true), code('PATH_OUTSIDE_ALLOWED'));
+  await assert.rejects(writeConfined(root, 'ok.txt', Buffer.from('x'), false), code('INVALID_ARGUMENT'));
+  await writeConfined(root, 'ok.txt', Buffer.from('new'), true);
+  assert.equal(readFileSync(path.join(root, 'ok.txt'), 'utf8'), 'new');
+});
