@@ -20,7 +20,7 @@ export async function benchMcp(config: Config, rt: Runtime, n: number, record: (
   const cfg = path.join(dataDir, 'islet.toml');
   writeFileSync(cfg, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${config.paths.cacheDir}"\n`);
   const client = new Client({ name: 'islet-bench', version: '0' });
-  const transport = new StdioClientTransport({ command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfg] });
+  const transport = new StdioClientTransport({ command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfg], stderr: 'ignore' });
   await client.connect(transport);
   const call = async (name: string, args: Record<string, unknown>) => {
     const r = await client.callTool({ name, arguments: args }, undefined, { timeout: 600_000 }) as CallToolResult;
