@@ -14,6 +14,7 @@ import { createOverlay } from '../src/storage/overlay.js';
 import { tscKhz } from '../src/vmm/accel.js';
 import { buildQemuArgv } from '../src/vmm/argv.js';
 import { benchMcp, Row } from './mcp.js';
+import { benchNet } from './net.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
 const EXECS = Number(process.env.BENCH_EXECS ?? 200);
@@ -126,6 +127,7 @@ async function main(): Promise<void> {
       await m.destroy();
     }
     await benchMcp(config, rt, Math.min(N, 3), record);
+    await benchNet(config, record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

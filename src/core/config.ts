@@ -62,7 +62,8 @@ const ResourcesSchema = z.object({
 const notApplicable = (why: string) => z.any().superRefine((_v, ctx) => ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not applicable in islet: ${why}` }));
 
 const NetworkSchema = z.object({
-  mode: z.enum(['none', 'user', 'bridge']).default('none').describe('none until the network feature lands (issue 6)'),
+  mode: z.enum(['none', 'user', 'bridge']).default('user')
+    .describe('user = QEMU user-mode network per VM (no root); none = no network device; bridge = not supported yet'),
   bridge_name: z.string().regex(/^[a-zA-Z0-9_-]{1,15}$/).default('br-islet'),
   gateway_ip: z.string().ip({ version: 'v4' }).default('10.42.0.1'),
   subnet_prefix: z.number().int().min(8).max(30).default(16),

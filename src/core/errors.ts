@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'NOT_OWNER'
   | 'STATE_CONFLICT'
   | 'QUOTA_EXCEEDED'
+  | 'PORT_IN_USE'
   | 'NOT_SUPPORTED'
   | 'HOST_PREREQUISITE'
   | 'HOST_COMMAND_FAILED'
@@ -69,6 +70,13 @@ export class InvalidArgumentError extends IsletError {
 export class ConfigError extends IsletError {
   constructor(message: string, hint?: string, details?: Record<string, unknown>) {
     super('CONFIG_INVALID', message, hint ?? 'fix the config file; every key is documented in docs/config.md', details);
+  }
+}
+
+export class PortInUseError extends IsletError {
+  constructor(port: number, detail?: string) {
+    super('PORT_IN_USE', `host port ${port} (127.0.0.1) is already in use${detail ? `: ${detail}` : ''}`,
+      'pick another host_port, or omit it to get a free one assigned', { host_port: port }, { retryable: true });
   }
 }
 

@@ -25,7 +25,9 @@ export const CreateInput = z.object({
   vcpus: z.number().int().min(1).max(64).optional().describe('virtual CPUs (default [resources] default_vcpus, at most max_vcpus)'),
   memory_mb: z.number().int().min(64).max(65536).optional().describe('guest memory in MiB (default [resources] default_memory_mb, at most max_memory_mb)'),
   disk_gb: z.number().int().min(1).max(1024).optional().describe('disk size in GiB; the guest filesystem grows to fill it (default [resources] default_disk_gb)'),
-  allow_internet: z.boolean().optional().describe('let the guest reach the internet (default false; networking arrives with the network feature: today a workspace has no network at all)'),
+  allow_internet: z.boolean().optional().describe(
+    'let the guest open connections out (internet and the host\'s services via 10.0.2.2). Default [network] '
+    + 'default_allow_internet (false): the guest then has an address (10.0.2.15) but can reach nothing; only port forwards reach it'),
 });
 export type CreateInput = z.infer<typeof CreateInput>;
 
@@ -87,3 +89,28 @@ export const FileDownloadInput = z.object({
   overwrite: z.boolean().default(false).describe('replace an existing host file'),
 });
 export type FileDownloadInput = z.input<typeof FileDownloadInput>;
+
+export const Port = z.number().int().min(1).max(65535);
+
+export const PortForwardInput = z.object({
+  workspace_id: WorkspaceId,
+  guest_port: Port.describe('TCP port a server listens on inside the guest (it must listen on 0.0.0.0 or 10.0.2.15)'),
+  host_port: Port.optional().describe('host port on 127.0.0.1 (default: a free one is assigned)'),
+});
+export type PortForwardInput = z.infer<typeof PortForwardInput>;
+
+export const PortForwardRemoveInput = z.object({
+  workspace_id: WorkspaceId,
+  host_port: Port.describe('host port of the forward, as returned by port_forward or workspace_ip'),
+});
+export type PortForwardRemoveInput = z.infer<typeof PortForwardRemoveInput>;
+
+export const NetworkPolicyInput = z.object({
+  workspace_id: WorkspaceId,
+  allow_internet: z.boolean().optional()
+    .describe('let the guest open connections out (internet and host services); omit to only read the policy'),
+  restart: z.boolean().optional()
+    .describe('on a running workspace, apply the change by restarting its VM (processes die; files and port forwards are kept). '
+      + 'Without it a change to a running workspace fails with STATE_CONFLICT'),
+});
+export type NetworkPolicyInput = z.infer<typeof NetworkPolicyInput>;

@@ -10,7 +10,7 @@ import { type CacheEntry, getCurrent, listEntries } from './cache.js';
 import { ensureInitramfs, INITRAMFS_FILE, type InitramfsArtifact } from './initramfs.js';
 import { ensureKernel, type KernelArtifact, kernelFromEntry } from './kernel.js';
 import { artifactsRoot, type BuildOptions, formatBytes, formatMs, kindDir } from './paths.js';
-import type { Recipe } from './recipe.js';
+import type { ResolvedRecipe } from './recipe.js';
 import { ensureImage, type ImageArtifact, ROOTFS_FILE } from './rootfs.js';
 
 export { artifactsRoot, type BuildOptions } from './paths.js';
@@ -18,7 +18,9 @@ export { type AgentArtifact, ensureAgent, assertStaticAgent } from './agent-buil
 export { type KernelArtifact, ensureKernel, resolveKernelPackage } from './kernel.js';
 export { type InitramfsArtifact, ensureInitramfs, STAGE1_MARKER, MODULES_DIR } from './initramfs.js';
 export { type ImageArtifact, ensureImage, AGENT_IN_IMAGE } from './rootfs.js';
-export { type Recipe, loadRecipe } from './recipe.js';
+export {
+  type Recipe, type ResolvedRecipe, type VerifyCheck, loadRecipe, loadRecipeChain, resolveChain, resolveVerify, listRecipeNames,
+} from './recipe.js';
 export { GUEST_MODULES } from './modules.js';
 export { type CacheEntry, type CacheMeta, cacheKey } from './cache.js';
 
@@ -82,7 +84,7 @@ export async function findArtifacts(config: Config, opts: { image?: string } = {
   const i = have(await getCurrent(kindDir.initramfs(config)), INITRAMFS_FILE);
   const m = have(await getCurrent(kindDir.image(config, name)), ROOTFS_FILE);
   const kr = k?.meta.recipe as { package?: string; version?: string } | undefined;
-  const mr = m?.meta.recipe as { recipe?: Recipe } | undefined;
+  const mr = m?.meta.recipe as { recipe?: ResolvedRecipe } | undefined;
   return {
     agent: a && {
       path: path.join(a.path, AGENT_BINARY), key: a.key, sizeBytes: a.meta.files[AGENT_BINARY] ?? 0,

@@ -9,8 +9,14 @@ export const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 export const agentSourceDir = path.join(packageRoot, 'agent');
 
+/** Where recipes live; $ISLET_IMAGES_DIR points elsewhere (tests, a user's own catalog). */
+export function imagesDir(): string {
+  const d = process.env.ISLET_IMAGES_DIR;
+  return d && path.isAbsolute(d) ? d : path.join(packageRoot, 'images');
+}
+
 export function recipePath(image: string): string {
-  return path.join(packageRoot, 'images', image, 'recipe.json');
+  return path.join(imagesDir(), image, 'recipe.json');
 }
 
 /** The root of every built artifact (agent, kernel, initramfs, images, Go's build cache). */

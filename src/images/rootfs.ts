@@ -13,11 +13,13 @@ import type { AgentArtifact } from './agent-build.js';
 import { cached, cacheKey, setCurrent } from './cache.js';
 import { imageBuildFailed } from './errors.js';
 import { type BuildOptions, formatBytes, isRoot, kindDir } from './paths.js';
-import { loadRecipe, type Recipe } from './recipe.js';
+import { chainKeyInput, loadRecipeChain, type Recipe, type ResolvedRecipe, resolveChain } from './recipe.js';
+import { AGENT_UNIT, AGENT_UNIT_FILE, enableUnitArgv, MASKED_UNITS, maskUnitArgv } from './systemd.js';
 
 export const ROOTFS_FILE = 'rootfs.ext4';
 export const AGENT_IN_IMAGE = '/usr/local/bin/islet-agent';
-const ROOTFS_FORMAT = 1;
+// 2: recipes with parents (the key hashes the whole chain), files, services, full init.
+const ROOTFS_FORMAT = 2;
 const MiB = 1024 * 1024;
 const JOURNAL_MB = 8;
 // Installs usr-is-merged instead of usrmerge, which would pull in perl (~50 MB).
@@ -31,7 +33,7 @@ export interface ImageArtifact {
   /** Size of the filesystem shrunk to its minimum, before extraFreeMB was added. */
   minBytes: number;
   key: string;
-  recipe: Recipe;
+  recipe: ResolvedRecipe;
   reused: boolean;
 }
 
@@ -47,7 +49,7 @@ const DPKG_EXCLUDES = [
   'path-exclude=/usr/share/lintian/*',
 ];
 
-export function mmdebstrapArgv(recipe: Recipe, config: Config, target: string, mergedUsrHooks: boolean): string[] {
+export function mmdebstrapArgv(recipe: ResolvedRecipe, config: Config, target: string, mergedUsrHooks: boolean): string[] {
   return [
     'mmdebstrap',
     // Also as root: a private mount namespace, so a build killed half-way
@@ -58,6 +60,11 @@ export function mmdebstrapArgv(recipe: Recipe, config: Config, target: string, m
     ...(mergedUsrHooks ? [`--hook-dir=${MERGED_USR_HOOKS}`] : []),
     ...(recipe.packages.length ? [`--include=${recipe.packages.join(',')}`] : []),
     '--aptopt=Acquire::Languages "none"',
+    // Inside mmdebstrap, where the tree still has the build host's resolver and /proc mounted.
+    ...(recipe.npmPackages.length
+      ? [`--customize-hook=chroot "$1" npm install --global --no-audit --no-fund --no-update-notifier ${recipe.npmPackages.join(' ')}`,
+        '--customize-hook=chroot "$1" npm cache clean --force']
+      : []),
     ...DPKG_EXCLUDES.map((o) => `--dpkgopt=${o}`),
     config.images.suite,
     target,
@@ -77,13 +84,24 @@ function mmdebstrapLines(progress: Progress, name: string): (line: string) => vo
   };
 }
 
+/**
+ * The cache key of an image: every recipe of its chain (minus verify checks),
+ * the agent baked into it, and where its packages come from. `recipe` is
+ * derived from `chain`; it is kept in the meta for findArtifacts, which must
+ * not re-read recipes.
+ */
+export function imageKey(chain: readonly Recipe[], env: { agent: string; suite: string; mirror: string; mergedUsr: boolean }) {
+  const recipe = resolveChain(chain);
+  // What islet writes into a full-init tree is an input too; fast images do not depend on it.
+  const systemd = recipe.initMode === 'full' ? { unit: AGENT_UNIT, masked: MASKED_UNITS } : undefined;
+  const recipeKey = { recipe, chain: chainKeyInput(chain), ...env, systemd, format: ROOTFS_FORMAT };
+  return { recipe, recipeKey, key: cacheKey(['image', recipeKey]) };
+}
+
 export async function ensureImage(config: Config, name: string, agent: AgentArtifact, progress: Progress, opts: BuildOptions = {}): Promise<ImageArtifact> {
-  const recipe = await loadRecipe(name);
-  if (recipe.parent !== null) throw imageBuildFailed(`image ${name}: parent images are not supported yet`, 'list all packages in the recipe, with "parent": null');
-  if (recipe.initMode !== 'fast') throw imageBuildFailed(`image ${name}: initMode "${recipe.initMode}" is not supported yet`, 'use "initMode": "fast"');
+  const chain = await loadRecipeChain(name);
   const mergedUsr = existsSync(MERGED_USR_HOOKS);
-  const recipeKey = { recipe, agent: agent.key, suite: config.images.suite, mirror: config.images.mirror, mergedUsr, format: ROOTFS_FORMAT };
-  const key = cacheKey(['image', recipeKey]);
+  const { recipe, recipeKey, key } = imageKey(chain, { agent: agent.key, suite: config.images.suite, mirror: config.images.mirror, mergedUsr });
   const dir = kindDir.image(config, name);
   const root = isRoot();
 
@@ -97,14 +115,15 @@ export async function ensureImage(config: Config, name: string, agent: AgentArti
     const sig = { signal: opts.signal };
 
     const t0 = Date.now();
-    progress(`image ${name}: mmdebstrap ${recipe.variant} ${config.images.suite} from ${config.images.mirror}` +
+    progress(`image ${name}: mmdebstrap ${recipe.variant} + ${recipe.packages.length} package(s) (${recipe.chain.join(' → ')})` +
+      `${recipe.npmPackages.length ? ` + npm ${recipe.npmPackages.join(' ')}` : ''}, ${recipe.initMode} init, ${config.images.suite} from ${config.images.mirror}` +
       (root ? '' : ' (not root: --mode=unshare, needs subuid/subgid entries for this user)'));
     await run(mmdebstrapArgv(recipe, config, tree, mergedUsr), {
       ...sig, timeoutMs: 60 * 60_000, onLine: mmdebstrapLines(progress, name),
     });
     progress(`image ${name}: debootstrapped in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
-    await customize(tree, tmp, agent, inTree, sig);
+    await customize(tree, tmp, recipe, agent, inTree, sig);
     const used = Number((await run(inTree(['du', '-s', '--block-size=1', tree]), sig)).stdout.split(/\s/)[0]);
     if (!Number.isFinite(used) || used <= 0) throw imageBuildFailed(`could not measure ${tree}`, 'run du -s on it by hand');
     // Generous first (mke2fs -d fails outright when short of blocks or inodes), then shrink.
@@ -168,7 +187,7 @@ async function fsck(img: string, sig: { signal?: AbortSignal }): Promise<void> {
 // the tree and installed with install(1) so the same argv works inside the
 // user namespace when not root.
 async function customize(
-  tree: string, tmp: string, agent: AgentArtifact, inTree: (argv: string[]) => string[], sig: { signal?: AbortSignal },
+  tree: string, tmp: string, recipe: ResolvedRecipe, agent: AgentArtifact, inTree: (argv: string[]) => string[], sig: { signal?: AbortSignal },
 ): Promise<void> {
   const files: [string, string][] = [
     ['/etc/hostname', 'islet\n'],
@@ -186,6 +205,19 @@ async function customize(
     await run(inTree(['install', '-m', '0644', '-o', '0', '-g', '0', '-T', src, tree + dest]), sig);
   }
   await run(inTree(['install', '-D', '-m', '0755', '-o', '0', '-g', '0', '-T', agent.path, tree + AGENT_IN_IMAGE]), sig);
+  // The recipe's own files, after islet's so a recipe can override them (e.g. /etc/hosts).
+  for (const [i, f] of recipe.files.entries()) {
+    const src = path.join(stage, `file-${i}`);
+    await writeFile(src, f.content);
+    await run(inTree(['install', '-D', '-m', f.mode, '-o', '0', '-g', '0', '-T', src, tree + f.path]), sig);
+  }
+  if (recipe.initMode === 'full') {
+    const src = path.join(stage, 'agent-unit');
+    await writeFile(src, AGENT_UNIT);
+    await run(inTree(['install', '-D', '-m', '0644', '-o', '0', '-g', '0', '-T', src, tree + AGENT_UNIT_FILE]), sig);
+    for (const unit of ['islet-agent.service', ...recipe.services]) await run(inTree(enableUnitArgv(tree, unit)), sig);
+    for (const unit of MASKED_UNITS) await run(inTree(maskUnitArgv(tree, unit)), sig);
+  }
   // mmdebstrap already cleans these by default; a recipe hook could have refilled them.
   await run(inTree(['find', `${tree}/var/cache/apt/archives`, '-maxdepth', '1', '-type', 'f', '-name', '*.deb', '-delete']), sig);
   await run(inTree(['find', `${tree}/var/lib/apt/lists`, '-maxdepth', '1', '-type', 'f', '!', '-name', 'lock', '-delete']), sig);

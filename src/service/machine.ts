@@ -10,7 +10,8 @@ import { ExecOptions, ExecRequest, ExecResult, execInGuest } from '../guest/exec
 import { FrameType } from '../guest/frame.js';
 import { ReadFileOptions, WriteFileOptions, readGuestFile, writeGuestFile } from '../guest/files.js';
 import { createOverlay } from '../storage/overlay.js';
-import type { Accel, InitMode, VmSpec } from '../vmm/argv.js';
+import type { Accel, InitMode, PortForward, UserNetSpec, VmSpec } from '../vmm/argv.js';
+import { hostfwdAdd, hostfwdRemove } from '../vmm/hostfwd.js';
 import { ExitInfo, reattachVm, startVm, VmHandle } from '../vmm/qemu.js';
 
 export interface BootArtifacts {
@@ -36,6 +37,8 @@ export interface MachineSpec {
   /** Virtual disk size; the guest grows its root filesystem to fill it. */
   diskBytes?: number;
   hostname?: string;
+  /** User-mode network; absent: no network device. */
+  net?: UserNetSpec;
   tcgTbSizeMb?: number;
   tscKhz?: number;
   qemuBinary?: string;
@@ -98,6 +101,7 @@ export class Machine {
         hostname: spec.hostname ?? `islet-${id}`,
         tcgTbSizeMb: spec.tcgTbSizeMb,
         tscKhz: spec.tscKhz,
+        net: spec.net,
       }, { signal: spec.signal, qemuBinary: spec.qemuBinary, detached: spec.detached });
       const agent = await connectAgent(vm, spec.bootTimeoutMs, spec.signal);
       await agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal: spec.signal });
@@ -124,6 +128,16 @@ export class Machine {
 
   readFile(p: string, o: ReadFileOptions): Promise<{ data: Buffer; mode: number | undefined }> {
     return readGuestFile(this.agent, p, o);
+  }
+
+  /** Adds a host→guest TCP forward on the live VM (user-mode network only). */
+  addForward(f: PortForward): Promise<void> {
+    return hostfwdAdd(this.vm.qmp, f);
+  }
+
+  /** Removes the forward from hostPort; false if QEMU had none. */
+  removeForward(hostPort: number): Promise<boolean> {
+    return hostfwdRemove(this.vm.qmp, hostPort);
   }
 
   health(signal?: AbortSignal): Promise<Record<string, unknown>> {

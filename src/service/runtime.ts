@@ -1,6 +1,7 @@
 // The Runtime holds what every VM of this host shares: config, built
 // artifacts, the accelerator verdict. It boots Machines; the workspace
 // service (and `islet run`) build on it.
+import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
@@ -8,6 +9,7 @@ import { IsletError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import { ExecRequest, ExecResult } from '../guest/exec.js';
 import { run } from '../host/run.js';
+import type { UserNetSpec } from '../vmm/argv.js';
 import { AccelChoice, accelCacheKey, chooseAccel, kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
 import { resolveBootArtifacts } from './artifacts.js';
 import { BootArtifacts, Machine } from './machine.js';
@@ -23,6 +25,8 @@ export interface BootRequest {
   memoryMb?: number;
   diskBytes?: number;
   hostname?: string;
+  /** User-mode network; absent: the VM has no network device. */
+  net?: UserNetSpec;
   detached?: boolean;
   signal?: AbortSignal;
 }
@@ -112,8 +116,10 @@ export class Runtime {
       diskDir: this.diskDir,
       vcpus: req.vcpus ?? c.resources.default_vcpus,
       memoryMb: req.memoryMb ?? c.resources.default_memory_mb,
-      diskBytes: req.diskBytes ?? 2 * 1024 ** 3,
+      // The overlay may not be smaller than its base, or the guest sees a truncated filesystem.
+      diskBytes: Math.max(req.diskBytes ?? 2 * 1024 ** 3, statSync(art.rootfs).size),
       hostname: req.hostname,
+      net: req.net,
       tcgTbSizeMb: c.vm.tcg_tb_size_mb,
       tscKhz: tscKhz(),
       qemuBinary: c.vm.qemu_binary,

@@ -49,7 +49,23 @@ const MIGRATIONS: string[] = [
      created_at TEXT NOT NULL,
      UNIQUE (workspace_id, name)
    );`,
+  // 2: port forwards (user-mode networking), re-applied when a workspace starts.
+  `CREATE TABLE port_forwards (
+     workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+     host_port INTEGER NOT NULL CHECK (host_port BETWEEN 1 AND 65535),
+     guest_port INTEGER NOT NULL CHECK (guest_port BETWEEN 1 AND 65535),
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (workspace_id, host_port)
+   );
+   CREATE UNIQUE INDEX port_forwards_host_port ON port_forwards(host_port);`,
 ];
+
+export interface ForwardRow {
+  workspace_id: string;
+  host_port: number;
+  guest_port: number;
+  created_at: string;
+}
 
 export class Store {
   private constructor(private readonly db: Database.Database) {}
@@ -140,6 +156,28 @@ export class Store {
   setState(id: string, state: WorkspaceState, fields: { pid?: number | null; error?: string | null } = {}): void {
     this.db.prepare('UPDATE workspaces SET state = ?, pid = ?, error = ?, updated_at = ? WHERE id = ?')
       .run(state, fields.pid ?? null, fields.error ?? null, new Date().toISOString(), id);
+  }
+
+  setAllowInternet(id: string, allow: boolean): void {
+    this.db.prepare('UPDATE workspaces SET allow_internet = ?, updated_at = ? WHERE id = ?').run(allow ? 1 : 0, new Date().toISOString(), id);
+  }
+
+  forwards(id: string): ForwardRow[] {
+    return this.db.prepare('SELECT * FROM port_forwards WHERE workspace_id = ? ORDER BY host_port').all(id) as ForwardRow[];
+  }
+
+  /** The forward recorded on this host port, by any workspace. */
+  forwardOnHostPort(hostPort: number): ForwardRow | undefined {
+    return this.db.prepare('SELECT * FROM port_forwards WHERE host_port = ?').get(hostPort) as ForwardRow | undefined;
+  }
+
+  addForward(row: ForwardRow): void {
+    this.db.prepare('INSERT INTO port_forwards (workspace_id, host_port, guest_port, created_at) VALUES (@workspace_id, @host_port, @guest_port, @created_at)')
+      .run(row);
+  }
+
+  removeForward(id: string, hostPort: number): boolean {
+    return this.db.prepare('DELETE FROM port_forwards WHERE workspace_id = ? AND host_port = ?').run(id, hostPort).changes > 0;
   }
 
   delete(id: string): void {

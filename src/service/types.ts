@@ -24,7 +24,7 @@ export interface WorkspaceInfo {
   updated_at: string;
   /** QEMU pid while running. */
   pid: number | null;
-  network: { mode: 'none'; ip: null };
+  network: NetworkInfo;
   snapshot_count: number;
   /** Why the workspace is in state "failed", if it is. */
   error: string | null;
@@ -50,4 +50,34 @@ export interface ExecHooks {
 
 export interface OpOptions {
   signal?: AbortSignal;
+}
+
+export interface ForwardInfo {
+  host_address: string;
+  host_port: number;
+  guest_port: number;
+  created_at: string;
+}
+
+export interface NetworkInfo {
+  /** "user": QEMU user-mode network; "none": no network device. */
+  mode: 'none' | 'user';
+  /** The guest's address on its private network (null without a network). */
+  ip: string | null;
+  forwards: ForwardInfo[];
+}
+
+export interface WorkspaceIpOutput extends NetworkInfo {
+  workspace_id: string;
+  gateway: string | null;
+  dns: string | null;
+  allow_internet: boolean;
+}
+
+export interface NetworkPolicyOutput {
+  workspace_id: string;
+  allow_internet: boolean;
+  /** "unchanged": nothing to do; "recorded": takes effect at the next start; "restarted": applied by a VM restart. */
+  applied: 'unchanged' | 'recorded' | 'restarted';
+  restart_ms: number | null;
 }

@@ -5,24 +5,38 @@ import { randomBytes } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { IsletError, VmExitedError } from '../core/errors.js';
+import { InvalidArgumentError, IsletError, PortInUseError, VmExitedError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import {
-  CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ListInput, WorkspaceRef, WorkspaceState,
+  CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ListInput, NetworkPolicyInput,
+  PortForwardInput, PortForwardRemoveInput, WorkspaceRef, WorkspaceState,
 } from '../core/schemas.js';
 import { readConfined, writeConfined } from '../host/confine.js';
+import { FORWARD_HOST, probePort } from '../host/ports.js';
+import { isPort, USER_NET, UserNetSpec } from '../vmm/argv.js';
 import { acquireLock, Lock } from './lock.js';
 import type { Machine } from './machine.js';
 import { reconcile } from './reconcile.js';
 import { Runtime } from './runtime.js';
-import { Store, WorkspaceRow } from './store.js';
-import type { Caller, ExecHooks, ExecOutput, OpOptions, WorkspaceInfo } from './types.js';
+import { ForwardRow, Store, WorkspaceRow } from './store.js';
+import type {
+  Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkInfo, NetworkPolicyOutput, OpOptions, WorkspaceInfo, WorkspaceIpOutput,
+} from './types.js';
 
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
 const DEFAULT_READ_MAX = 1 << 20;
+/** Auto-assigned host ports: the probe socket is closed before QEMU binds, so another process may win; retry. */
+const AUTO_PORT_ATTEMPTS = 5;
 
 export const workspaceNotFound = (ref: string) =>
   new IsletError('WORKSPACE_NOT_FOUND', `no workspace "${ref}"`, 'list yours with workspace_list (or `islet ws list`)', { workspace: ref });
+
+const checkPort = (name: string, v: unknown) => {
+  if (!isPort(v)) throw new InvalidArgumentError(`${name} ${String(v)} is not a TCP port`, `${name} must be an integer from 1 to 65535`, { [name]: v });
+};
+
+const forwardInfo = (f: ForwardRow): ForwardInfo =>
+  ({ host_address: FORWARD_HOST, host_port: f.host_port, guest_port: f.guest_port, created_at: f.created_at });
 
 const stateConflict = (row: WorkspaceRow, op: string, allowed: WorkspaceState[], hint: string) =>
   new IsletError('STATE_CONFLICT', `cannot ${op} workspace "${row.name}": it is ${row.state} (allowed: ${allowed.join(', ')})`, hint,
@@ -90,13 +104,14 @@ export class WorkspaceService {
     if (spec.vcpus > r.max_vcpus) throw over('vcpus', spec.vcpus, r.max_vcpus, 'max_vcpus');
     if (spec.memory_mb > r.max_memory_mb) throw over('memory_mb', spec.memory_mb, r.max_memory_mb, 'max_memory_mb');
     if (spec.disk_gb > r.max_disk_gb) throw over('disk_gb', spec.disk_gb, r.max_disk_gb, 'max_disk_gb');
+    this.netSpec(false); // NOT_SUPPORTED (bridge mode) before any row exists
     await this.rt.artifacts(spec.image); // IMAGE_NOT_FOUND before any row exists
 
     const id = `ws-${randomBytes(4).toString('hex')}`;
     const now = new Date().toISOString();
     const row: WorkspaceRow = {
       id, name: input.name ?? id, owner: c.owner, state: 'creating', ...spec,
-      allow_internet: input.allow_internet ? 1 : 0, pid: null, error: null, created_at: now, updated_at: now,
+      allow_internet: (input.allow_internet ?? this.config.network.default_allow_internet) ? 1 : 0, pid: null, error: null, created_at: now, updated_at: now,
     };
     // Intent first: the row exists before the VM, so a crash mid-create is found and undone by reconcile.
     this.store.insertChecked(row, { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner });
@@ -119,6 +134,7 @@ export class WorkspaceService {
       if (row.state !== 'stopped' && row.state !== 'failed') {
         throw stateConflict(row, 'start', ['stopped', 'failed'], row.state === 'running' ? 'it is already running' : 'wait for it to finish');
       }
+      this.netSpec(false);
       await this.bootInto(row, false, o.signal);
       return this.infoOf(this.mustGet(row.id));
     });
@@ -211,7 +227,151 @@ export class WorkspaceService {
     return { host_path: abs, guest_path: input.guest_path, bytes: r.data.length };
   }
 
+  // --- network (user mode) ---
+
+  /** Forwards 127.0.0.1:host_port on the host to guest_port in a running workspace, live; recorded and re-applied on start. */
+  async portForward(c: Caller, input: PortForwardInput, _o: OpOptions = {}): Promise<ForwardInfo & { workspace_id: string }> {
+    const row0 = this.resolve(c, input.workspace_id);
+    checkPort('guest_port', input.guest_port);
+    if (input.host_port !== undefined) checkPort('host_port', input.host_port);
+    this.requireUserNet('port_forward');
+    return this.serial(row0.id, async () => {
+      const m = this.running(c, row0.id);
+      const guestPort = input.guest_port;
+      let hostPort: number;
+      if (input.host_port !== undefined) {
+        hostPort = input.host_port;
+        const taken = this.store.forwardOnHostPort(hostPort);
+        if (taken) {
+          throw new PortInUseError(hostPort, taken.workspace_id === row0.id
+            ? `this workspace already forwards it to guest port ${taken.guest_port}` : 'another workspace has a forward recorded on it');
+        }
+        await probePort(hostPort);
+        await m.addForward({ hostPort, guestPort });
+      } else {
+        for (let attempt = 1; ; attempt++) {
+          const p = await probePort(0);
+          try {
+            if (this.store.forwardOnHostPort(p)) throw new PortInUseError(p);
+            await m.addForward({ hostPort: p, guestPort });
+            hostPort = p;
+            break;
+          } catch (e) {
+            if (!(e instanceof IsletError && e.code === 'PORT_IN_USE') || attempt >= AUTO_PORT_ATTEMPTS) throw e;
+          }
+        }
+      }
+      const row: ForwardRow = { workspace_id: row0.id, host_port: hostPort, guest_port: guestPort, created_at: new Date().toISOString() };
+      try {
+        this.store.addForward(row);
+      } catch (e) {
+        await m.removeForward(hostPort).catch(() => undefined);
+        throw e;
+      }
+      this.progress(`workspace ${row0.name}: forwarding ${FORWARD_HOST}:${hostPort} to guest port ${guestPort}`);
+      return { workspace_id: row0.id, ...forwardInfo(row) };
+    });
+  }
+
+  /** Removes a forward (live if the workspace runs) and its record. */
+  async portForwardRemove(c: Caller, input: PortForwardRemoveInput, _o: OpOptions = {}): Promise<{ workspace_id: string; host_port: number; removed: true }> {
+    const row0 = this.resolve(c, input.workspace_id);
+    checkPort('host_port', input.host_port);
+    return this.serial(row0.id, async () => {
+      const row = this.mustGet(row0.id);
+      if (!this.store.forwards(row.id).some((f) => f.host_port === input.host_port)) {
+        throw new InvalidArgumentError(`workspace "${row.name}" has no forward on host port ${input.host_port}`,
+          'list its forwards with workspace_ip', { workspace: row.id, host_port: input.host_port });
+      }
+      const m = this.live.get(row.id);
+      if (row.state === 'running' && m) await m.removeForward(input.host_port);
+      this.store.removeForward(row.id, input.host_port);
+      return { workspace_id: row.id, host_port: input.host_port, removed: true as const };
+    });
+  }
+
+  /** The workspace's network: mode, guest address, gateway, policy and forwards. */
+  async workspaceIp(c: Caller, input: WorkspaceRef): Promise<WorkspaceIpOutput> {
+    const row = this.resolve(c, input.workspace_id);
+    const n = this.networkOf(row);
+    return {
+      workspace_id: row.id, ...n, gateway: n.mode === 'user' ? USER_NET.gateway : null, dns: n.mode === 'user' ? USER_NET.dns : null,
+      allow_internet: row.allow_internet === 1,
+    };
+  }
+
+  /**
+   * Reads or changes allow_internet. User-mode networking cannot change it
+   * live, so a running workspace is restarted, and only when the caller says so.
+   */
+  async networkPolicy(c: Caller, input: NetworkPolicyInput, o: OpOptions = {}): Promise<NetworkPolicyOutput> {
+    const row0 = this.resolve(c, input.workspace_id);
+    return this.serial(row0.id, async () => {
+      const row = this.mustGet(row0.id);
+      const current = row.allow_internet === 1;
+      const want = input.allow_internet ?? current;
+      const out = (applied: NetworkPolicyOutput['applied'], ms: number | null = null): NetworkPolicyOutput =>
+        ({ workspace_id: row.id, allow_internet: want, applied, restart_ms: ms });
+      if (want === current) return out('unchanged');
+      if (row.state === 'creating') throw stateConflict(row, 'change the network policy of', ['running', 'stopped', 'failed'], 'wait for it to finish');
+      const m = this.live.get(row.id);
+      if (row.state !== 'running' || !m) {
+        this.store.setAllowInternet(row.id, want);
+        return out('recorded');
+      }
+      if (!input.restart) {
+        throw new IsletError('STATE_CONFLICT',
+          `cannot change allow_internet of running workspace "${row.name}" live: user-mode networking fixes it when the VM starts`,
+          'pass restart: true to apply it now by restarting the VM (running processes are killed; files and port forwards are kept), '
+          + 'or stop the workspace, change the policy, and start it', { workspace: row.id, state: row.state, allow_internet: current });
+      }
+      const t0 = performance.now();
+      this.live.delete(row.id);
+      await m.shutdown();
+      this.store.setState(row.id, 'stopped');
+      this.store.setAllowInternet(row.id, want);
+      await this.bootInto(this.mustGet(row.id), false, o.signal);
+      return out('restarted', Math.round(performance.now() - t0));
+    });
+  }
+
   // --- internals ---
+
+  /** The VM network for a boot under the configured mode; throws NOT_SUPPORTED for bridge mode. */
+  private netSpec(allowInternet: boolean): UserNetSpec | undefined {
+    const mode = this.config.network.mode;
+    if (mode === 'bridge') {
+      throw new IsletError('NOT_SUPPORTED', '[network] mode = "bridge" is not supported yet',
+        'set [network] mode = "user" (QEMU user-mode networking, no root needed) or "none" in the config file', { mode });
+    }
+    return mode === 'user' ? { restrict: !allowInternet } : undefined;
+  }
+
+  private requireUserNet(op: string): void {
+    const mode = this.config.network.mode;
+    if (mode !== 'user') {
+      throw new IsletError('NOT_SUPPORTED', `${op} needs [network] mode = "user" (this host has mode "${mode}")`,
+        'set [network] mode = "user" in the config file and restart islet', { mode });
+    }
+  }
+
+  private networkOf(row: WorkspaceRow): NetworkInfo {
+    const user = this.config.network.mode === 'user';
+    return { mode: user ? 'user' : 'none', ip: user ? USER_NET.guestIp : null, forwards: this.store.forwards(row.id).map(forwardInfo) };
+  }
+
+  /** Re-applies recorded forwards after a boot; one that can no longer bind is dropped, with a message. */
+  private async reapplyForwards(row: WorkspaceRow, m: Machine): Promise<void> {
+    for (const f of this.store.forwards(row.id)) {
+      try {
+        await m.addForward({ hostPort: f.host_port, guestPort: f.guest_port });
+      } catch (e) {
+        this.store.removeForward(row.id, f.host_port);
+        const why = e instanceof IsletError ? `${e.code}: ${e.message}` : String(e);
+        this.progress(`workspace ${row.name}: dropped forward ${FORWARD_HOST}:${f.host_port} -> ${f.guest_port} (${why})`);
+      }
+    }
+  }
 
   private async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal): Promise<void> {
     this.progress(`workspace ${row.name}: booting (${row.image}, ${row.vcpus} vcpu, ${row.memory_mb} MiB, ${row.disk_gb} GiB)`);
@@ -219,7 +379,7 @@ export class WorkspaceService {
     try {
       m = await this.rt.boot({
         id: row.id, disk: this.diskPath(row.id), createDisk, image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
-        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, detached: true, signal,
+        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net: this.netSpec(row.allow_internet === 1), detached: true, signal,
       });
     } catch (e) {
       if (!createDisk) this.store.setState(row.id, 'failed', { error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
@@ -227,6 +387,7 @@ export class WorkspaceService {
     }
     this.adopt(row.id, m);
     this.store.setState(row.id, 'running', { pid: m.vm.pid });
+    if (this.config.network.mode === 'user') await this.reapplyForwards(row, m);
   }
 
   /** Tracks a live VM; if it dies without us asking, the workspace becomes stopped with the reason. */
@@ -274,7 +435,7 @@ export class WorkspaceService {
     return {
       workspace_id: row.id, name: row.name, state: row.state, image: row.image, vcpus: row.vcpus, memory_mb: row.memory_mb,
       disk_gb: row.disk_gb, allow_internet: row.allow_internet === 1, owner: row.owner, created_at: row.created_at,
-      updated_at: row.updated_at, pid: row.pid, network: { mode: 'none', ip: null }, snapshot_count: this.store.snapshotCount(row.id),
+      updated_at: row.updated_at, pid: row.pid, network: this.networkOf(row), snapshot_count: this.store.snapshotCount(row.id),
       error: row.error, disk_used_bytes: used,
     };
   }

@@ -28,6 +28,50 @@ export interface VmSpec {
   tscKhz?: number;
   /** Extra kernel command line words (validated by the caller). */
   cmdlineExtra?: string[];
+  /** QEMU user-mode networking (slirp); absent: the VM has no network device at all. */
+  net?: UserNetSpec;
+}
+
+/** One host port forwarded to one guest TCP port, bound to 127.0.0.1 on the host. */
+export interface PortForward {
+  hostPort: number;
+  guestPort: number;
+}
+
+export interface UserNetSpec {
+  /** restrict=on: the guest reaches nothing outside (neither the internet nor the host); forwards still work. */
+  restrict: boolean;
+  forwards?: PortForward[];
+}
+
+/** The fixed addresses of QEMU's user-mode network (its defaults, spelled out). */
+export const USER_NET = {
+  netdevId: 'net0',
+  network: '10.0.2.0/24',
+  guestIp: '10.0.2.15',
+  prefix: 24,
+  gateway: '10.0.2.2',
+  dns: '10.0.2.3',
+  hostAddress: '127.0.0.1',
+} as const;
+
+export function isPort(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
+/** The hostfwd rule text, as used both in -netdev and in HMP hostfwd_add. */
+export function hostfwdRule(f: PortForward): string {
+  if (!isPort(f.hostPort) || !isPort(f.guestPort)) throw new RangeError(`invalid port forward ${f.hostPort}->${f.guestPort}`);
+  return `tcp:${USER_NET.hostAddress}:${f.hostPort}-:${f.guestPort}`;
+}
+
+export function netdevArg(net: UserNetSpec): string {
+  const parts = [
+    'user', `id=${USER_NET.netdevId}`, `restrict=${net.restrict ? 'on' : 'off'}`,
+    `net=${USER_NET.network}`, `host=${USER_NET.gateway}`, `dns=${USER_NET.dns}`, 'ipv6=off',
+  ];
+  for (const f of net.forwards ?? []) parts.push(`hostfwd=${hostfwdRule(f)}`);
+  return parts.join(',');
 }
 
 export interface VmPaths {
@@ -53,13 +97,15 @@ export const MAX_SOCKET_PATH = 100;
 
 const qemuEscape = (s: string): string => s.replace(/,/g, ',,');
 
-export function kernelCmdline(spec: Pick<VmSpec, 'initMode' | 'hostname' | 'tscKhz' | 'cmdlineExtra'>): string {
+export function kernelCmdline(spec: Pick<VmSpec, 'initMode' | 'hostname' | 'tscKhz' | 'cmdlineExtra' | 'net'>): string {
   const words = [
     'console=ttyS0', 'reboot=t', 'quiet', 'cryptomgr.notests', 'no_timer_check', 'tsc=reliable',
     'nokaslr', 'mitigations=off', 'pci=off', 'audit=0', 'apparmor=0', 'panic=-1',
     'islet.root=/dev/vda', 'islet.rootfstype=ext4', `islet.init=${spec.initMode}`, `islet.hostname=${spec.hostname}`,
   ];
   if (spec.tscKhz && spec.tscKhz > 0) words.push(`tsc_early_khz=${Math.round(spec.tscKhz)}`);
+  // The agent configures eth0 from this (there is no DHCP client in the image).
+  if (spec.net) words.push(`islet.net=${USER_NET.guestIp}/${USER_NET.prefix},gw=${USER_NET.gateway},dns=${USER_NET.dns}`);
   if (spec.cmdlineExtra) words.push(...spec.cmdlineExtra);
   return words.join(' ');
 }
@@ -74,6 +120,7 @@ export function buildQemuArgv(spec: VmSpec, qemuBinary = 'qemu-system-x86_64'): 
     if (Buffer.byteLength(s) > MAX_SOCKET_PATH) throw new RangeError(`socket path too long (${Buffer.byteLength(s)} > ${MAX_SOCKET_PATH} bytes): ${s}`);
   }
   const accel = spec.accel === 'tcg' && spec.tcgTbSizeMb ? `tcg,tb-size=${spec.tcgTbSizeMb}` : spec.accel;
+  const net = spec.net ? ['-netdev', netdevArg(spec.net), '-device', `virtio-net-device,netdev=${USER_NET.netdevId}`] : [];
   return [
     qemuBinary,
     '-name', `islet-${spec.id}`,
@@ -93,6 +140,7 @@ export function buildQemuArgv(spec: VmSpec, qemuBinary = 'qemu-system-x86_64'): 
     '-device', 'virtio-serial-device',
     '-chardev', `socket,id=agent,path=${qemuEscape(p.agent)},server=on,wait=off`,
     '-device', `virtserialport,chardev=agent,name=${AGENT_PORT_NAME}`,
+    ...net,
     '-qmp', `unix:${qemuEscape(p.qmp)},server=on,wait=off`,
     '-pidfile', p.pidfile,
   ];

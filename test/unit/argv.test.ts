@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { buildQemuArgv, kernelCmdline, VmSpec } from '../../src/vmm/argv.js';
+import { buildQemuArgv, hostfwdRule, kernelCmdline, netdevArg, VmSpec } from '../../src/vmm/argv.js';
 
 const spec: VmSpec = {
   id: 'abc123', dir: '/tmp/islet-0/vm/abc123', kernel: '/k/vmlinux', initrd: '/k/initrd.cpio', disk: '/d/abc123.qcow2',
@@ -57,4 +57,30 @@ test('bad ids, hostnames, resources and long socket paths are refused', () => {
   assert.throws(() => buildQemuArgv({ ...spec, vcpus: 0 }), RangeError);
   assert.throws(() => buildQemuArgv({ ...spec, memoryMb: 10 }), RangeError);
   assert.throws(() => buildQemuArgv({ ...spec, dir: `/tmp/${'x'.repeat(100)}` }), /socket path too long/);
+});
+
+test('no net field: no network device and no islet.net', () => {
+  const a = buildQemuArgv(spec);
+  assert.ok(!a.includes('-netdev'));
+  assert.ok(!a.some((x) => x.startsWith('virtio-net')));
+  assert.doesNotMatch(kernelCmdline(spec), /islet\.net=/);
+});
+
+test('user-mode net: netdev, virtio-net device, restrict and islet.net', () => {
+  const a = buildQemuArgv({ ...spec, net: { restrict: true } });
+  assert.equal(after(a, '-netdev'), 'user,id=net0,restrict=on,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,ipv6=off');
+  assert.ok(a.includes('virtio-net-device,netdev=net0'));
+  assert.match(after(a, '-append')!, /(^| )islet\.net=10\.0\.2\.15\/24,gw=10\.0\.2\.2,dns=10\.0\.2\.3( |$)/);
+  const open = buildQemuArgv({ ...spec, net: { restrict: false } });
+  assert.match(after(open, '-netdev')!, /,restrict=off,/);
+});
+
+test('port forwards bind 127.0.0.1 and are validated', () => {
+  assert.equal(hostfwdRule({ hostPort: 8080, guestPort: 80 }), 'tcp:127.0.0.1:8080-:80');
+  assert.equal(netdevArg({ restrict: true, forwards: [{ hostPort: 2222, guestPort: 22 }, { hostPort: 65535, guestPort: 1 }] }),
+    'user,id=net0,restrict=on,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,ipv6=off,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:65535-:1');
+  for (const [h, g] of [[0, 80], [70000, 80], [8080, 0], [8080, 65536], [1.5, 80], [-1, 80]] as const) {
+    assert.throws(() => hostfwdRule({ hostPort: h, guestPort: g }), RangeError);
+    assert.throws(() => buildQemuArgv({ ...spec, net: { restrict: true, forwards: [{ hostPort: h, guestPort: g }] } }), RangeError);
+  }
 });

@@ -51,7 +51,7 @@ test('status --json lists the rows while the writer holds the WAL database open 
   const alpha = rows.find((w) => w.name === 'alpha')!;
   assert.equal(alpha.pid, process.pid);
   assert.equal(alpha.pid_alive, true);
-  assert.equal(alpha.ip, null);
+  assert.equal(alpha.ip, '10.0.2.15'); // user-mode networking is the default
   assert.equal(alpha.allow_internet, false);
   assert.equal(alpha.memory_mb, 1024);
   assert.equal(rows.find((w) => w.name === 'beta')!.pid_alive, null);
@@ -78,8 +78,8 @@ test('status prints a table', () => {
   const lines = r.stdout.trimEnd().split('\n');
   assert.equal(lines.length, 3, r.stdout);
   assert.deepEqual(lines[0]!.split(/\s+/), ['NAME', 'ID', 'STATE', 'IMAGE', 'IP', 'VCPUS', 'MEM', 'SNAPS', 'AGE', 'OWNER']);
-  assert.deepEqual(lines[1]!.split(/\s+/), ['beta', 'ws-bbbb', 'stopped', 'base', '-', '1', '256M', '0', '2h', 'bob']);
-  assert.deepEqual(lines[2]!.split(/\s+/), ['alpha', 'ws-aaaa', 'running', 'base', '-', '2', '1G', '2', '3m', 'local']);
+  assert.deepEqual(lines[1]!.split(/\s+/), ['beta', 'ws-bbbb', 'stopped', 'base', '10.0.2.15', '1', '256M', '0', '2h', 'bob']);
+  assert.deepEqual(lines[2]!.split(/\s+/), ['alpha', 'ws-aaaa', 'running', 'base', '10.0.2.15', '2', '1G', '2', '3m', 'local']);
   // Columns line up: every row's ID starts where the header's does.
   const at = lines[0]!.indexOf('ID');
   for (const l of lines.slice(1)) assert.equal(l.indexOf('ws-'), at);

@@ -33,7 +33,7 @@ test('defaults of every section', () => {
     max_vcpus: 4, max_memory_mb: 4096, max_disk_gb: 64, max_workspaces: 32, max_workspaces_per_owner: 16,
   });
   assert.deepEqual(c.network, {
-    mode: 'none', bridge_name: 'br-islet', gateway_ip: '10.42.0.1', subnet_prefix: 16,
+    mode: 'user', bridge_name: 'br-islet', gateway_ip: '10.42.0.1', subnet_prefix: 16,
     default_allow_internet: false, default_allow_inter_vm: false,
   });
   assert.deepEqual(c.pool, { enabled: false, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048 });

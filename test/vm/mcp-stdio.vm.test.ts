@@ -70,7 +70,7 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
 
   test('the server lists its tools', () => evidence(async () => {
     const { tools } = await client.listTools();
-    assert.equal(tools.length, 11);
+    assert.equal(tools.length, 15);
   }));
 
   test('create two workspaces; exec returns stdout, stderr and the exit code as data', () => evidence(async () => {
@@ -84,6 +84,15 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
     assert.equal(rb.stdout, 'mcp-b\n');
     const { workspaces } = await ok<{ workspaces: WorkspaceInfo[] }>('workspace_list', {});
     assert.deepEqual(workspaces.map((w) => w.name).sort(), ['mcp-a', 'mcp-b']);
+  }));
+
+  test('workspace_ip and port_forward over MCP', () => evidence(async () => {
+    const ip = await ok<{ ip: string; mode: string; allow_internet: boolean }>('workspace_ip', { workspace_id: a.workspace_id });
+    assert.deepEqual([ip.mode, ip.ip, ip.allow_internet], ['user', '10.0.2.15', false]);
+    const f = await ok<{ host_port: number; guest_port: number }>('port_forward', { workspace_id: a.workspace_id, guest_port: 8080 });
+    assert.equal(f.guest_port, 8080);
+    const r = await ok<{ removed: boolean }>('port_forward_remove', { workspace_id: a.workspace_id, host_port: f.host_port });
+    assert.equal(r.removed, true);
   }));
 
   test('file_write and file_read, utf8 and base64', () => evidence(async () => {

@@ -25,6 +25,7 @@ import (
 	"islet/agent/internal/exec"
 	"islet/agent/internal/info"
 	"islet/agent/internal/logger"
+	"islet/agent/internal/netcfg"
 )
 
 // Boot contract (see agent/README.md).
@@ -252,6 +253,7 @@ func SetupPID1(logf logger.Logf) {
 	if err := loopbackUp(); err != nil {
 		logf("lo up: %v", err)
 	}
+	NetworkUp(logf, info.ReadCmdline("/proc"))
 	// The kernel delivers to PID 1 only signals it handles, and Go handles
 	// them all: an unhandled SIGTERM would make the Go runtime exit, which
 	// panics the kernel. Catch the usual ones and log them instead. (A
@@ -263,6 +265,27 @@ func SetupPID1(logf logger.Logf) {
 			logf("PID 1 ignoring signal %v", s)
 		}
 	}()
+}
+
+// NetworkUp configures eth0 from islet.net on the kernel command line (no
+// islet.net: the interface stays down). Failures are logged: the agent must
+// still come up so the host can see what went wrong.
+func NetworkUp(logf logger.Logf, cmd map[string]string) {
+	cfg, ok, err := netcfg.FromCmdline(cmd)
+	if err != nil {
+		logf("network: %v", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	if err := netcfg.Apply(netcfg.DefaultInterface, cfg); err != nil {
+		logf("network: %v", err)
+		return
+	}
+	if err := netcfg.WriteResolvConf(netcfg.ResolvConf, cfg); err != nil {
+		logf("network: %s: %v", netcfg.ResolvConf, err)
+	}
 }
 
 // loopbackUp sets IFF_UP on lo.

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { exitCodeFor, toIsletError } from '../../core/errors.js';
 import { registerCheck } from './check.js';
+import { registerImage } from './image.js';
 import { registerRun } from './run.js';
 import { registerServe } from './serve.js';
 import { registerSetup } from './setup.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerServe(program);
   registerStatus(program);
   registerWs(program);
+  registerImage(program);
   return program;
 }
 

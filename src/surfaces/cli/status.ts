@@ -39,7 +39,8 @@ interface DbRow {
 }
 
 /** Rows of the state database, oldest first; undefined when the database does not exist yet. */
-export function readStatus(dbFile: string): StatusRow[] | undefined {
+/** guestIp: the address every workspace has on its own network (user mode: 10.0.2.15), or null without a network. */
+export function readStatus(dbFile: string, guestIp: string | null = null): StatusRow[] | undefined {
   if (!existsSync(dbFile)) return undefined;
   let db: Database.Database;
   try {
@@ -66,7 +67,7 @@ export function readStatus(dbFile: string): StatusRow[] | undefined {
       owner: r.owner,
       pid: r.pid ?? null,
       pid_alive: r.state === 'running' ? r.pid != null && pidAlive(r.pid) : null,
-      ip: null, // workspaces have no NIC until the network feature lands
+      ip: guestIp,
       snapshot_count: Number(r.snaps),
       error: r.error ?? null,
       created_at: r.created_at,
@@ -94,7 +95,8 @@ export function registerStatus(program: Command): void {
     .option('--json', 'print an array of workspaces as JSON')
     .action((flags: { config?: string; json?: boolean }) => {
       const config = loadConfig(flags.config);
-      const rows = readStatus(config.paths.stateDb);
+      // In user mode each workspace has its own private network with the same guest address.
+      const rows = readStatus(config.paths.stateDb, config.network.mode === 'user' ? '10.0.2.15' : null);
       if (flags.json) return json(rows ?? []);
       if (rows === undefined) {
         process.stdout.write(`no workspaces (state database ${config.paths.stateDb} does not exist yet)\n`);

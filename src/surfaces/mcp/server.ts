@@ -5,6 +5,7 @@ import type { WorkspaceService } from '../../service/workspaces.js';
 import type { Caller } from '../../service/types.js';
 import { register as registerExec } from './tools/exec.js';
 import { register as registerFiles } from './tools/files.js';
+import { register as registerNetwork } from './tools/network.js';
 import { register as registerWorkspace } from './tools/workspace.js';
 
 export const SERVER_INFO = { name: 'islet', title: 'islet microVM workspaces', version: '0.1.0' };
@@ -20,5 +21,6 @@ export function createMcpServer(svc: WorkspaceService, caller: () => Caller): Mc
   registerWorkspace(server, svc, caller);
   registerExec(server, svc, caller);
   registerFiles(server, svc, caller);
+  registerNetwork(server, svc, caller);
   return server;
 }

@@ -43,7 +43,9 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
       + `tool reports progress every ${interval} ms when the request carries a progressToken. For jobs that may run `
       + 'longer than your client waits, start them in the background (e.g. "nohup make >/tmp/build.log 2>&1 &") and '
       + 'check the log with later exec calls. Cancelling the call kills the command. Output over max_output_bytes per '
-      + 'stream (default 1 MiB) is dropped (truncated=true). Runs as root, cwd /root by default; no network today.',
+      + 'stream (default 1 MiB) is dropped (truncated=true). Runs as root, cwd /root by default. '
+      + 'Network: outbound connections work only if the workspace allows internet (see network_policy); busybox (wget, nc) is '
+      + 'in the base image.',
     inputSchema: ExecInput.shape,
     outputSchema: execFields,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },

@@ -21,7 +21,12 @@ const workspaceFields = {
   created_at: z.string().describe('ISO 8601'),
   updated_at: z.string().describe('ISO 8601'),
   pid: z.number().int().nullable().describe('QEMU pid while running'),
-  network: z.object({ mode: z.string(), ip: z.string().nullable() }),
+  network: z.object({
+    mode: z.string().describe('"user": private user-mode network; "none": no network device'),
+    ip: z.string().nullable().describe('the guest\'s address on its private network'),
+    forwards: z.array(z.object({ host_address: z.string(), host_port: z.number().int(), guest_port: z.number().int(), created_at: z.string() }))
+      .describe('host ports forwarded to guest ports (see port_forward)'),
+  }),
   snapshot_count: z.number().int(),
   error: z.string().nullable().describe('why the workspace is in state "failed"'),
   disk_used_bytes: z.number().int().nullable().describe('host bytes used by the workspace\'s own disk overlay'),
@@ -46,7 +51,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     description:
       'Creates an isolated Linux microVM workspace, boots it and waits until it is ready (usually a few seconds, longer '
       + 'under emulation). Returns its workspace_id and state "running". The workspace persists until workspace_destroy; '
-      + 'it has no network today. Next: exec to run commands, file_write/file_read to move text, file_upload/file_download '
+      + 'its network is private: with allow_internet=false (the default) the guest can reach nothing outside, and only '
+      + 'port_forward lets the host reach it. Next: exec to run commands, file_write/file_read to move text, file_upload/file_download '
       + 'for host files. Fails with QUOTA_EXCEEDED past the per-owner or global workspace limit (destroy unused ones).',
     inputSchema: CreateInput.shape,
     outputSchema: workspaceFields,

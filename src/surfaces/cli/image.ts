@@ -1,0 +1,124 @@
+// `islet image build|list|verify|rm`: the image catalog from the command line.
+// Progress goes to stderr, the report to stdout (as everywhere in the CLI).
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { Command, Option } from 'commander';
+import { type Config, loadConfig } from '../../core/config.js';
+import { InvalidArgumentError, IsletError } from '../../core/errors.js';
+import { silent } from '../../core/progress.js';
+import { listImages, removeImageBuilds } from '../../images/catalog.js';
+import { ensureArtifacts, findArtifacts, loadRecipeChain, resolveVerify } from '../../images/index.js';
+import { formatBytes, formatMs } from '../../images/paths.js';
+import { runVerify } from '../../images/verify.js';
+import { Runtime } from '../../service/runtime.js';
+import { age, json, table } from './format.js';
+import { stderrProgress } from './progress.js';
+
+const GiB = 1024 ** 3;
+
+interface Common { config?: string; quiet?: boolean; json?: boolean }
+
+const progressOf = (f: Common) => (f.quiet ? silent : stderrProgress());
+
+async function build(config: Config, name: string, f: Common): Promise<void> {
+  const t0 = performance.now();
+  const a = await ensureArtifacts(config, progressOf(f), { image: name });
+  const i = a.image;
+  const v = { name, key: i.key, reused: i.reused, rootfs: i.rootfs, usedBytes: i.minBytes, fileBytes: i.sizeBytes, initMode: i.recipe.initMode,
+    chain: i.recipe.chain, ms: Math.round(performance.now() - t0) };
+  if (f.json) return json(v);
+  process.stdout.write(`${name}: ${i.reused ? 'already built' : 'built'} in ${formatMs(v.ms)}: ${formatBytes(i.minBytes)} used, ` +
+    `${formatBytes(i.sizeBytes)} file (${i.recipe.chain.join(' → ')}, ${i.recipe.initMode} init, key ${i.key})\n${i.rootfs}\n`);
+}
+
+async function list(config: Config, f: Common): Promise<void> {
+  const rows = await listImages(config);
+  if (f.json) return json(rows);
+  process.stdout.write(table(['NAME', 'PARENT', 'INIT', 'SIZE', 'FILE', 'BUILT', 'BUILD TIME', 'RECIPE HASH', 'NOTE'], rows.map((r) => [
+    r.name, r.parent ?? '-', r.initMode ?? '-', r.usedBytes ? formatBytes(r.usedBytes) : '-', r.fileBytes ? formatBytes(r.fileBytes) : '-',
+    r.builtAt ? `${age(r.builtAt)} ago` : '-', r.buildMs ? formatMs(r.buildMs) : '-', r.key ?? '-',
+    [!r.built ? 'not built' : '', !r.hasRecipe ? 'no recipe' : '', r.builds > 1 ? `${r.builds} builds cached` : ''].filter(Boolean).join(', '),
+  ])));
+}
+
+async function verify(config: Config, name: string, f: Common & { build: boolean; memory: string; vcpus?: string }): Promise<void> {
+  const memoryMb = Number(f.memory);
+  if (!Number.isInteger(memoryMb) || memoryMb < 64) throw new InvalidArgumentError(`--memory must be a whole number of MiB >= 64, got "${f.memory}"`);
+  const vcpus = f.vcpus === undefined ? undefined : Number(f.vcpus);
+  if (vcpus !== undefined && !(Number.isInteger(vcpus) && vcpus >= 1)) throw new InvalidArgumentError(`--vcpus must be a whole number >= 1, got "${f.vcpus}"`);
+  const checks = resolveVerify(await loadRecipeChain(name));
+  if (!checks.length) throw new InvalidArgumentError(`image "${name}" has no verify checks`, `add a "verify" list to its recipe (or its parent's)`);
+  const progress = progressOf(f);
+  // Checks come from the recipe on disk; building first makes sure they run against that recipe's image, not an older build.
+  if (f.build) await ensureArtifacts(config, progress, { image: name });
+  const rt = await Runtime.open(config, { progress });
+  const t0 = performance.now();
+  // The throwaway overlay must be at least as large as the image, or the guest sees a truncated filesystem.
+  const imageBytes = (await findArtifacts(config, { image: name })).image?.sizeBytes ?? 0;
+  const diskBytes = Math.max(2 * GiB, Math.ceil(imageBytes / GiB) * GiB);
+  const m = await rt.boot({ image: name, memoryMb, vcpus, diskBytes });
+  const bootMs = Math.round(performance.now() - t0);
+  let results;
+  try {
+    results = await runVerify(m, checks, (r) => {
+      if (f.json) return;
+      process.stdout.write(`${r.ok ? '[PASS]' : '[FAIL]'} ${r.name} (${formatMs(r.durationMs)})${r.ok ? '' : `: ${r.detail}`}\n`);
+    });
+  } finally {
+    await m.destroy();
+  }
+  const failed = results.filter((r) => !r.ok).length;
+  if (f.json) json({ image: name, ok: failed === 0, bootMs, checks: results });
+  else process.stdout.write(`${name}: ${results.length - failed}/${results.length} checks passed (boot ${formatMs(bootMs)})\n`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+/** Workspaces (not destroyed) whose disks are overlays on this image, from the state DB read-only (see status.ts for why). */
+export function workspacesUsing(dbFile: string, image: string): Array<{ id: string; name: string; state: string }> {
+  if (!existsSync(dbFile)) return [];
+  const db = new Database(dbFile, { readonly: true, fileMustExist: true, timeout: 5_000 });
+  try {
+    const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workspaces'").get();
+    if (!hasTable) return [];
+    return db.prepare("SELECT id, name, state FROM workspaces WHERE image = ? AND state != 'destroyed' ORDER BY created_at")
+      .all(image) as Array<{ id: string; name: string; state: string }>;
+  } finally {
+    db.close();
+  }
+}
+
+async function rm(config: Config, name: string, f: Common): Promise<void> {
+  const users = workspacesUsing(config.paths.stateDb, name);
+  if (users.length) {
+    const names = users.slice(0, 5).map((w) => `${w.name} (${w.id}, ${w.state})`).join(', ');
+    throw new IsletError('STATE_CONFLICT', `image "${name}" is used by ${users.length} workspace(s): ${names}${users.length > 5 ? ', ...' : ''}`,
+      `destroy them first (islet ws destroy <id>); their disks are overlays on this image`, { image: name, workspaces: users.map((w) => w.id) });
+  }
+  const r = await removeImageBuilds(config, name);
+  if (f.json) return json({ image: name, removed: true, ...r });
+  process.stdout.write(`removed ${r.builds} build(s) of ${name} (${formatBytes(r.bytes)} apparent); its recipe is kept\n`);
+}
+
+export function registerImage(program: Command): void {
+  const image = program.command('image').description('build, list, verify and remove workspace images');
+  const common = (c: Command) => c
+    .option('-c, --config <file>', 'config file (TOML)')
+    .option('--json', 'print the result as JSON')
+    .addOption(new Option('-q, --quiet', 'no progress lines on stderr'));
+
+  common(image.command('build <name>')
+    .description('build the image from images/<name>/recipe.json and its parents (cached by recipe hash)'))
+    .action(async (name: string, f: Common) => build(loadConfig(f.config), name, f));
+  common(image.command('list')
+    .description('every recipe and built image: parent, size, build time, recipe hash'))
+    .action(async (f: Common) => list(loadConfig(f.config), f));
+  common(image.command('verify <name>')
+    .description('boot a throwaway VM of the image and run its recipe\'s verify checks; exit 1 if any fails'))
+    .option('--no-build', 'use the current build as is, even if the recipe changed since')
+    .option('--memory <mb>', 'guest memory for the checks (compilers want more than the default)', '1024')
+    .option('--vcpus <n>', 'guest vCPUs')
+    .action(async (name: string, f: Common & { build: boolean; memory: string; vcpus?: string }) => verify(loadConfig(f.config), name, f));
+  common(image.command('rm <name>')
+    .description('delete every cached build of an image; refused while a workspace uses it'))
+    .action(async (name: string, f: Common) => rm(loadConfig(f.config), name, f));
+}

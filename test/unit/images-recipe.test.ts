@@ -1,0 +1,130 @@
+// Recipes as data: validation, parent chains, cache keys, and the shipped
+// catalog. Nothing here builds or boots.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { IsletError } from '../../src/core/errors.js';
+import {
+  chainKeyInput, listRecipeNames, loadRecipeChain, parseRecipe, type Recipe, resolveChain, resolveVerify,
+} from '../../src/images/recipe.js';
+import { imageKey, mmdebstrapArgv } from '../../src/images/rootfs.js';
+import { resolveConfig } from '../../src/core/config.js';
+
+const root = { name: 'base', parent: null, variant: 'minbase', initMode: 'fast', sizeLimitMB: 100, extraFreeMB: 64 };
+const env = { agent: 'a1', suite: 'bookworm', mirror: 'http://deb.debian.org/debian', mergedUsr: true };
+
+async function catalog(t: { after: (fn: () => Promise<void>) => void }, recipes: Record<string, unknown>[]): Promise<string> {
+  const d = await mkdtemp(path.join(os.tmpdir(), 'islet-recipes-'));
+  t.after(() => rm(d, { recursive: true, force: true }));
+  for (const r of recipes) {
+    await mkdir(path.join(d, String(r.name)), { recursive: true });
+    await writeFile(path.join(d, String(r.name), 'recipe.json'), JSON.stringify(r));
+  }
+  return d;
+}
+
+const rejects = (raw: unknown, re: RegExp) => assert.throws(() => parseRecipe(raw, 'x/recipe.json'), (e: unknown) => {
+  assert.ok(e instanceof IsletError);
+  assert.equal(e.code, 'IMAGE_BUILD_FAILED');
+  assert.match(e.message, re);
+  return true;
+});
+
+test('recipe validation: unknown fields, bad names, root-only fields, duplicate checks', () => {
+  rejects({ ...root, pakages: ['git'] }, /unknown field\(s\) "pakages" in \(top level\)/);
+  rejects({ ...root, verify: [{ name: 'x', run: 'true', expct: '1' }] }, /unknown field\(s\) "expct" in verify\.0/);
+  rejects({ ...root, packages: ['Git!'] }, /packages\.0: must be a Debian package name/);
+  rejects({ ...root, variant: undefined }, /without a parent must set "variant"/);
+  rejects({ name: 'dev', parent: 'base', variant: 'minbase' }, /"variant" is only allowed in a recipe without a parent/);
+  rejects({ name: 'dev', parent: 'dev' }, /cannot be its own parent/);
+  rejects({ ...root, files: [{ path: '/etc/../x', content: '' }] }, /files\.0\.path: must not contain "\.\."/);
+  rejects({ ...root, services: ['sshd'] }, /services\.0: must be a systemd unit file name/);
+  rejects({ ...root, verify: [{ name: 'a', run: 'true' }, { name: 'a', run: 'false' }] }, /two verify checks are named "a"/);
+  assert.throws(() => parseRecipe(root, 'x/recipe.json', 'other'), /names itself "base"/);
+  const ok = parseRecipe({ name: 'dev', parent: 'base', packages: ['git'] }, 'x');
+  assert.deepEqual([ok.npmPackages, ok.files, ok.services, ok.verify], [[], [], [], []]);
+});
+
+test('a chain is loaded root first; cycles and missing parents fail clearly', async (t) => {
+  const d = await catalog(t, [
+    root,
+    { name: 'dev', parent: 'base', packages: ['git', 'python3'] },
+    { name: 'py', parent: 'dev', packages: ['python3-pip', 'git'] },
+    { name: 'loop-a', parent: 'loop-b' }, { name: 'loop-b', parent: 'loop-a' },
+    { name: 'orphan', parent: 'nope' },
+  ]);
+  assert.deepEqual((await loadRecipeChain('py', d)).map((r) => r.name), ['base', 'dev', 'py']);
+  await assert.rejects(loadRecipeChain('loop-a', d), /parent cycle loop-a → loop-b → loop-a/);
+  await assert.rejects(loadRecipeChain('orphan', d), /parent "nope" has no recipe/);
+  await assert.rejects(loadRecipeChain('absent', d), (e: unknown) => e instanceof IsletError && e.code === 'IMAGE_NOT_FOUND');
+  assert.deepEqual(await listRecipeNames(d), ['base', 'dev', 'loop-a', 'loop-b', 'orphan', 'py']);
+});
+
+test('resolveChain: union of packages, nearest settings win, files replaced by path', () => {
+  const chain: Recipe[] = [
+    parseRecipe({ ...root, packages: ['busybox'], files: [{ path: '/etc/motd', content: 'base' }], verify: [{ name: 'a', run: 'true' }] }, 'b'),
+    parseRecipe({ name: 'dev', parent: 'base', packages: ['git', 'busybox'], sizeLimitMB: 1500, verify: [{ name: 'b', run: 'true' }] }, 'd'),
+    parseRecipe({ name: 'py', parent: 'dev', packages: ['python3'], files: [{ path: '/etc/motd', content: 'py', mode: '0600' }],
+      verify: [{ name: 'a', run: 'echo child' }] }, 'p'),
+  ];
+  const r = resolveChain(chain);
+  assert.deepEqual(r.chain, ['base', 'dev', 'py']);
+  assert.deepEqual(r.packages, ['busybox', 'git', 'python3']);
+  assert.equal(r.variant, 'minbase');
+  assert.equal(r.initMode, 'fast');
+  assert.equal(r.sizeLimitMB, 1500);
+  assert.equal(r.extraFreeMB, 64);
+  assert.deepEqual(r.files, [{ path: '/etc/motd', content: 'py', mode: '0600' }]);
+  assert.deepEqual(resolveVerify(chain).map((c) => [c.name, c.run]), [['a', 'echo child'], ['b', 'true']]);
+  const argv = mmdebstrapArgv(r, resolveConfig({}), '/t', false);
+  assert.ok(argv.includes('--include=busybox,git,python3'), argv.join(' '));
+});
+
+test('resolveChain enforces what full init, services and npm packages need', () => {
+  const full = (extra: object) => resolveChain([parseRecipe({ ...root, initMode: 'full', ...extra }, 'f')]);
+  assert.throws(() => full({ packages: ['systemd'] }), /needs systemd as \/sbin\/init: add "systemd-sysv"/);
+  assert.equal(full({ packages: ['systemd', 'systemd-sysv'], services: ['ssh.service'] }).services[0], 'ssh.service');
+  assert.throws(() => resolveChain([parseRecipe({ ...root, services: ['ssh.service'] }, 'x')]), /only started with initMode "full"/);
+  assert.throws(() => resolveChain([parseRecipe({ ...root, npmPackages: ['pnpm'] }, 'x')]), /add "npm" to packages/);
+  const npm = resolveChain([parseRecipe({ ...root, packages: ['npm'], npmPackages: ['pnpm@9', '@scope/tool'] }, 'x')]);
+  const argv = mmdebstrapArgv(npm, resolveConfig({}), '/t', true);
+  assert.ok(argv.some((a) => a.startsWith('--customize-hook=') && a.includes('npm install --global') && a.includes('pnpm@9 @scope/tool')));
+});
+
+test('cache keys cover the whole chain but not verify checks or descriptions', () => {
+  const base = parseRecipe({ ...root, verify: [{ name: 'a', run: 'true' }] }, 'b');
+  const dev = parseRecipe({ name: 'dev', parent: 'base', packages: ['git'] }, 'd');
+  const k = imageKey([base, dev], env).key;
+  assert.match(k, /^[0-9a-f]{16}$/);
+  assert.equal(imageKey([base, dev], env).key, k, 'stable');
+  // Editing a check or a description changes nothing that is built.
+  assert.equal(imageKey([{ ...base, verify: [], description: 'x' }, { ...dev, verify: [{ name: 'z', run: 'true' }] }], env).key, k);
+  // The parent's packages, the child's, the agent, the mirror: each rebuilds.
+  assert.notEqual(imageKey([{ ...base, packages: ['busybox'] }, dev], env).key, k);
+  assert.notEqual(imageKey([{ ...base, extraFreeMB: 65 }, dev], env).key, k);
+  assert.notEqual(imageKey([base, { ...dev, packages: ['git', 'curl'] }], env).key, k);
+  assert.notEqual(imageKey([base, dev], { ...env, agent: 'a2' }).key, k);
+  assert.notEqual(imageKey([base, dev], { ...env, mirror: 'http://m/debian' }).key, k);
+  // The base image alone is a different key from dev built on it.
+  assert.notEqual(imageKey([base], env).key, k);
+  assert.deepEqual(chainKeyInput([base]), [{ ...root, packages: [], npmPackages: [], files: [], services: [] }]);
+});
+
+test('the shipped catalog parses, resolves and has checks that exercise its toolchains', async () => {
+  const names = await listRecipeNames();
+  assert.ok(names.includes('base') && names.includes('dev'), names.join(','));
+  for (const n of names) {
+    const chain = await loadRecipeChain(n);
+    const r = resolveChain(chain);
+    assert.ok(resolveVerify(chain).length > 0, `${n} has verify checks`);
+    assert.equal(r.chain[0], 'base', `${n} descends from base`);
+  }
+  const dev = await loadRecipeChain('dev');
+  assert.deepEqual(dev.map((r) => r.name), ['base', 'dev']);
+  for (const p of ['git', 'python3', 'nodejs', 'build-essential', 'curl', 'ca-certificates']) assert.ok(resolveChain(dev).packages.includes(p), p);
+  const runs = resolveVerify(dev).map((c) => c.run).join('\n');
+  for (const re of [/gcc .*-o hello-c hello\.c; \.\/hello-c/, /python3 -c/, /node -e/, /git --version/, /g\+\+ /]) assert.match(runs, re);
+  assert.ok(resolveVerify(dev).some((c) => c.name === 'agent answers'), 'dev inherits base checks');
+});

@@ -1,0 +1,86 @@
+// `islet image` as a user runs it: real builds (cached), real VMs.
+// dev is here too because it builds in under a minute on this host (about
+// 40 s from scratch, 20 s to verify under TCG); heavier images are left to
+// `npm run test:images`.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { loadConfig } from '../../src/core/config.js';
+
+const bin = path.resolve('bin/islet.js');
+const islet = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 900_000, env: { ...process.env, ...env } });
+const MiB = 1024 * 1024;
+
+describe('islet image', { timeout: 1_800_000 }, () => {
+  test('verify base: every check passes', () => {
+    const r = islet(['image', 'verify', 'base']);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    for (const name of ['agent answers', '/ is ext4 and writable']) assert.match(r.stdout, new RegExp(`^\\[PASS\\] ${name} `, 'm'));
+    assert.doesNotMatch(r.stdout, /\[FAIL\]/);
+    assert.match(r.stdout, /base: (\d+)\/\1 checks passed/);
+  });
+
+  test('a failing check prints [FAIL] and exits 1; editing checks does not rebuild', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-images-'));
+    cpSync(path.resolve('images/base'), path.join(dir, 'base'), { recursive: true });
+    const file = path.join(dir, 'base', 'recipe.json');
+    const recipe = JSON.parse(readFileSync(file, 'utf8')) as { verify: unknown[] };
+    recipe.verify.push({ name: 'deliberately wrong', run: 'echo 3', expect: '4' });
+    writeFileSync(file, JSON.stringify(recipe));
+    const r = islet(['image', 'verify', 'base'], { ISLET_IMAGES_DIR: dir });
+    assert.equal(r.status, 1, r.stdout + r.stderr);
+    assert.match(r.stdout, /^\[PASS\] agent answers /m);
+    assert.match(r.stdout, /^\[FAIL\] deliberately wrong .*expected "4" in stdout, got "3"/m);
+    assert.match(r.stderr, /image base: cached/, 'verify checks are not part of the cache key');
+  });
+
+  test('build and verify dev: C, C++, Python, Node.js and git really run', () => {
+    const b = islet(['image', 'build', 'dev', '--json']);
+    assert.equal(b.status, 0, b.stderr);
+    const built = JSON.parse(b.stdout) as { usedBytes: number; chain: string[]; ms: number };
+    assert.deepEqual(built.chain, ['base', 'dev']);
+    process.stderr.write(`dev: ${(built.usedBytes / MiB).toFixed(1)} MiB, ensured in ${(built.ms / 1000).toFixed(1)} s\n`);
+    const r = islet(['image', 'verify', 'dev', '--no-build']);
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    for (const name of ['gcc compiles and runs a C hello world', 'Python 3 runs a script', 'Node.js runs a script', 'git commits in a new repository']) {
+      assert.match(r.stdout, new RegExp(`^\\[PASS\\] ${name} `, 'm'));
+    }
+  });
+
+  test('list shows base and dev with parent, size and recipe hash', () => {
+    const r = islet(['image', 'list', '--json']);
+    assert.equal(r.status, 0, r.stderr);
+    const rows = JSON.parse(r.stdout) as Array<{ name: string; parent: string | null; usedBytes: number; key: string; built: boolean }>;
+    const base = rows.find((x) => x.name === 'base');
+    const dev = rows.find((x) => x.name === 'dev');
+    assert.ok(base?.built && dev?.built, r.stdout);
+    assert.ok(base.usedBytes < 100 * MiB, `base is ${base.usedBytes} bytes`);
+    assert.equal(dev.parent, 'base');
+    assert.match(dev.key, /^[0-9a-f]{16}$/);
+    const text = islet(['image', 'list']);
+    assert.match(text.stdout, /^NAME +PARENT +INIT +SIZE/);
+    assert.match(text.stdout, /^dev +base +fast +\d/m);
+  });
+
+  test('rm is refused while a workspace uses the image, and fails clearly when nothing is built', () => {
+    // A scratch data dir with its own state DB; the cache stays the real one, so nothing built is touched.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-image-rm-'));
+    const cfg = path.join(dir, 'islet.toml');
+    writeFileSync(cfg, `[storage]\ndata_dir = "${dir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n`);
+    const db = new Database(path.join(dir, 'state.db'));
+    db.exec('CREATE TABLE workspaces (id TEXT PRIMARY KEY, name TEXT, state TEXT, image TEXT, created_at TEXT)');
+    db.prepare('INSERT INTO workspaces VALUES (?, ?, ?, ?, ?)').run('ws-1', 'web', 'stopped', 'no-such-image', 'now');
+    db.close();
+    const r = islet(['image', 'rm', 'no-such-image', '--config', cfg]);
+    assert.equal(r.status, 70, r.stderr);
+    assert.match(r.stderr, /error\[STATE_CONFLICT\]: image "no-such-image" is used by 1 workspace\(s\): web \(ws-1, stopped\)/);
+    const r2 = islet(['image', 'rm', 'never-built', '--config', cfg]);
+    assert.equal(r2.status, 66, r2.stderr);
+    assert.match(r2.stderr, /error\[IMAGE_NOT_FOUND\]: image "never-built" has no build to remove/);
+  });
+});
