@@ -15,6 +15,7 @@ import { tscKhz } from '../src/vmm/accel.js';
 import { buildQemuArgv } from '../src/vmm/argv.js';
 import { benchMcp, Row } from './mcp.js';
 import { benchNet } from './net.js';
+import { benchSnapshots } from './snapshots.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
 const EXECS = Number(process.env.BENCH_EXECS ?? 200);
@@ -128,6 +129,7 @@ async function main(): Promise<void> {
     }
     await benchMcp(config, rt, Math.min(N, 3), record);
     await benchNet(config, record);
+    await benchSnapshots(config, Math.min(N, 3), record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -10,6 +10,8 @@ export type ErrorCode =
   | 'STATE_CONFLICT'
   | 'QUOTA_EXCEEDED'
   | 'PORT_IN_USE'
+  | 'SNAPSHOT_NOT_FOUND'
+  | 'SNAPSHOT_IN_USE'
   | 'NOT_SUPPORTED'
   | 'HOST_PREREQUISITE'
   | 'HOST_COMMAND_FAILED'
@@ -167,6 +169,16 @@ export class CancelledError extends IsletError {
   }
 }
 
+/** A snapshot's file still backs another snapshot, a workspace's disk, or a fork. */
+export class SnapshotInUseError extends IsletError {
+  constructor(what: string, users: { snapshots: string[]; workspaces: string[] }, hint?: string) {
+    const by = [...users.snapshots.map((s) => `snapshot ${s}`), ...users.workspaces.map((w) => `workspace ${w}`)].join(', ');
+    super('SNAPSHOT_IN_USE', `${what}: still depended on by ${by}`,
+      hint ?? 'delete the later snapshots first (newest first), or destroy the forks that use it; snapshot_list shows the tree',
+      { snapshots: users.snapshots, workspaces: users.workspaces });
+  }
+}
+
 export class InternalError extends IsletError {
   constructor(cause: unknown) {
     super('INTERNAL', cause instanceof Error ? cause.message : 'internal error', 'this is a bug in islet; please report it with the log', undefined, { cause });
@@ -185,6 +197,7 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'PATH_OUTSIDE_ALLOWED':
       return 64; // EX_USAGE
     case 'WORKSPACE_NOT_FOUND':
+    case 'SNAPSHOT_NOT_FOUND':
     case 'IMAGE_NOT_FOUND':
     case 'FILE_NOT_FOUND':
     case 'COMMAND_NOT_FOUND':

@@ -3,7 +3,7 @@
 // here, so every surface accepts exactly the same inputs.
 import { z } from 'zod';
 
-export const WORKSPACE_STATES = ['creating', 'running', 'stopped', 'failed', 'destroyed'] as const;
+export const WORKSPACE_STATES = ['creating', 'running', 'paused', 'stopped', 'failed', 'destroyed'] as const;
 export type WorkspaceState = (typeof WORKSPACE_STATES)[number];
 
 export const WorkspaceId = z.string().min(1).max(64)
@@ -114,3 +114,31 @@ export const NetworkPolicyInput = z.object({
       + 'Without it a change to a running workspace fails with STATE_CONFLICT'),
 });
 export type NetworkPolicyInput = z.infer<typeof NetworkPolicyInput>;
+
+export const SnapshotName = z.string().min(1).max(64)
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'letters, digits, "_", "." and "-" only')
+  .describe('a name for the snapshot, unique within the workspace');
+
+export const SnapshotRef = z.string().min(1).max(64)
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'letters, digits, "_", "." and "-" only')
+  .describe('snapshot id (snap-...) or name, as returned by snapshot_create or snapshot_list');
+
+export const SnapshotCreateInput = z.object({
+  workspace_id: WorkspaceId,
+  name: SnapshotName,
+  description: z.string().max(1024).optional().describe('free text shown by snapshot_list'),
+  include_memory: z.boolean().optional().describe(
+    'also save the running guest\'s memory (processes, page cache), so snapshot_restore and workspace_fork resume '
+    + 'processes instead of booting. Needs a running workspace; the guest is paused while its memory is written'),
+});
+export type SnapshotCreateInput = z.infer<typeof SnapshotCreateInput>;
+
+export const SnapshotRefInput = z.object({ workspace_id: WorkspaceId, snapshot: SnapshotRef });
+export type SnapshotRefInput = z.infer<typeof SnapshotRefInput>;
+
+export const ForkInput = z.object({
+  workspace_id: WorkspaceId.describe('the source workspace (id or name)'),
+  snapshot: SnapshotRef.optional().describe('the source\'s snapshot to fork from; default: a new snapshot of its current disk, taken now'),
+  name: WorkspaceName.optional().describe('the fork\'s name (also its hostname); default: its id'),
+});
+export type ForkInput = z.infer<typeof ForkInput>;

@@ -1,5 +1,6 @@
 // Host side of the agent protocol: one connection per VM, multiplexed by
 // request id. Everything the guest sends is bounded here before it is kept.
+import { randomInt } from 'node:crypto';
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
@@ -36,7 +37,11 @@ export interface ConnectOptions {
 
 export class AgentClient {
   private readonly handlers = new Map<number, Handler>();
-  private nextId = 1;
+  /**
+   * Random start: the guest keeps one session across host reconnects (virtio-serial), so requests of an earlier host
+   * process that died (kill -9) may still be in flight there; ids from 1 again would collide with them.
+   */
+  private nextId = 1 + randomInt(0x7fff_0000);
   private dead: IsletError | undefined;
   private readonly decoder = new FrameDecoder();
   readonly closed: Promise<IsletError>;

@@ -42,7 +42,9 @@ export const RecipeSchema = z.object({
   description: z.string().max(500).optional(),
   parent: z.string().regex(IMAGE_NAME).nullable().default(null).describe('image this one extends; null = built from scratch'),
   packages: z.array(debianPackage).default([]).describe('installed on top of the variant'),
-  npmPackages: z.array(npmPackage).default([]).describe('npm install -g in the tree; needs the npm package'),
+  npmPackages: z.array(npmPackage).default([]).describe('installed into the tree\'s /usr/local by the build host\'s npm (npm install -g --prefix)'),
+  scripts: z.array(z.string().min(1).max(1 << 16)).default([])
+    .describe('/bin/sh -e scripts run as root chrooted in the tree, after packages and npmPackages, before files'),
   files: z.array(FileSchema).default([]).describe('written into the tree after packages'),
   services: z.array(unitName).default([]).describe('systemd units enabled for multi-user.target (full init)'),
   variant: z.enum(['minbase', 'required', 'important', 'standard']).optional().describe('mmdebstrap --variant; root recipe only'),
@@ -65,6 +67,8 @@ export interface ResolvedRecipe {
   variant: NonNullable<Recipe['variant']>;
   packages: string[];
   npmPackages: string[];
+  /** Every recipe's scripts, root first (not deduplicated: order and repetition are the author's). */
+  scripts: string[];
   files: RecipeFile[];
   services: string[];
   initMode: NonNullable<Recipe['initMode']>;
@@ -173,6 +177,7 @@ export function resolveChain(chain: readonly Recipe[]): ResolvedRecipe {
     variant: root.variant ?? 'minbase',
     packages: union(chain.map((r) => r.packages)),
     npmPackages: union(chain.map((r) => r.npmPackages)),
+    scripts: chain.flatMap((r) => r.scripts),
     files: [...files.values()],
     services: union(chain.map((r) => r.services)),
     initMode: last('initMode'),
@@ -185,9 +190,6 @@ export function resolveChain(chain: readonly Recipe[]): ResolvedRecipe {
   }
   if (out.services.length && out.initMode !== 'full') {
     throw invalid(file, `services (${out.services.join(', ')}) are only started with initMode "full"`);
-  }
-  if (out.npmPackages.length && !out.packages.includes('npm')) {
-    throw invalid(file, 'npmPackages need npm in the image: add "npm" to packages');
   }
   return out;
 }

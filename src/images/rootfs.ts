@@ -19,7 +19,8 @@ import { AGENT_UNIT, AGENT_UNIT_FILE, enableUnitArgv, MASKED_UNITS, maskUnitArgv
 export const ROOTFS_FILE = 'rootfs.ext4';
 export const AGENT_IN_IMAGE = '/usr/local/bin/islet-agent';
 // 2: recipes with parents (the key hashes the whole chain), files, services, full init.
-const ROOTFS_FORMAT = 2;
+// 3: npm packages installed by the host's npm, recipe scripts, a tight mke2fs instead of a shrink.
+const ROOTFS_FORMAT = 3;
 const MiB = 1024 * 1024;
 const JOURNAL_MB = 8;
 // Installs usr-is-merged instead of usrmerge, which would pull in perl (~50 MB).
@@ -49,6 +50,16 @@ const DPKG_EXCLUDES = [
   'path-exclude=/usr/share/lintian/*',
 ];
 
+const NPM_INSTALL = [
+  'npm', 'install', '--global', '--prefix', '"$1/usr/local"', '--os=linux', '--cpu=x64', '--libc=glibc',
+  '--no-audit', '--no-fund', '--no-update-notifier', '--loglevel=warn',
+];
+
+/** One argument for sh -c, whatever it contains. */
+export function shellQuote(s: string): string {
+  return `'${s.replaceAll("'", "'\\''")}'`;
+}
+
 export function mmdebstrapArgv(recipe: ResolvedRecipe, config: Config, target: string, mergedUsrHooks: boolean): string[] {
   return [
     'mmdebstrap',
@@ -60,11 +71,16 @@ export function mmdebstrapArgv(recipe: ResolvedRecipe, config: Config, target: s
     ...(mergedUsrHooks ? [`--hook-dir=${MERGED_USR_HOOKS}`] : []),
     ...(recipe.packages.length ? [`--include=${recipe.packages.join(',')}`] : []),
     '--aptopt=Acquire::Languages "none"',
-    // Inside mmdebstrap, where the tree still has the build host's resolver and /proc mounted.
+    // The build host's npm installs into the tree (the guest has no network
+    // here, and Debian's npm would be a 100 MB detour): --prefix puts the
+    // packages in /usr/local/lib/node_modules and their bins in
+    // /usr/local/bin. Optional dependencies are chosen for the guest
+    // (linux/x64/glibc), not the host. Only the npm registry is contacted.
     ...(recipe.npmPackages.length
-      ? [`--customize-hook=chroot "$1" npm install --global --no-audit --no-fund --no-update-notifier ${recipe.npmPackages.join(' ')}`,
-        '--customize-hook=chroot "$1" npm cache clean --force']
+      ? [`--customize-hook=${NPM_INSTALL.join(' ')} ${recipe.npmPackages.join(' ')}`]
       : []),
+    // Then the recipes' scripts, chrooted, while the tree still has /dev, /proc and the host's resolver.
+    ...recipe.scripts.map((sc) => `--customize-hook=chroot "$1" /bin/sh -ec ${shellQuote(sc)}`),
     ...DPKG_EXCLUDES.map((o) => `--dpkgopt=${o}`),
     config.images.suite,
     target,
@@ -107,6 +123,7 @@ export async function ensureImage(config: Config, name: string, agent: AgentArti
 
   const entry = await cached(dir, key, async (tmp) => {
     if (!root) await assertSubordinateIds();
+    if (recipe.npmPackages.length) await assertHostNpm();
     const tree = path.join(tmp, 'root');
     const img = path.join(tmp, ROOTFS_FILE);
     // Not root: the tree's files belong to subordinate uids, so everything
@@ -126,20 +143,35 @@ export async function ensureImage(config: Config, name: string, agent: AgentArti
     await customize(tree, tmp, recipe, agent, inTree, sig);
     const used = Number((await run(inTree(['du', '-s', '--block-size=1', tree]), sig)).stdout.split(/\s/)[0]);
     if (!Number.isFinite(used) || used <= 0) throw imageBuildFailed(`could not measure ${tree}`, 'run du -s on it by hand');
-    // Generous first (mke2fs -d fails outright when short of blocks or inodes), then shrink.
-    const firstMiB = Math.ceil((used * 1.5 + 64 * MiB) / MiB);
-    progress(`image ${name}: mke2fs ${firstMiB} MiB from ${formatBytes(used)} of files`);
-    await run(inTree([
+    // resize2fs -M's estimate is conservative (about 1.5x the used blocks with
+    // flex_bg), so shrinking a generous filesystem leaves a third of it empty:
+    // instead, start tight (files + 4% + journal + 16 MiB) and
+    // grow by 6% until mke2fs -d fits; -M then only trims what it can.
+    const mkfs = (mib: number) => run(inTree([
       'mke2fs', '-q', '-t', 'ext4', '-b', '4096', '-i', '16384', '-I', '256', '-L', 'islet-root',
       // Tables initialized now: otherwise each guest's ext4lazyinit would write them into its overlay.
       '-E', 'root_owner=0:0,lazy_itable_init=0,lazy_journal_init=0',
       // mke2fs would pick 16 MiB for this size, which alone puts minbase over
       // its 100 MiB budget; the journal never grows with the fs, so pin it.
       '-J', `size=${JOURNAL_MB}`,
-      '-d', tree, '-F', img, `${firstMiB}M`,
-    ]), sig);
+      '-d', tree, '-F', img, `${mib}M`,
+    ]), { ...sig, allowFailure: true });
+    // ext4's own overhead is ~2% (inode tables at -i 16384 -I 256, bitmaps, directories).
+    let mib = Math.ceil((used * 1.04) / MiB) + JOURNAL_MB + 16;
+    for (let attempt = 1; ; attempt++) {
+      progress(`image ${name}: mke2fs ${mib} MiB from ${formatBytes(used)} of files`);
+      await rm(img, { force: true }); // mke2fs keeps a larger existing file's size
+      const r = await mkfs(mib);
+      if (r.code === 0) break;
+      if (attempt >= 8) {
+        throw imageBuildFailed(`image ${name}: mke2fs -d failed at ${mib} MiB (exit ${r.code})`, 'see the output; is the host disk full?',
+          { stderr: r.stderr.slice(-2000) });
+      }
+      mib = Math.ceil(mib * 1.06);
+    }
     await fsck(img, sig);
-    await run(['resize2fs', '-M', img], sig);
+    // Only ever shrinks: when its estimate is above the current size it reports "Nothing to do".
+    await run(['resize2fs', '-M', img], { ...sig, allowFailure: true });
     const minBytes = (await stat(img)).size;
     if (minBytes > recipe.sizeLimitMB * MiB) {
       throw imageBuildFailed(`image ${name}: filesystem is ${formatBytes(minBytes)} shrunk, over its ${recipe.sizeLimitMB} MiB budget`,
@@ -172,6 +204,15 @@ async function assertSubordinateIds(): Promise<void> {
       throw new HostPrerequisiteError(`building images as ${username} (not root) needs subordinate ids for ${username} in ${f}`,
         `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 ${username}  (or build as root)`, { file: f });
     }
+  }
+}
+
+/** npmPackages are installed by the host's npm (see mmdebstrapArgv). */
+async function assertHostNpm(): Promise<void> {
+  const r = await run(['npm', '--version'], { allowFailure: true }).catch(() => undefined);
+  if (!r || r.code !== 0) {
+    throw new HostPrerequisiteError('this image has npmPackages, which the build host\'s npm installs into the tree, but npm is not on PATH',
+      'install Node.js and npm on the build host (apt-get install npm)');
   }
 }
 

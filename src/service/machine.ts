@@ -39,6 +39,8 @@ export interface MachineSpec {
   hostname?: string;
   /** User-mode network; absent: no network device. */
   net?: UserNetSpec;
+  /** Resume from this memory state file (saved by pauseToFile) instead of booting; the disk must be the one it was saved with. */
+  memoryFile?: string;
   tcgTbSizeMb?: number;
   tscKhz?: number;
   qemuBinary?: string;
@@ -102,7 +104,9 @@ export class Machine {
         tcgTbSizeMb: spec.tcgTbSizeMb,
         tscKhz: spec.tscKhz,
         net: spec.net,
+        incoming: spec.memoryFile !== undefined,
       }, { signal: spec.signal, qemuBinary: spec.qemuBinary, detached: spec.detached });
+      if (spec.memoryFile) await loadMemory(vm, spec.memoryFile, spec.bootTimeoutMs);
       const agent = await connectAgent(vm, spec.bootTimeoutMs, spec.signal);
       await agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal: spec.signal });
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
@@ -172,6 +176,35 @@ export class Machine {
     return this.stopped;
   }
 
+  /**
+   * Saves the guest's memory and device state to `file` (QMP stop + migrate)
+   * and ends QEMU: the VM's host memory is freed; the disk is kept as is.
+   * On failure the guest is resumed and keeps running.
+   */
+  async pauseToFile(file: string, timeoutMs: number): Promise<void> {
+    await this.vm.qmp.execute('stop');
+    try {
+      await this.saveMemory(file, timeoutMs);
+    } catch (e) {
+      await this.vm.qmp.execute('cont').catch(() => undefined);
+      throw e;
+    }
+    this.stopped ??= (async () => {
+      this.agent.close();
+      await this.vm.stop({ graceMs: 0 });
+      this.vm.qmp.close();
+      await rm(this.dir, { recursive: true, force: true });
+    })();
+    await this.stopped;
+  }
+
+  /** Writes the memory and device state of the stopped (QMP stop) guest to `file`; `cont` lets it run on afterwards. */
+  async saveMemory(file: string, timeoutMs: number): Promise<void> {
+    await this.vm.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 8 * 1024 ** 3 });
+    await this.vm.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
+    await waitMigration(this.vm.qmp, timeoutMs);
+  }
+
   /** Closes this process's connections; the VM keeps running (daemon shutdown). */
   detach(): void {
     this.agent.close();
@@ -186,6 +219,36 @@ export class Machine {
     })();
     return this.destroyed;
   }
+}
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Polls query-migrate until the migration (either direction) completes; throws if it fails or takes too long. */
+async function waitMigration(qmp: VmHandle['qmp'], timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+    if (st.status === 'completed') return;
+    if (st.status === 'failed' || st.status === 'cancelled') {
+      throw new IsletError('QMP_ERROR', `memory migration ${st.status}${st['error-desc'] ? `: ${st['error-desc']}` : ''}`, 'retry; the workspace keeps running');
+    }
+    if (Date.now() > deadline) throw new IsletError('GUEST_TIMEOUT', `memory migration did not finish in ${timeoutMs} ms`, 'retry', undefined, { retryable: true });
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Feeds a saved memory state into a QEMU started with -incoming defer, then lets the guest run. */
+async function loadMemory(vm: VmHandle, file: string, timeoutMs: number): Promise<void> {
+  await vm.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await vm.qmp.execute<{ status: string }>('query-status');
+    if (st.status === 'running') return;
+    if (st.status !== 'inmigrate') break;
+    if (Date.now() > deadline) throw new IsletError('GUEST_TIMEOUT', `memory restore did not finish in ${timeoutMs} ms`, 'retry');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await vm.qmp.execute('cont');
 }
 
 /** Waits for the agent's hello, failing at once (with the console tail) if QEMU exits first. */

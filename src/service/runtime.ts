@@ -27,6 +27,8 @@ export interface BootRequest {
   hostname?: string;
   /** User-mode network; absent: the VM has no network device. */
   net?: UserNetSpec;
+  /** Resume from a saved memory state instead of booting. */
+  memoryFile?: string;
   detached?: boolean;
   signal?: AbortSignal;
 }
@@ -120,6 +122,7 @@ export class Runtime {
       diskBytes: Math.max(req.diskBytes ?? 2 * 1024 ** 3, statSync(art.rootfs).size),
       hostname: req.hostname,
       net: req.net,
+      memoryFile: req.memoryFile,
       tcgTbSizeMb: c.vm.tcg_tb_size_mb,
       tscKhz: tscKhz(),
       qemuBinary: c.vm.qemu_binary,

@@ -22,6 +22,32 @@ export interface WorkspaceRow {
   error: string | null;
   created_at: string;
   updated_at: string;
+  /** The active disk overlay; NULL: the legacy <data_dir>/disks/<id>.qcow2. */
+  disk_path: string | null;
+  /** The snapshot whose file backs the active overlay (NULL: the base image). A fork's is its source snapshot. */
+  backing_snapshot_id: string | null;
+}
+
+/** A row to insert: a new workspace's disk is at the legacy path unless said otherwise. */
+export type NewWorkspaceRow = Omit<WorkspaceRow, 'disk_path' | 'backing_snapshot_id'> & Partial<Pick<WorkspaceRow, 'disk_path' | 'backing_snapshot_id'>>;
+
+export interface SnapshotRow {
+  id: string;
+  workspace_id: string;
+  name: string;
+  created_at: string;
+  /** The snapshot this one's file is backed by (NULL: the base image); may be another workspace's (forks). */
+  parent_id: string | null;
+  /** The immutable qcow2 file holding the disk state. */
+  file: string;
+  description: string | null;
+  size_bytes: number | null;
+  has_memory: number;
+  /** 'creating' until every side effect is done: startup finishes or rolls it back. */
+  state: 'creating' | 'ready';
+  /** While creating: the active overlay the workspace will have afterwards. */
+  op_disk: string | null;
+  qemu_version: string | null;
 }
 
 const MIGRATIONS: string[] = [
@@ -58,6 +84,19 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (workspace_id, host_port)
    );
    CREATE UNIQUE INDEX port_forwards_host_port ON port_forwards(host_port);`,
+  // 3: snapshots as qcow2 chains: where each workspace's active overlay is, and each snapshot's file and parent.
+  `ALTER TABLE workspaces ADD COLUMN disk_path TEXT;
+   ALTER TABLE workspaces ADD COLUMN backing_snapshot_id TEXT;
+   ALTER TABLE snapshots ADD COLUMN parent_id TEXT;
+   ALTER TABLE snapshots ADD COLUMN file TEXT NOT NULL DEFAULT '';
+   ALTER TABLE snapshots ADD COLUMN description TEXT;
+   ALTER TABLE snapshots ADD COLUMN size_bytes INTEGER;
+   ALTER TABLE snapshots ADD COLUMN has_memory INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE snapshots ADD COLUMN state TEXT NOT NULL DEFAULT 'ready';
+   ALTER TABLE snapshots ADD COLUMN op_disk TEXT;
+   ALTER TABLE snapshots ADD COLUMN qemu_version TEXT;
+   CREATE INDEX snapshots_parent ON snapshots(parent_id);
+   CREATE INDEX workspaces_backing ON workspaces(backing_snapshot_id);`,
 ];
 
 export interface ForwardRow {
@@ -132,7 +171,8 @@ export class Store {
    * Inserts a new workspace after checking quotas and the name, atomically:
    * two concurrent creates cannot both take the last slot or the same name.
    */
-  insertChecked(row: WorkspaceRow, limits: { total: number; perOwner: number }): void {
+  insertChecked(row0: NewWorkspaceRow, limits: { total: number; perOwner: number }): void {
+    const row: WorkspaceRow = { disk_path: null, backing_snapshot_id: null, ...row0 };
     this.db.transaction(() => {
       const total = (this.db.prepare('SELECT count(*) AS n FROM workspaces').get() as { n: number }).n;
       if (total >= limits.total) {
@@ -148,8 +188,10 @@ export class Store {
       if (this.db.prepare('SELECT 1 FROM workspaces WHERE (name = ? AND owner = ?) OR id = ?').get(row.name, row.owner, row.name)) {
         throw new IsletError('INVALID_ARGUMENT', `a workspace named "${row.name}" already exists`, 'choose another name', { name: row.name });
       }
-      this.db.prepare(`INSERT INTO workspaces (id, name, owner, state, image, vcpus, memory_mb, disk_gb, allow_internet, pid, error, created_at, updated_at)
-        VALUES (@id, @name, @owner, @state, @image, @vcpus, @memory_mb, @disk_gb, @allow_internet, @pid, @error, @created_at, @updated_at)`).run(row);
+      this.db.prepare(`INSERT INTO workspaces (id, name, owner, state, image, vcpus, memory_mb, disk_gb, allow_internet, pid, error,
+          created_at, updated_at, disk_path, backing_snapshot_id)
+        VALUES (@id, @name, @owner, @state, @image, @vcpus, @memory_mb, @disk_gb, @allow_internet, @pid, @error,
+          @created_at, @updated_at, @disk_path, @backing_snapshot_id)`).run(row);
     })();
   }
 
@@ -178,6 +220,69 @@ export class Store {
 
   removeForward(id: string, hostPort: number): boolean {
     return this.db.prepare('DELETE FROM port_forwards WHERE workspace_id = ? AND host_port = ?').run(id, hostPort).changes > 0;
+  }
+
+  // --- snapshots ---
+
+  snapshots(workspaceId: string): SnapshotRow[] {
+    return this.db.prepare('SELECT * FROM snapshots WHERE workspace_id = ? ORDER BY created_at, rowid').all(workspaceId) as SnapshotRow[];
+  }
+
+  allSnapshots(): SnapshotRow[] {
+    return this.db.prepare('SELECT * FROM snapshots ORDER BY created_at, rowid').all() as SnapshotRow[];
+  }
+
+  /** A workspace's snapshot by id or name. */
+  findSnapshot(workspaceId: string, ref: string): SnapshotRow | undefined {
+    return this.db.prepare('SELECT * FROM snapshots WHERE workspace_id = ? AND (id = ? OR name = ?) ORDER BY id = ? DESC')
+      .get(workspaceId, ref, ref, ref) as SnapshotRow | undefined;
+  }
+
+  getSnapshot(id: string): SnapshotRow | undefined {
+    return this.db.prepare('SELECT * FROM snapshots WHERE id = ?').get(id) as SnapshotRow | undefined;
+  }
+
+  /** What depends on the given snapshots' files: snapshots backed by them, and workspaces whose active overlay is. */
+  dependentsOf(ids: string[]): { snapshots: SnapshotRow[]; workspaces: WorkspaceRow[] } {
+    if (!ids.length) return { snapshots: [], workspaces: [] };
+    const q = ids.map(() => '?').join(',');
+    return {
+      snapshots: this.db.prepare(`SELECT * FROM snapshots WHERE parent_id IN (${q})`).all(...ids) as SnapshotRow[],
+      workspaces: this.db.prepare(`SELECT * FROM workspaces WHERE backing_snapshot_id IN (${q})`).all(...ids) as WorkspaceRow[],
+    };
+  }
+
+  /** Records intent: the snapshot row exists (state 'creating') before any file is touched. */
+  insertSnapshot(row: SnapshotRow): void {
+    this.db.transaction(() => {
+      if (this.db.prepare('SELECT 1 FROM snapshots WHERE workspace_id = ? AND name = ?').get(row.workspace_id, row.name)) {
+        throw new IsletError('INVALID_ARGUMENT', `workspace already has a snapshot named "${row.name}"`, 'choose another name, or delete the old one',
+          { name: row.name });
+      }
+      this.db.prepare(`INSERT INTO snapshots (id, workspace_id, name, created_at, parent_id, file, description, size_bytes, has_memory, state, op_disk, qemu_version)
+        VALUES (@id, @workspace_id, @name, @created_at, @parent_id, @file, @description, @size_bytes, @has_memory, @state, @op_disk, @qemu_version)`).run(row);
+    })();
+  }
+
+  /** The commit point of snapshot_create: the snapshot is ready and the workspace's disk is its new overlay, in one transaction. */
+  finishSnapshot(id: string, workspaceId: string, diskPath: string, sizeBytes: number | null): void {
+    this.db.transaction(() => {
+      this.db.prepare("UPDATE snapshots SET state = 'ready', op_disk = NULL, size_bytes = ? WHERE id = ?").run(sizeBytes, id);
+      this.setDisk(workspaceId, diskPath, id);
+    })();
+  }
+
+  setDisk(id: string, diskPath: string | null, backingSnapshotId: string | null): void {
+    this.db.prepare('UPDATE workspaces SET disk_path = ?, backing_snapshot_id = ?, updated_at = ? WHERE id = ?')
+      .run(diskPath, backingSnapshotId, new Date().toISOString(), id);
+  }
+
+  clearMemory(id: string): void {
+    this.db.prepare('UPDATE snapshots SET has_memory = 0 WHERE id = ?').run(id);
+  }
+
+  deleteSnapshot(id: string): void {
+    this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
   }
 
   delete(id: string): void {

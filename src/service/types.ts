@@ -26,6 +26,10 @@ export interface WorkspaceInfo {
   pid: number | null;
   network: NetworkInfo;
   snapshot_count: number;
+  /** The snapshot tree, oldest first (parents link it). */
+  snapshots: SnapshotInfo[];
+  /** The snapshot the current disk builds on (null: the base image); for a fork, its source snapshot. */
+  current_snapshot_id: string | null;
   /** Why the workspace is in state "failed", if it is. */
   error: string | null;
   /** Host bytes used by the workspace's own disk (its overlay). */
@@ -80,4 +84,47 @@ export interface NetworkPolicyOutput {
   /** "unchanged": nothing to do; "recorded": takes effect at the next start; "restarted": applied by a VM restart. */
   applied: 'unchanged' | 'recorded' | 'restarted';
   restart_ms: number | null;
+}
+
+export interface SnapshotInfo {
+  snapshot_id: string;
+  workspace_id: string;
+  name: string;
+  description: string | null;
+  /** The snapshot this one builds on (null: the base image); the list forms a tree. May belong to another workspace (a fork's source). */
+  parent_id: string | null;
+  created_at: string;
+  /** Host bytes used by this snapshot's own file (its changes over the parent). */
+  size_bytes: number | null;
+  has_memory: boolean;
+}
+
+export interface SnapshotCreateOutput extends SnapshotInfo {
+  /** true: taken while the VM ran (guest filesystem synced first); false: the workspace was stopped. */
+  live: boolean;
+  duration_ms: number;
+}
+
+export interface SnapshotListOutput {
+  workspace_id: string;
+  /** The snapshot the workspace's current disk builds on (null: the base image). */
+  current_snapshot_id: string | null;
+  snapshots: SnapshotInfo[];
+}
+
+export interface SnapshotRestoreOutput {
+  workspace_id: string;
+  snapshot_id: string;
+  /** true: the workspace was running, so its VM was stopped, its disk rolled back, and booted again. */
+  restarted: boolean;
+  /** true: a memory snapshot: processes resumed where they were at the snapshot (no reboot); the guest clock was resynced. */
+  memory_restored: boolean;
+  state: WorkspaceState;
+  duration_ms: number;
+}
+
+export interface SnapshotDeleteOutput {
+  workspace_id: string;
+  snapshot_id: string;
+  deleted: true;
 }

@@ -2,13 +2,13 @@
 // ownership, quotas, state transitions, persistence, cleanup. Surfaces (MCP,
 // CLI, HTTP) only parse, call one of these methods, and render.
 import { randomBytes } from 'node:crypto';
-import { rm, stat } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { InvalidArgumentError, IsletError, PortInUseError, VmExitedError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import {
-  CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ListInput, NetworkPolicyInput,
+  CreateInput, ExecInput, ForkInput, SnapshotCreateInput, SnapshotRefInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ListInput, NetworkPolicyInput,
   PortForwardInput, PortForwardRemoveInput, WorkspaceRef, WorkspaceState,
 } from '../core/schemas.js';
 import { readConfined, writeConfined } from '../host/confine.js';
@@ -18,9 +18,11 @@ import { acquireLock, Lock } from './lock.js';
 import type { Machine } from './machine.js';
 import { reconcile } from './reconcile.js';
 import { Runtime } from './runtime.js';
-import { ForwardRow, Store, WorkspaceRow } from './store.js';
+import * as snaps from './snapshots.js';
+import { ForwardRow, SnapshotRow, Store, WorkspaceRow } from './store.js';
 import type {
-  Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkInfo, NetworkPolicyOutput, OpOptions, WorkspaceInfo, WorkspaceIpOutput,
+  Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkInfo, NetworkPolicyOutput, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput,
+  SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo, WorkspaceIpOutput,
 } from './types.js';
 
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
@@ -48,6 +50,7 @@ export class WorkspaceService {
   /** Per-workspace lifecycle queue: start/stop/destroy of one workspace never overlap. */
   private readonly queues = new Map<string, Promise<unknown>>();
   private closed = false;
+  private readonly snap: snaps.SnapCtx;
 
   private constructor(
     readonly config: Config,
@@ -55,7 +58,9 @@ export class WorkspaceService {
     private readonly store: Store,
     private readonly lock: Lock,
     private readonly progress: Progress,
-  ) {}
+  ) {
+    this.snap = { store, dataDir: config.paths.dataDir, diskDir: rt.diskDir, progress };
+  }
 
   /** Opens the state database, reconciles it with live VMs, and returns the service. */
   static async open(config: Config, o: { progress?: Progress } = {}): Promise<WorkspaceService> {
@@ -66,8 +71,10 @@ export class WorkspaceService {
       const rt = await Runtime.open(config, { progress });
       store = Store.open(config.paths.stateDb);
       const svc = new WorkspaceService(config, rt, store, lock, progress);
+      await snaps.recover(svc.snap);
       const attached = await reconcile(rt, store, svc.diskPath.bind(svc), progress);
       for (const [id, m] of attached) svc.adopt(id, m);
+      await snaps.sweep(svc.snap);
       return svc;
     } catch (e) {
       store?.close();
@@ -87,8 +94,10 @@ export class WorkspaceService {
     this.lock.release();
   }
 
+  /** A workspace's active disk overlay (it moves with snapshots and restores). */
   diskPath(id: string): string {
-    return path.join(this.rt.diskDir, `${id}.qcow2`);
+    const row = this.store.get(id);
+    return row ? snaps.activeDisk(this.snap, row) : snaps.legacyDisk(this.snap, id);
   }
 
   async create(c: Caller, input: CreateInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
@@ -112,6 +121,7 @@ export class WorkspaceService {
     const row: WorkspaceRow = {
       id, name: input.name ?? id, owner: c.owner, state: 'creating', ...spec,
       allow_internet: (input.allow_internet ?? this.config.network.default_allow_internet) ? 1 : 0, pid: null, error: null, created_at: now, updated_at: now,
+      disk_path: null, backing_snapshot_id: null,
     };
     // Intent first: the row exists before the VM, so a crash mid-create is found and undone by reconcile.
     this.store.insertChecked(row, { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner });
@@ -131,8 +141,9 @@ export class WorkspaceService {
     const row0 = this.resolve(c, input.workspace_id);
     return this.serial(row0.id, async () => {
       const row = this.mustGet(row0.id);
+      if (row.state === 'paused') return this.resumeNow(row, o.signal);
       if (row.state !== 'stopped' && row.state !== 'failed') {
-        throw stateConflict(row, 'start', ['stopped', 'failed'], row.state === 'running' ? 'it is already running' : 'wait for it to finish');
+        throw stateConflict(row, 'start', ['stopped', 'failed', 'paused'], row.state === 'running' ? 'it is already running' : 'wait for it to finish');
       }
       this.netSpec(false);
       await this.bootInto(row, false, o.signal);
@@ -144,7 +155,12 @@ export class WorkspaceService {
     const row0 = this.resolve(c, input.workspace_id);
     return this.serial(row0.id, async () => {
       const row = this.mustGet(row0.id);
-      if (row.state !== 'running') throw stateConflict(row, 'stop', ['running'], 'start it first with workspace_start');
+      if (row.state === 'paused') { // discard the saved memory: the disk is what remains, as after a power cut
+        await rm(snaps.memoryFile(this.snap, row.id), { force: true });
+        this.store.setState(row.id, 'stopped');
+        return this.infoOf(this.mustGet(row.id));
+      }
+      if (row.state !== 'running') throw stateConflict(row, 'stop', ['running', 'paused'], 'start it first with workspace_start');
       const m = this.live.get(row.id);
       this.live.delete(row.id);
       await m?.shutdown();
@@ -158,14 +174,16 @@ export class WorkspaceService {
     return this.serial(row0.id, async () => {
       const row = this.store.get(row0.id);
       if (!row) throw workspaceNotFound(input.workspace_id);
+      snaps.checkDestroy(this.snap, row); // SNAPSHOT_IN_USE while a fork builds on its snapshots
       const m = this.live.get(row.id);
       this.live.delete(row.id);
-      if (m) await m.destroy();
+      if (m) await m.shutdown();
+      const own = this.store.snapshots(row.id);
+      this.store.delete(row.id); // then the files: a crash in between leaves only unreferenced files, swept at startup
       await Promise.all([
-        rm(this.diskPath(row.id), { force: true }),
+        snaps.removeFiles(this.snap, row, own),
         rm(path.join(this.config.paths.runDir, 'vm', row.id), { recursive: true, force: true }),
       ]);
-      this.store.delete(row.id);
       return { workspace_id: row.id, destroyed: true as const };
     });
   }
@@ -335,6 +353,165 @@ export class WorkspaceService {
     });
   }
 
+  // --- snapshots and forks (logic in snapshots.ts) ---
+
+  /** Snapshots the disk; a running workspace keeps running (its filesystem is synced first). */
+  async snapshotCreate(c: Caller, input: SnapshotCreateInput, o: OpOptions = {}): Promise<SnapshotCreateOutput> {
+    const row0 = this.resolve(c, input.workspace_id);
+    return this.serial(row0.id, () => this.snapshotNow(row0.id, input, o.signal));
+  }
+
+  async snapshotList(c: Caller, input: WorkspaceRef): Promise<SnapshotListOutput> {
+    const row = this.resolve(c, input.workspace_id);
+    const list = await Promise.all(snaps.readySnapshots(this.store, row.id)
+      .map(async (s) => ({ ...snaps.snapshotInfo(s), size_bytes: await snaps.sizeOnDisk(s.file) })));
+    return { workspace_id: row.id, current_snapshot_id: row.backing_snapshot_id, snapshots: list };
+  }
+
+  /** Rolls the disk back to a snapshot; a running workspace is stopped, rolled back and booted again. */
+  async snapshotRestore(c: Caller, input: SnapshotRefInput, o: OpOptions = {}): Promise<SnapshotRestoreOutput> {
+    const row0 = this.resolve(c, input.workspace_id);
+    return this.serial(row0.id, async () => {
+      const row = this.mustGet(row0.id);
+      if (row.state === 'creating') throw stateConflict(row, 'restore', ['running', 'stopped', 'failed'], 'wait for it to finish');
+      const s = snaps.findSnapshot(this.store, row, input.snapshot);
+      const memory = await this.memoryOf(s);
+      const t0 = performance.now();
+      const m = this.live.get(row.id);
+      const restart = row.state === 'running' && m !== undefined;
+      if (row.state === 'paused') await rm(snaps.memoryFile(this.snap, row.id), { force: true }); // memory of the old disk
+      if (row.state === 'paused') this.store.setState(row.id, 'stopped');
+      if (m) {
+        this.live.delete(row.id);
+        await m.shutdown();
+        this.store.setState(row.id, 'stopped');
+      }
+      await snaps.restoreDisk(this.snap, this.mustGet(row.id), s, o.signal);
+      // A memory snapshot resumes its processes, whatever the workspace was doing; a disk one boots if it ran.
+      if (restart || memory) await this.bootInto(this.mustGet(row.id), false, o.signal, memory);
+      return {
+        workspace_id: row.id, snapshot_id: s.id, restarted: restart || memory !== undefined, memory_restored: memory !== undefined,
+        state: this.mustGet(row.id).state, duration_ms: Math.round(performance.now() - t0),
+      };
+    });
+  }
+
+  async snapshotDelete(c: Caller, input: SnapshotRefInput, _o: OpOptions = {}): Promise<SnapshotDeleteOutput> {
+    const row0 = this.resolve(c, input.workspace_id);
+    return this.serial(row0.id, async () => {
+      const row = this.mustGet(row0.id);
+      const s = snaps.findSnapshot(this.store, row, input.snapshot);
+      await snaps.deleteSnapshot(this.snap, row, s);
+      return { workspace_id: row.id, snapshot_id: s.id, deleted: true as const };
+    });
+  }
+
+  /** A new, independent workspace whose disk starts as the snapshot (taken now if none is named); booted with its own identity. */
+  async fork(c: Caller, input: ForkInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
+    const src0 = this.resolve(c, input.workspace_id);
+    this.netSpec(false);
+    const r = this.config.resources;
+    const id = `ws-${randomBytes(4).toString('hex')}`;
+    // In the source's queue, so the snapshot cannot be deleted before the fork's row (which depends on it) exists.
+    const { row, snap } = await this.serial(src0.id, async () => {
+      const src = this.mustGet(src0.id);
+      let snap: SnapshotRow;
+      if (input.snapshot) snap = snaps.findSnapshot(this.store, src, input.snapshot);
+      else {
+        const name = `fork-${new Date().toISOString().replace(/[-:.TZ]/g, '')}-${randomBytes(2).toString('hex')}`;
+        snap = this.store.getSnapshot((await this.snapshotNow(src.id, { name, description: `taken for fork ${input.name ?? id}` }, o.signal)).snapshot_id)!;
+      }
+      const now = new Date().toISOString();
+      const row: WorkspaceRow = {
+        ...src, id, name: input.name ?? id, owner: c.owner, state: 'creating', pid: null, error: null, created_at: now, updated_at: now,
+        disk_path: null, backing_snapshot_id: snap.id,
+      };
+      this.store.insertChecked(row, { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner });
+      return { row, snap };
+    });
+    return this.serial(id, async () => {
+      try {
+        const memory = await this.memoryOf(snap);
+        await snaps.forkDisk(this.snap, snap, id, o.signal);
+        await this.bootInto(row, false, o.signal, memory);
+        await snaps.giveIdentity(this.live.get(id)!, row.name, memory !== undefined);
+      } catch (e) {
+        const m = this.live.get(id);
+        this.live.delete(id);
+        await m?.shutdown();
+        this.store.delete(id);
+        await rm(snaps.legacyDisk(this.snap, id), { force: true });
+        throw e;
+      }
+      return this.infoOf(this.mustGet(id));
+    });
+  }
+
+  /** Saves the running workspace's memory to disk and ends its VM: host memory is freed, processes come back on resume. */
+  async pause(c: Caller, input: WorkspaceRef, _o: OpOptions = {}): Promise<WorkspaceInfo & { pause_ms: number }> {
+    const row0 = this.resolve(c, input.workspace_id);
+    return this.serial(row0.id, async () => {
+      const row = this.mustGet(row0.id);
+      const m = this.live.get(row.id);
+      if (row.state !== 'running' || !m) throw stateConflict(row, 'pause', ['running'], 'only a running workspace can be paused');
+      const t0 = performance.now();
+      const file = snaps.memoryFile(this.snap, row.id);
+      await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+      this.live.delete(row.id);
+      try {
+        await m.pauseToFile(file, 300_000);
+      } catch (e) {
+        await rm(file, { force: true });
+        if (!m.agent.isClosed) this.adopt(row.id, m);
+        throw e;
+      }
+      this.store.setState(row.id, 'paused'); // the commit point: a crash before it leaves a stopped workspace and a swept file
+      return { ...(await this.infoOf(this.mustGet(row.id))), pause_ms: Math.round(performance.now() - t0) };
+    });
+  }
+
+  /** Brings a paused workspace back from its saved memory: processes continue; the guest clock is resynced. */
+  async resume(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<WorkspaceInfo> {
+    const row0 = this.resolve(c, input.workspace_id);
+    return this.serial(row0.id, async () => {
+      const row = this.mustGet(row0.id);
+      if (row.state !== 'paused') throw stateConflict(row, 'resume', ['paused'], 'workspace_start boots a stopped workspace');
+      return this.resumeNow(row, o.signal);
+    });
+  }
+
+  private async resumeNow(row: WorkspaceRow, signal?: AbortSignal): Promise<WorkspaceInfo> {
+    const file = snaps.memoryFile(this.snap, row.id);
+    this.netSpec(false);
+    try {
+      await this.bootInto(row, false, signal, file);
+    } catch (e) {
+      this.store.setState(row.id, 'paused', { error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+      throw e;
+    }
+    await rm(file, { force: true });
+    return this.infoOf(this.mustGet(row.id));
+  }
+
+  /** A memory snapshot's state file, after checking this QEMU can load it; undefined for a disk-only snapshot. */
+  private async memoryOf(s: SnapshotRow): Promise<string | undefined> {
+    if (!s.has_memory) return undefined;
+    const here = await this.rt.qemuVersion();
+    if (s.qemu_version && s.qemu_version !== here) {
+      throw new IsletError('NOT_SUPPORTED', `snapshot "${s.name}" holds memory saved by QEMU ${s.qemu_version}; this host runs ${here}`,
+        'restore or fork a disk-only snapshot instead, or run the same QEMU version', { snapshot: s.id, saved_by: s.qemu_version, qemu: here });
+    }
+    return snaps.snapMemory(this.snap, s);
+  }
+
+  private async snapshotNow(id: string, input: { name: string; description?: string; include_memory?: boolean }, signal?: AbortSignal): Promise<SnapshotCreateOutput> {
+    const row = this.mustGet(id);
+    if (row.state === 'creating') throw stateConflict(row, 'snapshot', ['running', 'stopped', 'failed'], 'wait for it to finish');
+    const m = row.state === 'running' ? this.live.get(id) : undefined;
+    if (row.state === 'running' && (!m || m.agent.isClosed)) throw new VmExitedError(`workspace "${row.name}" lost its VM`, { workspace: row.id });
+    return snaps.takeSnapshot(this.snap, row, m, input, signal);
+  }
+
   // --- internals ---
 
   /** The VM network for a boot under the configured mode; throws NOT_SUPPORTED for bridge mode. */
@@ -373,13 +550,13 @@ export class WorkspaceService {
     }
   }
 
-  private async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal): Promise<void> {
+  private async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal, memoryFile?: string): Promise<void> {
     this.progress(`workspace ${row.name}: booting (${row.image}, ${row.vcpus} vcpu, ${row.memory_mb} MiB, ${row.disk_gb} GiB)`);
     let m: Machine;
     try {
       m = await this.rt.boot({
-        id: row.id, disk: this.diskPath(row.id), createDisk, image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
-        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net: this.netSpec(row.allow_internet === 1), detached: true, signal,
+        id: row.id, disk: snaps.activeDisk(this.snap, row), createDisk, image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
+        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net: this.netSpec(row.allow_internet === 1), detached: true, signal, memoryFile,
       });
     } catch (e) {
       if (!createDisk) this.store.setState(row.id, 'failed', { error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
@@ -431,11 +608,12 @@ export class WorkspaceService {
   }
 
   private async infoOf(row: WorkspaceRow): Promise<WorkspaceInfo> {
-    const used = await stat(this.diskPath(row.id)).then((s) => s.blocks * 512, () => null);
+    const used = await stat(snaps.activeDisk(this.snap, row)).then((s) => s.blocks * 512, () => null);
     return {
       workspace_id: row.id, name: row.name, state: row.state, image: row.image, vcpus: row.vcpus, memory_mb: row.memory_mb,
       disk_gb: row.disk_gb, allow_internet: row.allow_internet === 1, owner: row.owner, created_at: row.created_at,
       updated_at: row.updated_at, pid: row.pid, network: this.networkOf(row), snapshot_count: this.store.snapshotCount(row.id),
+      snapshots: snaps.readySnapshots(this.store, row.id).map(snaps.snapshotInfo), current_snapshot_id: row.backing_snapshot_id,
       error: row.error, disk_used_bytes: used,
     };
   }

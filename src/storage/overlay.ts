@@ -19,6 +19,11 @@ export async function createOverlay(base: string, overlay: string, sizeBytes?: n
   await run(argv, { timeoutMs: 30_000, signal });
 }
 
+/** Creates an empty qcow2 `overlay` backed by the qcow2 `backing` (a snapshot); it inherits the virtual size. */
+export async function createChildOverlay(backing: string, overlay: string, signal?: AbortSignal): Promise<void> {
+  await run(['qemu-img', 'create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', backing, overlay], { timeoutMs: 30_000, signal });
+}
+
 export async function overlayInfo(overlay: string): Promise<OverlayInfo> {
   const r = await run(['qemu-img', 'info', '--output=json', '-U', overlay], { timeoutMs: 30_000 });
   const v = JSON.parse(r.stdout) as { 'virtual-size': number; 'actual-size': number; 'backing-filename'?: string };

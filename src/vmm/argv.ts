@@ -30,6 +30,8 @@ export interface VmSpec {
   cmdlineExtra?: string[];
   /** QEMU user-mode networking (slirp); absent: the VM has no network device at all. */
   net?: UserNetSpec;
+  /** Start paused, waiting for a migration stream (QMP migrate-incoming): a memory restore. */
+  incoming?: boolean;
 }
 
 /** One host port forwarded to one guest TCP port, bound to 127.0.0.1 on the host. */
@@ -125,8 +127,10 @@ export function buildQemuArgv(spec: VmSpec, qemuBinary = 'qemu-system-x86_64'): 
     qemuBinary,
     '-name', `islet-${spec.id}`,
     '-M', 'microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on',
-    // Under KVM the host CPU model is fastest; under TCG qemu64 is what boots.
-    '-cpu', spec.accel === 'kvm' ? 'host' : 'qemu64',
+    // Under KVM the host CPU model is fastest. Under TCG, `max` rather than
+    // qemu64: real toolchains (OpenCode's bundled Bun) assume SSE4.2/POPCNT
+    // and die with SIGILL on qemu64.
+    '-cpu', spec.accel === 'kvm' ? 'host' : 'max',
     '-accel', accel,
     '-m', String(spec.memoryMb),
     '-smp', String(spec.vcpus),
@@ -143,5 +147,6 @@ export function buildQemuArgv(spec: VmSpec, qemuBinary = 'qemu-system-x86_64'): 
     ...net,
     '-qmp', `unix:${qemuEscape(p.qmp)},server=on,wait=off`,
     '-pidfile', p.pidfile,
+    ...(spec.incoming ? ['-incoming', 'defer'] : []),
   ];
 }

@@ -13,7 +13,7 @@ test('microvm argv: machine, accel, resources, devices', () => {
   assert.equal(a[0], 'qemu-system-x86_64');
   assert.equal(after(a, '-M'), 'microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on');
   assert.equal(after(a, '-accel'), 'tcg,tb-size=32');
-  assert.equal(after(a, '-cpu'), 'qemu64');
+  assert.equal(after(a, '-cpu'), 'max');
   assert.equal(after(a, '-m'), '512');
   assert.equal(after(a, '-smp'), '2');
   assert.equal(after(a, '-name'), 'islet-abc123');

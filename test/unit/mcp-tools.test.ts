@@ -15,6 +15,7 @@ const ws = (id: string, owner: string): WorkspaceInfo => ({
   workspace_id: id, name: id, state: 'running', image: 'base', vcpus: 1, memory_mb: 256, disk_gb: 2,
   allow_internet: false, owner, created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T00:00:00Z', pid: 42,
   network: { mode: 'user', ip: '10.0.2.15', forwards: [] }, snapshot_count: 0, error: null, disk_used_bytes: 1024,
+  snapshots: [], current_snapshot_id: null,
 });
 
 class FakeService {
@@ -61,8 +62,9 @@ describe('MCP tools over an in-memory client', () => {
     assert.equal(client.getServerVersion()?.name, 'islet');
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ['exec', 'file_download', 'file_read', 'file_upload', 'file_write',
-      'network_policy', 'port_forward', 'port_forward_remove',
-      'workspace_create', 'workspace_destroy', 'workspace_info', 'workspace_ip', 'workspace_list', 'workspace_start', 'workspace_stop']);
+      'network_policy', 'port_forward', 'port_forward_remove', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
+      'workspace_create', 'workspace_destroy', 'workspace_fork', 'workspace_info', 'workspace_ip', 'workspace_list', 'workspace_pause',
+      'workspace_resume', 'workspace_start', 'workspace_stop']);
     for (const t of tools) {
       assert.ok(t.title && t.description && t.description.length > 40, t.name);
       assert.equal(t.inputSchema.type, 'object', t.name);

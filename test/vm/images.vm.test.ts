@@ -4,7 +4,7 @@
 // `npm run test:images`.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -82,5 +82,36 @@ describe('islet image', { timeout: 1_800_000 }, () => {
     const r2 = islet(['image', 'rm', 'never-built', '--config', cfg]);
     assert.equal(r2.status, 66, r2.stderr);
     assert.match(r2.stderr, /error\[IMAGE_NOT_FOUND\]: image "never-built" has no build to remove/);
+  });
+
+  test('import registers a real ext4 + vmlinux, and refuses a non-ext4 file, a missing kernel and a path outside', () => {
+    // Scratch data and cache dirs: the import lands there, not in the real cache.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-image-import-'));
+    const cfg = path.join(dir, 'islet.toml');
+    writeFileSync(cfg, `[storage]\ndata_dir = "${dir}"\ncache_dir = "${path.join(dir, 'cache')}"\n`);
+    const real = loadConfig().paths.cacheDir;
+    const cur = (kind: string) => path.join(real, kind, readFileSync(path.join(real, kind, 'current'), 'utf8').trim());
+    const kernel = path.join(dir, 'vmlinux');
+    const rootfs = path.join(dir, 'base.ext4');
+    copyFileSync(path.join(cur('kernel'), 'vmlinux'), kernel);
+    copyFileSync(path.join(cur('images/base'), 'rootfs.ext4'), rootfs);
+    const ok = islet(['image', 'import', 'my-base', '--kernel', kernel, '--rootfs', rootfs, '--config', cfg, '--json']);
+    assert.equal(ok.status, 0, ok.stderr);
+    const r = JSON.parse(ok.stdout) as { rootfs: string; hasAgent: boolean | null };
+    assert.ok(r.rootfs.startsWith(path.join(dir, 'cache', 'images', 'my-base')), r.rootfs);
+    assert.notEqual(r.hasAgent, false, 'base has the agent');
+    const list = JSON.parse(islet(['image', 'list', '--json', '--config', cfg]).stdout) as Array<{ name: string; built: boolean }>;
+    assert.ok(list.find((x) => x.name === 'my-base')?.built);
+
+    const notExt4 = islet(['image', 'import', 'x', '--kernel', kernel, '--rootfs', kernel, '--config', cfg]);
+    assert.equal(notExt4.status, 64, notExt4.stderr);
+    assert.match(notExt4.stderr, /error\[INVALID_ARGUMENT\]: rootfs .* is not an ext4 filesystem/);
+    const missing = islet(['image', 'import', 'x', '--kernel', path.join(dir, 'nope'), '--rootfs', rootfs, '--config', cfg]);
+    assert.equal(missing.status, 66, missing.stderr);
+    assert.match(missing.stderr, /error\[FILE_NOT_FOUND\]: kernel .* does not exist/);
+    symlinkSync('/etc/hostname', path.join(dir, 'escape.ext4'));
+    const outside = islet(['image', 'import', 'x', '--kernel', kernel, '--rootfs', path.join(dir, 'escape.ext4'), '--config', cfg], { HOME: dir });
+    assert.equal(outside.status, 64, outside.stderr);
+    assert.match(outside.stderr, /error\[PATH_OUTSIDE_ALLOWED\]/);
   });
 });

@@ -8,6 +8,7 @@ import { InvalidArgumentError, IsletError } from '../../core/errors.js';
 import { silent } from '../../core/progress.js';
 import { listImages, removeImageBuilds } from '../../images/catalog.js';
 import { ensureArtifacts, findArtifacts, loadRecipeChain, resolveVerify } from '../../images/index.js';
+import { importImage } from '../../images/import.js';
 import { formatBytes, formatMs } from '../../images/paths.js';
 import { runVerify } from '../../images/verify.js';
 import { Runtime } from '../../service/runtime.js';
@@ -99,6 +100,14 @@ async function rm(config: Config, name: string, f: Common): Promise<void> {
   process.stdout.write(`removed ${r.builds} build(s) of ${name} (${formatBytes(r.bytes)} apparent); its recipe is kept\n`);
 }
 
+async function importCmd(config: Config, name: string, f: Common & { kernel: string; rootfs: string; init: string }): Promise<void> {
+  if (f.init !== 'fast' && f.init !== 'full') throw new InvalidArgumentError(`--init must be "fast" or "full", got "${f.init}"`);
+  const r = await importImage(config, { name, kernel: f.kernel, rootfs: f.rootfs, initMode: f.init }, progressOf(f));
+  if (f.json) return json(r);
+  process.stdout.write(`${name}: ${r.reused ? 'already imported' : 'imported'}: ${formatBytes(r.sizeBytes)} rootfs (key ${r.key})\n${r.rootfs}\n`);
+  for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
+}
+
 export function registerImage(program: Command): void {
   const image = program.command('image').description('build, list, verify and remove workspace images');
   const common = (c: Command) => c
@@ -118,6 +127,12 @@ export function registerImage(program: Command): void {
     .option('--memory <mb>', 'guest memory for the checks (compilers want more than the default)', '1024')
     .option('--vcpus <n>', 'guest vCPUs')
     .action(async (name: string, f: Common & { build: boolean; memory: string; vcpus?: string }) => verify(loadConfig(f.config), name, f));
+  common(image.command('import <name>')
+    .description('register your own raw ext4 rootfs and vmlinux (under your home or [storage] data_dir) as an image'))
+    .requiredOption('--kernel <file>', 'uncompressed x86-64 ELF vmlinux')
+    .requiredOption('--rootfs <file>', 'raw ext4 filesystem image (copied, read-only)')
+    .option('--init <mode>', 'fast: islet-agent is PID 1; full: the image\'s /sbin/init (systemd) starts islet-agent.service', 'fast')
+    .action(async (name: string, f: Common & { kernel: string; rootfs: string; init: string }) => importCmd(loadConfig(f.config), name, f));
   common(image.command('rm <name>')
     .description('delete every cached build of an image; refused while a workspace uses it'))
     .action(async (name: string, f: Common) => rm(loadConfig(f.config), name, f));

@@ -8,7 +8,19 @@ import { toToolResult } from '../result.js';
 
 // Objects stay non-strict so a field the service adds later doesn't fail
 // validation of results produced by an older surface.
-const workspaceFields = {
+/** One snapshot, as workspace_info and the snapshot tools show it. */
+export const snapshotFields = {
+  snapshot_id: z.string(),
+  workspace_id: z.string(),
+  name: z.string(),
+  description: z.string().nullable(),
+  parent_id: z.string().nullable().describe('the snapshot this one builds on (null: the base image); may be another workspace\'s (a fork\'s source)'),
+  created_at: z.string().describe('ISO 8601'),
+  size_bytes: z.number().int().nullable().describe('host bytes used by this snapshot\'s own file (its changes over its parent)'),
+  has_memory: z.boolean().describe('always false: memory snapshots are not implemented yet'),
+};
+
+export const workspaceFields = {
   workspace_id: z.string().describe('stable id (ws-...); use it in every other tool'),
   name: z.string(),
   state: z.enum(WORKSPACE_STATES),
@@ -28,6 +40,8 @@ const workspaceFields = {
       .describe('host ports forwarded to guest ports (see port_forward)'),
   }),
   snapshot_count: z.number().int(),
+  snapshots: z.array(z.object(snapshotFields)).describe('the snapshot tree, oldest first (parent_id links it)'),
+  current_snapshot_id: z.string().nullable().describe('the snapshot the current disk builds on (null: the base image); a fork\'s source snapshot'),
   error: z.string().nullable().describe('why the workspace is in state "failed"'),
   disk_used_bytes: z.number().int().nullable().describe('host bytes used by the workspace\'s own disk overlay'),
 };
@@ -63,7 +77,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     title: 'Destroy a workspace',
     description:
       'Stops the workspace\'s VM if it runs and deletes its disk and snapshots. Irreversible: everything inside is lost. '
-      + 'Copy results out first with file_read or file_download.',
+      + 'Copy results out first with file_read or file_download. Fails with SNAPSHOT_IN_USE while a fork (workspace_fork) '
+      + 'still builds on one of its snapshots: destroy the forks first.',
     inputSchema: WorkspaceRef.shape,
     outputSchema: destroyedFields,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
