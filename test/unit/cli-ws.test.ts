@@ -52,6 +52,22 @@ test('a missing --from file is FILE_NOT_FOUND', () => {
   assert.match(r.stderr, /error\[FILE_NOT_FOUND\]: --from /);
 });
 
+test('snapshot, fork and pause input is validated with the same schemas', () => {
+  const snap = (...args: string[]) => {
+    const [sub, ...rest] = args as [string, ...string[]];
+    const r = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'ws', 'snapshot', sub, '--config', cfg, ...rest], { encoding: 'utf8', timeout: 30_000 });
+    return r;
+  };
+  const bad = snap('create', 'ws1', 'bad name!');
+  assert.equal(bad.status, 64, bad.stderr);
+  assert.match(bad.stderr, /<name>: /);
+  const badRef = snap('restore', 'ws1', '../x');
+  assert.equal(badRef.status, 64, badRef.stderr);
+  assert.match(badRef.stderr, /<snapshot>: /);
+  usage(['fork', 'ws1', '--name', 'Bad_Name'], /--name: /);
+  usage(['pause', 'bad id!'], /<id>: /);
+});
+
 test('validation failures never create state', () => {
   islet('create', '--vcpus', '0');
   assert.equal(existsSync(path.join(dir, 'data', 'state.db')), false);

@@ -19,7 +19,7 @@ writeFileSync(cfg, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfi
 const bin = path.resolve('bin/islet.js');
 const islet = (args: string[], input?: string | Buffer) => {
   // --config goes right after the subcommand: anything after `--` is the guest's argv.
-  const at = args[0] === 'ws' ? 2 : 1;
+  const at = args[0] !== 'ws' ? 1 : args[1] === 'snapshot' ? 3 : 2;
   const argv = [bin, ...args.slice(0, at), '--config', cfg, ...args.slice(at)];
   const r = spawnSync(process.execPath, argv, { input, timeout: 300_000, maxBuffer: 64 << 20 });
   return { status: r.status, stdout: r.stdout, out: r.stdout.toString('utf8'), err: r.stderr.toString('utf8') };
@@ -75,6 +75,21 @@ describe('islet ws', { timeout: 900_000 }, () => {
     const missing = islet(['ws', 'read', 't1', '/root/nope', '-q']);
     assert.equal(missing.status, 66, missing.err);
     assert.match(missing.err, /error\[FILE_NOT_FOUND\]/);
+  });
+
+  test('snapshot create, list, restore: the file is back; an unknown snapshot is SNAPSHOT_NOT_FOUND', () => {
+    const before = ok(['ws', 'read', 't1', '/root/blob.bin', '-q']).stdout;
+    const s = JSON.parse(ok(['ws', 'snapshot', 'create', 't1', 's1', '--description', 'before the change', '--json', '-q']).out) as { snapshot_id: string; live: boolean };
+    assert.equal(s.live, true);
+    ok(['ws', 'exec', 't1', '-q', '--sh', 'echo changed > /root/blob.bin && sync']);
+    const tree = ok(['ws', 'snapshot', 'list', 't1', '-q']).out;
+    assert.match(tree, new RegExp(`^\\* s1 \\(${s.snapshot_id}\\) \\[disk, .*\\] before the change$`, 'm'));
+    const r = ok(['ws', 'snapshot', 'restore', 't1', 's1', '-q']).out;
+    assert.match(r, /restored to .*: rebooted, now running/);
+    assert.ok(ok(['ws', 'read', 't1', '/root/blob.bin', '-q']).stdout.equals(before), 'restore did not bring the file back');
+    const missing = islet(['ws', 'snapshot', 'delete', 't1', 'nope', '-q']);
+    assert.notEqual(missing.status, 0);
+    assert.match(missing.err, /error\[SNAPSHOT_NOT_FOUND\]/);
   });
 
   test('status (read-only) shows it running, then stopped', () => {
