@@ -1,4 +1,4 @@
-// `npm run stress -- --vms N [--parallel P] [--memory MB]`: create N
+// `npm run stress -- --vms N [--parallel P] [--memory MB] [--image I]`: create N
 // workspaces through the service, run `echo hello` in each and check every
 // output, destroy them all. Prints total time, create->first-output
 // p50/p95/max, peak host memory and per-VM overhead. Parallelism adapts to
@@ -17,6 +17,7 @@ const { values } = parseArgs({
     vms: { type: 'string', default: '100' },
     parallel: { type: 'string' },
     memory: { type: 'string', default: '128' },
+    image: { type: 'string', default: 'base' },
   },
 });
 const N = Number(values.vms);
@@ -26,7 +27,7 @@ const cores = os.availableParallelism();
 // others wait on I/O, and more only stretches every boot.
 const parallel = Number(values.parallel ?? Math.max(2, cores * 2));
 if (!Number.isInteger(N) || N < 1 || !Number.isInteger(parallel) || parallel < 1) {
-  console.error('usage: npm run stress -- --vms N [--parallel P] [--memory MB]');
+  console.error('usage: npm run stress -- --vms N [--parallel P] [--memory MB] [--image I]');
   process.exit(64);
 }
 
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     if (p.total > peakPss.total) peakPss = p;
   }, 500);
 
-  console.log(`stress: ${N} VMs, ${parallel} at a time, ${memoryMb} MiB each, ${cores} cores`);
+  console.log(`stress: ${N} VMs of ${values.image}, ${parallel} at a time, ${memoryMb} MiB each, ${cores} cores`);
   const latencies: number[] = [];
   const failures: string[] = [];
   const t0 = performance.now();
@@ -85,7 +86,7 @@ async function main(): Promise<void> {
       const i = next++;
       const start = performance.now();
       try {
-        const w = await svc.create(caller, { name: `s${i}` });
+        const w = await svc.create(caller, { name: `s${i}`, image: values.image });
         const r = await svc.exec(caller, { workspace_id: w.workspace_id, command: ['echo', 'hello'] });
         if (r.stdout !== 'hello\n' || r.exit_code !== 0) throw new Error(`output ${JSON.stringify(r.stdout)} exit ${r.exit_code}`);
         latencies.push(performance.now() - start);
