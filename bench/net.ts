@@ -1,15 +1,19 @@
-// Network figures (user-mode networking), through the WorkspaceService on a
-// throwaway data dir: guest->host TCP throughput (a guest sender to a host
-// listener via 10.0.2.2, internet allowed), host->guest throughput through a
-// port forward, and the time to apply a network policy change to a
-// running workspace (the restart path). Baseline for the policy change: a
-// plain workspace_start of the same workspace.
+// Network figures, through the WorkspaceService on a throwaway data dir.
+// User mode: guest->host TCP throughput (a guest sender to a host listener
+// via 10.0.2.2, internet allowed), host->guest throughput through a port
+// forward, and the time to apply a network policy change to a running
+// workspace (the restart path; baseline: a plain workspace_start).
+// Bridge mode (as root, with nft): the same two throughputs and the time to
+// apply a policy change live, measured by a child process inside a network
+// namespace of its own (net-bridge-child.ts), with the user-mode figures of
+// this run as baselines.
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { resolveConfig, type Config } from '../src/core/config.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
+import { makeTopology, netnsUnavailable } from '../test/fixtures/netns.js';
 import type { Row } from './mcp.js';
 
 const MIB = 64;
@@ -18,13 +22,13 @@ const BYTES = MIB << 20;
 // The guest side is perl (perl-base is in the image) with 1 MiB syscalls:
 // busybox nc moves a few KiB per syscall, which under TCG measures nc, not
 // the network (~3 MB/s).
-const guestSend = (port: number) => `perl -e 'use IO::Socket::INET; my $s = IO::Socket::INET->new(PeerAddr => "10.0.2.2:${port}") or die "$!";
+export const guestSend = (port: number, host = '10.0.2.2') => `perl -e 'use IO::Socket::INET; my $s = IO::Socket::INET->new(PeerAddr => "${host}:${port}") or die "$!";
   my $b = "\\0" x (1 << 20); for (1..${MIB}) { my $o = 0; while ($o < length $b) { my $n = syswrite($s, $b, length($b) - $o, $o); die "$!" unless defined $n; $o += $n } } close $s'`;
-const guestReceive = (port: number, out: string) => `perl -e 'use IO::Socket::INET; my $l = IO::Socket::INET->new(LocalPort => ${port}, Listen => 1, ReuseAddr => 1) or die "$!";
+export const guestReceive = (port: number, out: string) => `perl -e 'use IO::Socket::INET; my $l = IO::Socket::INET->new(LocalPort => ${port}, Listen => 1, ReuseAddr => 1) or die "$!";
   my $c = $l->accept; my ($n, $b) = (0, ""); while ((my $r = sysread($c, $b, 1 << 20)) > 0) { $n += $r } print "$n\\n"' > ${out}`;
 
 /** Accepts one connection and resolves with the bytes received and the ms from accept to the client's close. */
-function sink(): Promise<{ port: number; done: Promise<{ bytes: number; ms: number }>; close: () => void }> {
+export function sink(host = '127.0.0.1'): Promise<{ port: number; done: Promise<{ bytes: number; ms: number }>; close: () => void }> {
   return new Promise((resolveListen) => {
     let resolveDone!: (v: { bytes: number; ms: number }) => void;
     const done = new Promise<{ bytes: number; ms: number }>((r) => { resolveDone = r; });
@@ -38,12 +42,12 @@ function sink(): Promise<{ port: number; done: Promise<{ bytes: number; ms: numb
       s.on('end', () => resolveDone({ bytes, ms: performance.now() - t0 }));
       s.on('error', () => undefined);
     });
-    srv.listen(0, '127.0.0.1', () => resolveListen({ port: (srv.address() as net.AddressInfo).port, done, close: () => srv.close() }));
+    srv.listen(0, host, () => resolveListen({ port: (srv.address() as net.AddressInfo).port, done, close: () => srv.close() }));
   });
 }
 
 /** Connects to 127.0.0.1:port, writes BYTES, and resolves when the peer closes (it got everything). */
-function source(port: number): Promise<number> {
+export function source(port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createConnection({ host: '127.0.0.1', port });
     const chunk = Buffer.alloc(1 << 20, 7);
@@ -58,7 +62,17 @@ function source(port: number): Promise<number> {
   });
 }
 
+export { BYTES, MIB };
+
 export async function benchNet(config: Config, record: (r: Row) => void): Promise<void> {
+  const user = await benchUserNet(config, record);
+  await benchBridgeNet(config, record, user);
+}
+
+interface UserFigures { g2h: number; h2g: number; policyMs: number }
+
+async function benchUserNet(config: Config, record: (r: Row) => void): Promise<UserFigures> {
+  const fig: UserFigures = { g2h: 0, h2g: 0, policyMs: 0 };
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-bench-net-'));
   const svc = await WorkspaceService.open(resolveConfig({ storage: { data_dir: dataDir, cache_dir: config.paths.cacheDir } }));
   const c = { owner: 'bench' };
@@ -72,7 +86,8 @@ export async function benchNet(config: Config, record: (r: Row) => void): Promis
     await sent.catch(() => undefined); // the sender may see the reset after the sink has everything
     s.close();
     if (got.bytes < BYTES) throw new Error(`guest->host: received ${got.bytes} of ${BYTES} bytes`);
-    record({ metric: `guest->host TCP throughput, user mode (${MIB} MiB)`, value: got.bytes / 1e6 / (got.ms / 1000), unit: 'MB/s' });
+    fig.g2h = got.bytes / 1e6 / (got.ms / 1000);
+    record({ metric: `guest->host TCP throughput, user mode (${MIB} MiB)`, value: fig.g2h, unit: 'MB/s' });
 
     // Host -> guest through a port forward: the guest receiver exits at EOF, which closes the host's socket.
     await svc.exec(c, { workspace_id: id, command: `(${guestReceive(9000, '/tmp/recv')} &)
@@ -81,18 +96,47 @@ export async function benchNet(config: Config, record: (r: Row) => void): Promis
     const ms = await source(f.host_port);
     const n = (await svc.exec(c, { workspace_id: id, command: 'sleep 0.2; cat /tmp/recv' })).stdout.trim();
     if (n !== String(BYTES)) throw new Error(`host->guest: the guest received ${n} of ${BYTES} bytes`);
-    record({ metric: `host->guest TCP via port forward (${MIB} MiB)`, value: BYTES / 1e6 / (ms / 1000), unit: 'MB/s' });
+    fig.h2g = BYTES / 1e6 / (ms / 1000);
+    record({ metric: `host->guest TCP via port forward, user mode (${MIB} MiB)`, value: fig.h2g, unit: 'MB/s' });
 
     const p = await svc.networkPolicy(c, { workspace_id: id, allow_internet: false, restart: true });
     await svc.stop(c, { workspace_id: id });
     const t0 = performance.now();
     await svc.start(c, { workspace_id: id });
     const start = performance.now() - t0;
-    record({ metric: 'network policy change on a running workspace', value: p.restart_ms ?? 0, unit: 'ms', baseline: start,
+    fig.policyMs = p.restart_ms ?? 0;
+    record({ metric: 'network policy change on a running workspace, user mode', value: p.restart_ms ?? 0, unit: 'ms', baseline: start,
       ratio: (p.restart_ms ?? 0) / start, note: 'restart path; baseline: workspace_start' });
     await svc.destroy(c, { workspace_id: id });
   } finally {
     await svc.close();
     rmSync(dataDir, { recursive: true, force: true });
+  }
+  return fig;
+}
+
+/** Bridge mode needs root and its own network namespace: a child process measures inside one and prints its rows as JSON. */
+async function benchBridgeNet(config: Config, record: (r: Row) => void, user: UserFigures): Promise<void> {
+  const why = await netnsUnavailable();
+  if (why) {
+    console.log(`bridge-mode network figures skipped: ${why}`);
+    return;
+  }
+  const topo = await makeTopology(`bn${process.pid}`);
+  try {
+    const r = await topo.exec(topo.islet, [process.execPath, path.resolve('dist/bench/net-bridge-child.js'), config.paths.cacheDir],
+      { timeoutMs: 900_000, allowFailure: true });
+    if (r.code !== 0) throw new Error(`bridge bench child exited ${r.code}: ${r.stderr.slice(-2000)}`);
+    const got = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { g2h: number; h2g: number; applyMs: number[]; callMs: number[] };
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    record({ metric: `guest->host TCP throughput, bridge mode (${MIB} MiB)`, value: got.g2h, unit: 'MB/s', baseline: user.g2h,
+      ratio: got.g2h / user.g2h, note: 'baseline: user mode' });
+    record({ metric: `host->guest TCP via port forward, bridge (${MIB} MiB)`, value: got.h2g, unit: 'MB/s', baseline: user.h2g,
+      ratio: got.h2g / user.h2g, note: 'nft DNAT; baseline: user mode hostfwd' });
+    const call = med(got.callMs);
+    record({ metric: 'network policy change, bridge mode, live (median)', value: call, unit: 'ms', baseline: user.policyMs,
+      ratio: call / user.policyMs, note: `network_policy call, ${got.callMs.length} changes; nft rewrite alone ${med(got.applyMs).toFixed(1)} ms; baseline: user mode restart` });
+  } finally {
+    await topo.close();
   }
 }

@@ -14,7 +14,10 @@ import { createOverlay } from '../src/storage/overlay.js';
 import { tscKhz } from '../src/vmm/accel.js';
 import { buildQemuArgv } from '../src/vmm/argv.js';
 import { benchMcp, Row } from './mcp.js';
+import { benchKernel } from './kernel.js';
+import { benchDensity } from './density.js';
 import { benchNet } from './net.js';
+import { benchPool } from './pool.js';
 import { benchSnapshots } from './snapshots.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
@@ -130,6 +133,9 @@ async function main(): Promise<void> {
     await benchMcp(config, rt, Math.min(N, 3), record);
     await benchNet(config, record);
     await benchSnapshots(config, Math.min(N, 3), record);
+    await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);
+    await benchDensity(config, record);
+    await benchKernel(config, accel.accel, Math.min(N, 3), record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

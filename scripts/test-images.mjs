@@ -2,7 +2,9 @@
 // `npm run test:images [-- name...]`: builds and verifies every image of the
 // catalog (or the named ones) through the CLI, then prints one line per image
 // with its size, build time and verify result. Exit 1 if any build or check
-// fails. Slow (full mmdebstrap per image): not part of `npm test`.
+// fails. Then the acceptance tests of heavy images (agent-ready: SSH with
+// per-workspace keys, OpenCode on 4096), with ISLET_IMAGE_TESTS=1.
+// Slow (full mmdebstrap per image, minutes of TCG): not part of `npm test`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
@@ -37,4 +39,22 @@ for (const name of todo) {
   rows.push([name, mib(built.usedBytes), `${(ms / 1000).toFixed(1)} s${built.reused ? ' (cached)' : ''}`, result]);
 }
 process.stdout.write('\nIMAGE  SIZE  BUILD  VERIFY\n' + rows.map((r) => r.join('  ')).join('\n') + '\n');
-process.exit(rows.every((r) => /^(\d+)\/\1 checks passed$/.test(r[3])) ? 0 : 1);
+let ok = rows.every((r) => /^(\d+)\/\1 checks passed$/.test(r[3]));
+
+// Acceptance tests that need a heavy image: run here, after the image is built
+// and verified, instead of in `npm test` (where they skip and say why).
+const acceptance = [{ image: 'agent-ready', file: 'dist/test/vm/agent-ready.vm.test.js' }];
+for (const a of acceptance.filter((x) => todo.includes(x.image))) {
+  const built = rows.find((r) => r[0] === a.image && r[1] !== '-');
+  if (!built) {
+    process.stdout.write(`\n=== ${a.image}: acceptance test skipped (the image did not build)\n`);
+    continue;
+  }
+  process.stdout.write(`\n=== ${a.image}: acceptance test (${a.file})\n`);
+  const t = spawnSync(process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', a.file], {
+    stdio: 'inherit', env: { ...process.env, ISLET_IMAGE_TESTS: '1' },
+  });
+  process.stdout.write(`=== ${a.image}: acceptance ${t.status === 0 ? 'passed' : `failed (exit ${t.status ?? t.signal})`}\n`);
+  ok &&= t.status === 0;
+}
+process.exit(ok ? 0 : 1);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { DomainList, PortList } from './schemas.js';
 
 function defaultDataDir(): string {
   const xdg = process.env.XDG_DATA_HOME;
@@ -37,6 +38,8 @@ const StorageSchema = z.object({
 
 const VmSchema = z.object({
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto').describe('auto = KVM if a canary boot succeeds, else TCG'),
+  kernel: z.enum(['auto', 'distro', 'custom']).default('auto')
+    .describe('auto = the custom kernel when `islet kernel build` has built one, else the distro kernel + initramfs'),
   kernel_path: absPath.optional().describe('a vmlinux to boot instead of the built one'),
   initrd_path: absPath.optional().describe('an initramfs to use instead of the built one'),
   qemu_binary: z.string().min(1).default('qemu-system-x86_64'),
@@ -47,7 +50,7 @@ const VmSchema = z.object({
 }).strict();
 
 const ResourcesSchema = z.object({
-  default_image: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).default('base'),
+  default_image: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).default('dev'),
   default_vcpus: z.number().int().min(1).max(64).default(1),
   default_memory_mb: z.number().int().min(64).max(65536).default(256),
   default_disk_gb: z.number().int().min(1).max(1024).default(2),
@@ -63,21 +66,26 @@ const notApplicable = (why: string) => z.any().superRefine((_v, ctx) => ctx.addI
 
 const NetworkSchema = z.object({
   mode: z.enum(['none', 'user', 'bridge']).default('user')
-    .describe('user = QEMU user-mode network per VM (no root); none = no network device; bridge = not supported yet'),
+    .describe('user = QEMU user-mode network per VM (no root); none = no network device; bridge = a TAP per VM on a host bridge, nftables policy (root)'),
   bridge_name: z.string().regex(/^[a-zA-Z0-9_-]{1,15}$/).default('br-islet'),
   gateway_ip: z.string().ip({ version: 'v4' }).default('10.42.0.1'),
   subnet_prefix: z.number().int().min(8).max(30).default(16),
   default_allow_internet: z.boolean().default(false),
   default_allow_inter_vm: z.boolean().default(false),
+  default_allowed_ports: PortList.default([]).describe('bridge mode: guest TCP ports open to other guests and the host, for new workspaces'),
+  default_allowed_domains: DomainList.default([]).describe('bridge mode: egress domain allowlist for new workspaces ([] = no limit)'),
+  dns_upstream: z.array(z.string().ip({ version: 'v4' })).max(3).default([])
+    .describe('bridge mode: resolvers the DNS forwarder asks; [] = the nameservers of /etc/resolv.conf'),
   vsock_cid_start: notApplicable('the agent channel is virtio-serial, there is no vsock').optional(),
 }).strict();
 
 const PoolSchema = z.object({
-  enabled: z.boolean().default(false),
-  min_size: z.number().int().min(0).max(1000).default(0),
-  max_size: z.number().int().min(0).max(1000).default(4),
-  target_free: z.number().int().min(0).max(1000).default(1),
-  max_memory_mb: z.number().int().min(0).max(1 << 20).default(2048),
+  enabled: z.boolean().default(true).describe('keep pre-booted VMs for workspace_create in `islet serve` (never in one-shot `islet ws`)'),
+  min_size: z.number().int().min(0).max(1000).default(0).describe('never fewer pool VMs (of the default shape)'),
+  max_size: z.number().int().min(0).max(1000).default(4).describe('never more pool VMs'),
+  target_free: z.number().int().min(0).max(1000).default(1).describe('ready VMs to keep per shape'),
+  max_memory_mb: z.number().int().min(0).max(1 << 20).default(2048).describe('guest memory all pool VMs together may have'),
+  template: z.boolean().default(true).describe('start workspaces by restoring a template snapshot of their image (built on first use)'),
 }).strict();
 
 const TokenSchema = z.object({

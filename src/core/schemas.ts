@@ -21,7 +21,7 @@ export const GuestPath = z.string().min(1).max(4096)
 export const CreateInput = z.object({
   name: WorkspaceName.optional(),
   image: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/).optional()
-    .describe('image to boot (default from [resources] default_image, "base")'),
+    .describe('image to boot (default from [resources] default_image, "dev")'),
   vcpus: z.number().int().min(1).max(64).optional().describe('virtual CPUs (default [resources] default_vcpus, at most max_vcpus)'),
   memory_mb: z.number().int().min(64).max(65536).optional().describe('guest memory in MiB (default [resources] default_memory_mb, at most max_memory_mb)'),
   disk_gb: z.number().int().min(1).max(1024).optional().describe('disk size in GiB; the guest filesystem grows to fill it (default [resources] default_disk_gb)'),
@@ -94,7 +94,7 @@ export const Port = z.number().int().min(1).max(65535);
 
 export const PortForwardInput = z.object({
   workspace_id: WorkspaceId,
-  guest_port: Port.describe('TCP port a server listens on inside the guest (it must listen on 0.0.0.0 or 10.0.2.15)'),
+  guest_port: Port.describe('TCP port a server listens on inside the guest (it must listen on 0.0.0.0 or the guest address, not 127.0.0.1)'),
   host_port: Port.optional().describe('host port on 127.0.0.1 (default: a free one is assigned)'),
 });
 export type PortForwardInput = z.infer<typeof PortForwardInput>;
@@ -105,13 +105,26 @@ export const PortForwardRemoveInput = z.object({
 });
 export type PortForwardRemoveInput = z.infer<typeof PortForwardRemoveInput>;
 
+/** "example.com" (that name only) or "*.example.com" (any name under it). */
+export const DOMAIN_PATTERN = /^(\*\.)?(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+export const DomainPattern = z.string().max(255).regex(DOMAIN_PATTERN, 'a domain name such as "registry.npmjs.org", or "*.example.com" for any name under it');
+export const PortList = z.array(Port).max(64).refine((a) => new Set(a).size === a.length, 'ports must not repeat');
+export const DomainList = z.array(DomainPattern).max(64);
+
 export const NetworkPolicyInput = z.object({
   workspace_id: WorkspaceId,
   allow_internet: z.boolean().optional()
-    .describe('let the guest open connections out (internet and host services); omit to only read the policy'),
+    .describe('let the guest open connections out (internet and host services); omit to keep it'),
+  allow_inter_vm: z.boolean().optional()
+    .describe('bridge mode: let this guest and other guests that allow it too connect to each other; omit to keep it'),
+  allowed_ports: PortList.optional()
+    .describe('bridge mode: guest TCP ports other guests and the host may connect to ([] closes them all); omit to keep them'),
+  allowed_domains: DomainList.optional()
+    .describe('bridge mode, with allow_internet: limit egress to these names ("*.example.com" for any name under it): the guest '
+      + 'resolves only them and connects only to the addresses they resolve to. [] removes the limit; omit to keep it'),
   restart: z.boolean().optional()
-    .describe('on a running workspace, apply the change by restarting its VM (processes die; files and port forwards are kept). '
-      + 'Without it a change to a running workspace fails with STATE_CONFLICT'),
+    .describe('user mode: on a running workspace, apply an allow_internet change by restarting its VM (processes die; files and '
+      + 'port forwards are kept); without it such a change fails with STATE_CONFLICT. Bridge mode applies every change live'),
 });
 export type NetworkPolicyInput = z.infer<typeof NetworkPolicyInput>;
 

@@ -1,5 +1,6 @@
 // The Debian packages islet needs on the host, what each is for, and how to
 // get them: installed for root, or named in an exact command for everyone else.
+import { existsSync } from 'node:fs';
 import { HostPrerequisiteError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
 import { run, which } from './run.js';
@@ -12,6 +13,10 @@ export interface HostPackage {
   why: string;
   /** Needed only when islet runs as a normal user. */
   rootlessOnly?: boolean;
+  /** Files it provides (headers, source tarballs); present when these exist too. */
+  files?: string[];
+  /** Needed only as root: bridge networking, which only root can set up. */
+  rootOnly?: boolean;
 }
 
 export const requiredHostPackages: readonly HostPackage[] = [
@@ -21,6 +26,9 @@ export const requiredHostPackages: readonly HostPackage[] = [
   { name: 'e2fsprogs', programs: ['mke2fs', 'e2fsck', 'resize2fs'], why: 'turns the root filesystem into a shrunk ext4 image' },
   { name: 'golang-go', programs: ['go'], why: 'compiles the guest agent (static, std only)' },
   { name: 'lz4', programs: ['lz4'], why: "decompresses the Debian kernel's LZ4 vmlinuz into the vmlinux QEMU boots" },
+  { name: 'openssh-client', programs: ['ssh-keygen', 'ssh'], why: 'makes each workspace\'s own SSH key pair (images that run sshd), and ssh to log in' },
+  { name: 'iproute2', programs: ['ip'], why: 'bridge networking: creates the bridge and attaches each VM\'s TAP to it', rootOnly: true },
+  { name: 'nftables', programs: ['nft'], why: 'bridge networking: the islet firewall tables (policies, NAT, port forwards)', rootOnly: true },
   { name: 'uidmap', programs: ['newuidmap', 'newgidmap'], why: 'lets mmdebstrap build images without root (--mode=unshare)', rootlessOnly: true },
 ];
 
@@ -36,13 +44,27 @@ function isRoot(): boolean {
 
 async function present(p: HostPackage): Promise<boolean> {
   for (const prog of p.programs) if (!(await which(prog))) return false;
+  for (const f of p.files ?? []) if (!existsSync(f)) return false;
   return true;
+}
+
+/**
+ * Installs whichever of `packages` are missing (an optional feature's own
+ * list, e.g. `islet kernel build`'s), as ensureHostPackages does: as root
+ * through apt-get, otherwise a HostPrerequisiteError with the exact command.
+ */
+export async function ensurePackages(packages: readonly HostPackage[], progress: Progress, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  const found = await Promise.all(packages.map(present));
+  const missing = packages.filter((_, i) => !found[i]);
+  if (!missing.length) return;
+  if (!isRoot()) throw missingPackagesError(missing);
+  await aptInstall(missing, progress, opts);
 }
 
 /** The packages whose programs are not all in PATH (for this user: root or not). */
 export async function checkHostPackages(): Promise<HostPackage[]> {
   const root = isRoot();
-  const wanted = requiredHostPackages.filter((p) => !p.rootlessOnly || !root);
+  const wanted = requiredHostPackages.filter((p) => (!p.rootlessOnly || !root) && (!p.rootOnly || root));
   const found = await Promise.all(wanted.map(present));
   return wanted.filter((_, i) => !found[i]);
 }
@@ -74,7 +96,10 @@ export async function ensureHostPackages(progress: Progress, opts: { signal?: Ab
   const missing = await checkHostPackages();
   if (!missing.length) return;
   if (!isRoot()) throw missingPackagesError(missing);
+  await aptInstall(missing, progress, opts);
+}
 
+async function aptInstall(missing: readonly HostPackage[], progress: Progress, opts: { signal?: AbortSignal }): Promise<void> {
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
   const names = missing.map((p) => p.name).join(' ');
   progress(`host packages: installing ${names}`);
@@ -95,9 +120,10 @@ export async function ensureHostPackages(progress: Progress, opts: { signal?: Ab
       }
     },
   });
-  const still = await checkHostPackages();
+  const ok = await Promise.all(missing.map(present));
+  const still = missing.filter((_, i) => !ok[i]);
   if (still.length) {
-    throw new HostPrerequisiteError(`apt-get installed ${names} but ${still.flatMap((p) => p.programs).join(', ')} still not found in PATH`,
+    throw new HostPrerequisiteError(`apt-get installed ${names} but ${still.flatMap((p) => [...p.programs, ...(p.files ?? [])]).join(', ')} still not found`,
       'check PATH (programs may be in /usr/sbin) and the apt output', { missing: still.map((p) => p.name) });
   }
   progress(`host packages: installed ${names}`);

@@ -7,6 +7,7 @@ import { type Progress, silent } from '../core/progress.js';
 import { ensureHostPackages } from '../host/packages.js';
 import { AGENT_BINARY, type AgentArtifact, ensureAgent } from './agent-build.js';
 import { type CacheEntry, getCurrent, listEntries } from './cache.js';
+import { refreshCustomInitramfs } from './custom-kernel.js';
 import { ensureInitramfs, INITRAMFS_FILE, type InitramfsArtifact } from './initramfs.js';
 import { ensureKernel, type KernelArtifact, kernelFromEntry } from './kernel.js';
 import { artifactsRoot, type BuildOptions, formatBytes, formatMs, kindDir } from './paths.js';
@@ -62,7 +63,9 @@ export async function ensureArtifacts(config: Config, progress: Progress = silen
     (k) => `${how(k)} ${k.version}, vmlinux ${formatBytes(k.vmlinuxBytes)}, ${k.modules.length} modules (${k.key})`);
   const initramfs = await step(4, 'initramfs', progress, () => ensureInitramfs(config, kernel, agent, progress, opts),
     (i) => `${how(i)} ${formatBytes(i.sizeBytes)} (${i.key})`);
-  const image = await step(5, `image ${name}`, progress, () => ensureImage(config, name, agent, progress, opts),
+  // A custom kernel (islet kernel build) has its own initramfs holding the agent: keep it current too.
+  await refreshCustomInitramfs(config, agent);
+  const image = await step(5, `image ${name}`, progress, () => ensureImage(config, name, agent, progress, opts, kernel),
     (i) => `${how(i)} ${formatBytes(i.sizeBytes)} (${formatBytes(i.minBytes)} used) (${i.key})`);
   progress(`artifacts ready in ${formatMs(performance.now() - t0)} under ${artifactsRoot(config)}`);
   return { agent, kernel, initramfs, image };

@@ -9,7 +9,7 @@ import type { Progress } from '../core/progress.js';
 import { run } from '../host/run.js';
 import { cached, cacheKey, removeTree, setCurrent } from './cache.js';
 import { imageBuildFailed } from './errors.js';
-import { GUEST_MODULES, resolveModules } from './modules.js';
+import { GUEST_MODULES, resolveModuleDirs, resolveModules, ROOTFS_MODULE_DIRS, ROOTFS_MODULE_INDEX_FILES } from './modules.js';
 import { type BuildOptions, formatBytes, isRoot, kindDir } from './paths.js';
 import { extractVmlinux } from './vmlinux.js';
 
@@ -18,7 +18,10 @@ import { extractVmlinux } from './vmlinux.js';
 const KERNEL_SEARCH = '^linux-image-6\\.1\\.0-[0-9]+-cloud-amd64$';
 const KERNEL_NAME = /^linux-image-6\.1\.0-(\d+)-cloud-amd64$/;
 const APT_LISTS = '/var/lib/apt/lists';
-const KERNEL_FORMAT = 1;
+// 2: also keeps the rootfs module set (ROOTFS_MODULE_DIRS) under rootfs-modules/.
+const KERNEL_FORMAT = 2;
+/** lib/modules/<release> of the modules images with kmod get (same layout, relative paths kept). */
+export const ROOTFS_MODULES_DIR = 'rootfs-modules';
 
 export interface KernelArtifact {
   vmlinux: string;
@@ -26,6 +29,10 @@ export interface KernelArtifact {
   modulesDir: string;
   /** Module names in load order, dependencies first. */
   modules: string[];
+  /** The rootfs module set as lib/modules/<release>/ (kernel/..., modules.builtin, ...); depmod runs in the image. */
+  rootfsModulesDir: string;
+  /** Its .ko files, relative to rootfsModulesDir. */
+  rootfsModules: string[];
   /** Kernel release, as `uname -r` will print it in the guest. */
   version: string;
   package: string;
@@ -107,7 +114,7 @@ export async function resolveKernelPackage(config: Config, progress: Progress, o
 
 export async function ensureKernel(config: Config, progress: Progress, opts: BuildOptions = {}): Promise<KernelArtifact> {
   const pkg = await resolveKernelPackage(config, progress, opts);
-  const recipe = { package: pkg.name, version: pkg.version, modules: GUEST_MODULES, format: KERNEL_FORMAT };
+  const recipe = { package: pkg.name, version: pkg.version, modules: GUEST_MODULES, rootfsModules: ROOTFS_MODULE_DIRS, format: KERNEL_FORMAT };
   const key = cacheKey(['kernel', recipe]);
   const dir = kindDir.kernel(config);
 
@@ -140,9 +147,20 @@ export async function ensureKernel(config: Config, progress: Progress, opts: Bui
     for (const m of mods) await copyFile(m.file, path.join(modulesDir, `${m.name}.ko`));
     await writeFile(path.join(modulesDir, 'order'), mods.map((m) => m.name).join('\n') + '\n');
 
+    const releaseDir = path.join(tree, 'lib', 'modules', release);
+    const rootfsMods = await resolveModuleDirs(releaseDir, ROOTFS_MODULE_DIRS);
+    for (const rel of [...rootfsMods, ...ROOTFS_MODULE_INDEX_FILES]) {
+      const dest = path.join(tmp, ROOTFS_MODULES_DIR, rel);
+      await mkdir(path.dirname(dest), { recursive: true });
+      // The index files only help modprobe and depmod; a package without them still works.
+      const optional = ROOTFS_MODULE_INDEX_FILES.includes(rel);
+      await copyFile(path.join(releaseDir, rel), dest).catch((e: NodeJS.ErrnoException) => { if (!optional || e.code !== 'ENOENT') throw e; });
+    }
+
     await removeTree(dl);
     await removeTree(tree);
-    progress(`kernel: ${release}: vmlinux ${formatBytes(found.sizeBytes)} (${found.kind} at offset ${found.offset}), ${mods.length} modules`);
+    progress(`kernel: ${release}: vmlinux ${formatBytes(found.sizeBytes)} (${found.kind} at offset ${found.offset}), ${mods.length} modules` +
+      ` for the initramfs, ${rootfsMods.length} for images with kmod`);
     return {
       recipe,
       info: {
@@ -150,6 +168,7 @@ export async function ensureKernel(config: Config, progress: Progress, opts: Bui
         compression: found.kind,
         payloadOffset: found.offset,
         modules: mods.map((m) => ({ name: m.name, depends: m.depends })),
+        rootfsModules: rootfsMods,
       },
     };
   });
@@ -166,6 +185,8 @@ export function kernelFromEntry(
     vmlinux: path.join(dir, 'vmlinux'),
     modulesDir: path.join(dir, 'modules'),
     modules,
+    rootfsModulesDir: path.join(dir, ROOTFS_MODULES_DIR),
+    rootfsModules: Array.isArray(info.rootfsModules) ? (info.rootfsModules as string[]) : [],
     version: String(info.release ?? ''),
     package: pkg.name,
     packageVersion: pkg.version,

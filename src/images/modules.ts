@@ -11,6 +11,19 @@ export const GUEST_MODULES: readonly string[] = [
   'virtio_ring', 'virtio', 'virtio_mmio', 'virtio_blk', 'virtio_console', 'failover', 'net_failover', 'virtio_net',
 ];
 
+/**
+ * Directories under lib/modules/<release>/kernel whose modules (plus their
+ * dependencies) go into the root filesystem of images that install `kmod`,
+ * with depmod's index, so the guest kernel loads them on demand through
+ * /sbin/modprobe. Netfilter: iptables (nft and legacy), nft, conntrack, NAT.
+ * They stay out of the initramfs: loading them at every boot would cost
+ * every VM boot time and kernel memory for what few workspaces use.
+ */
+export const ROOTFS_MODULE_DIRS: readonly string[] = ['net/netfilter', 'net/ipv4/netfilter', 'net/ipv6/netfilter'];
+
+/** Copied beside the modules so modprobe knows built-in modules (and succeeds on them) and depmod keeps the kernel's order. */
+export const ROOTFS_MODULE_INDEX_FILES: readonly string[] = ['modules.builtin', 'modules.builtin.modinfo', 'modules.order'];
+
 /** Module names are file names with '-' and '_' interchangeable; the kernel reports '_'. */
 export function normalizeModuleName(n: string): string {
   return n.replace(/-/g, '_');
@@ -84,4 +97,20 @@ export async function resolveModules(releaseDir: string, wanted: readonly string
     pending.push(...d);
   }
   return moduleLoadOrder(wanted, dependsOf).map((name) => ({ name, file: index.get(name) as string, depends: deps.get(name) ?? [] }));
+}
+
+/**
+ * Every module under `dirs` (relative to releaseDir/kernel) and, wherever
+ * they live, their dependencies: paths relative to releaseDir, sorted.
+ */
+export async function resolveModuleDirs(releaseDir: string, dirs: readonly string[]): Promise<string[]> {
+  const index = await indexModules(releaseDir);
+  const prefixes = dirs.map((d) => path.join(releaseDir, 'kernel', d) + path.sep);
+  const wanted = [...index].filter(([, f]) => prefixes.some((p) => f.startsWith(p))).map(([n]) => n);
+  if (!wanted.length) {
+    throw imageBuildFailed(`no kernel modules under ${dirs.join(', ')} in ${releaseDir}`,
+      'this kernel builds them in or lacks them; pin a linux-image-*-cloud-amd64 with images.kernel_package', { dirs });
+  }
+  const files = await resolveModules(releaseDir, wanted);
+  return files.map((m) => path.relative(releaseDir, m.file)).sort();
 }

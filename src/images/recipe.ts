@@ -30,6 +30,11 @@ const FileSchema = z.object({
   mode: z.string().regex(/^0?[0-7]{3}$/, 'must be an octal mode such as "0644"').default('0644'),
 }).strict();
 
+/** Login names as useradd takes them; the user must exist in the image, with a home directory. */
+export const SshSchema = z.object({
+  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name'),
+}).strict();
+
 export const VerifyCheckSchema = z.object({
   name: z.string().min(1).max(100),
   run: z.string().min(1).describe('a /bin/sh script run as root in a throwaway VM; must exit 0'),
@@ -52,6 +57,7 @@ export const RecipeSchema = z.object({
   sizeLimitMB: z.number().int().min(8).max(65536).optional().describe('fail the build if the shrunk filesystem is larger'),
   extraFreeMB: z.number().int().min(0).max(65536).optional().describe('free space added after shrinking (sparse in the file)'),
   verify: z.array(VerifyCheckSchema).default([]).describe('checks `islet image verify` runs in a booted VM'),
+  ssh: SshSchema.optional().describe('the image runs sshd for this user: islet gives each workspace its own key pair'),
 }).strict();
 
 export type Recipe = z.infer<typeof RecipeSchema>;
@@ -74,6 +80,8 @@ export interface ResolvedRecipe {
   initMode: NonNullable<Recipe['initMode']>;
   sizeLimitMB: number;
   extraFreeMB: number;
+  /** The nearest recipe's; absent: no sshd for islet to give keys to. */
+  ssh?: { user: string };
 }
 
 const invalid = (file: string, what: string) => imageBuildFailed(`invalid recipe ${file}: ${what}`, 'fix the recipe file', { file });
@@ -184,9 +192,14 @@ export function resolveChain(chain: readonly Recipe[]): ResolvedRecipe {
     sizeLimitMB: last('sizeLimitMB'),
     extraFreeMB: last('extraFreeMB'),
   };
+  const ssh = [...chain].reverse().find((r) => r.ssh)?.ssh;
+  if (ssh) out.ssh = { user: ssh.user }; // absent otherwise: images without it keep their cache keys
   const file = recipeFile(self.name);
   if (out.initMode === 'full' && !out.packages.includes('systemd-sysv')) {
     throw invalid(file, 'initMode "full" needs systemd as /sbin/init: add "systemd-sysv" to packages');
+  }
+  if (out.ssh && (out.initMode !== 'full' || !out.packages.includes('openssh-server'))) {
+    throw invalid(file, '"ssh" needs sshd running: initMode "full" and "openssh-server" in packages');
   }
   if (out.services.length && out.initMode !== 'full') {
     throw invalid(file, `services (${out.services.join(', ')}) are only started with initMode "full"`);

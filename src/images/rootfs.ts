@@ -10,11 +10,14 @@ import { HostPrerequisiteError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
 import { run } from '../host/run.js';
 import type { AgentArtifact } from './agent-build.js';
+import type { KernelArtifact } from './kernel.js';
 import { cached, cacheKey, setCurrent } from './cache.js';
 import { imageBuildFailed } from './errors.js';
 import { type BuildOptions, formatBytes, isRoot, kindDir } from './paths.js';
 import { chainKeyInput, loadRecipeChain, type Recipe, type ResolvedRecipe, resolveChain } from './recipe.js';
-import { AGENT_UNIT, AGENT_UNIT_FILE, enableUnitArgv, MASKED_UNITS, maskUnitArgv } from './systemd.js';
+import {
+  AGENT_UNIT, AGENT_UNIT_FILE, enableUnitArgv, MASKED_UNITS, maskUnitArgv, NETWORK_SCRIPT, NETWORK_SCRIPT_FILE, NETWORK_UNIT, NETWORK_UNIT_FILE,
+} from './systemd.js';
 
 export const ROOTFS_FILE = 'rootfs.ext4';
 export const AGENT_IN_IMAGE = '/usr/local/bin/islet-agent';
@@ -106,18 +109,49 @@ function mmdebstrapLines(progress: Progress, name: string): (line: string) => vo
  * derived from `chain`; it is kept in the meta for findArtifacts, which must
  * not re-read recipes.
  */
-export function imageKey(chain: readonly Recipe[], env: { agent: string; suite: string; mirror: string; mergedUsr: boolean }) {
+export function imageKey(
+  chain: readonly Recipe[], env: { agent: string; suite: string; mirror: string; mergedUsr: boolean; kernelModules?: KernelModulesKey },
+) {
   const recipe = resolveChain(chain);
   // What islet writes into a full-init tree is an input too; fast images do not depend on it.
-  const systemd = recipe.initMode === 'full' ? { unit: AGENT_UNIT, masked: MASKED_UNITS } : undefined;
-  const recipeKey = { recipe, chain: chainKeyInput(chain), ...env, systemd, format: ROOTFS_FORMAT };
+  const systemd = recipe.initMode === 'full'
+    ? { unit: AGENT_UNIT, masked: MASKED_UNITS, network: { unit: NETWORK_UNIT, script: NETWORK_SCRIPT } } : undefined;
+  // Only images that get the kernel's modules depend on the kernel.
+  const { kernelModules, ...rest } = env;
+  const modules = wantsKernelModules(recipe) ? kernelModules : undefined;
+  const recipeKey = { recipe, chain: chainKeyInput(chain), ...rest, modules, format: ROOTFS_FORMAT };
   return { recipe, recipeKey, key: cacheKey(['image', recipeKey]) };
 }
 
-export async function ensureImage(config: Config, name: string, agent: AgentArtifact, progress: Progress, opts: BuildOptions = {}): Promise<ImageArtifact> {
+/** What of the kernel an image with modules depends on: they must match the kernel that boots it. */
+export interface KernelModulesKey {
+  release: string;
+  packageVersion: string;
+  modules: string[];
+}
+
+/**
+ * Images that install kmod get the kernel's rootfs module set (netfilter,
+ * see modules.ts) and depmod's index: without modprobe in the guest the
+ * kernel could not load them on demand anyway.
+ */
+export function wantsKernelModules(recipe: ResolvedRecipe): boolean {
+  return recipe.packages.includes('kmod');
+}
+
+export async function ensureImage(
+  config: Config, name: string, agent: AgentArtifact, progress: Progress, opts: BuildOptions = {}, kernel?: KernelArtifact,
+): Promise<ImageArtifact> {
   const chain = await loadRecipeChain(name);
   const mergedUsr = existsSync(MERGED_USR_HOOKS);
-  const { recipe, recipeKey, key } = imageKey(chain, { agent: agent.key, suite: config.images.suite, mirror: config.images.mirror, mergedUsr });
+  const kernelModules = kernel && { release: kernel.version, packageVersion: kernel.packageVersion, modules: kernel.rootfsModules };
+  const { recipe, recipeKey, key } = imageKey(chain, {
+    agent: agent.key, suite: config.images.suite, mirror: config.images.mirror, mergedUsr, kernelModules,
+  });
+  if (wantsKernelModules(recipe) && !kernel?.rootfsModules.length) {
+    throw imageBuildFailed(`image ${name} installs kmod, so it gets the kernel's modules, but the kernel artifact has none`,
+      'build through ensureArtifacts (islet image build), which builds the kernel first', { image: name });
+  }
   const dir = kindDir.image(config, name);
   const root = isRoot();
 
@@ -141,6 +175,7 @@ export async function ensureImage(config: Config, name: string, agent: AgentArti
     progress(`image ${name}: debootstrapped in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 
     await customize(tree, tmp, recipe, agent, inTree, sig);
+    if (wantsKernelModules(recipe) && kernel) await installKernelModules(tree, kernel, inTree, sig, (m) => progress(`image ${name}: ${m}`));
     const used = Number((await run(inTree(['du', '-s', '--block-size=1', tree]), sig)).stdout.split(/\s/)[0]);
     if (!Number.isFinite(used) || used <= 0) throw imageBuildFailed(`could not measure ${tree}`, 'run du -s on it by hand');
     // resize2fs -M's estimate is conservative (about 1.5x the used blocks with
@@ -253,14 +288,36 @@ async function customize(
     await run(inTree(['install', '-D', '-m', f.mode, '-o', '0', '-g', '0', '-T', src, tree + f.path]), sig);
   }
   if (recipe.initMode === 'full') {
-    const src = path.join(stage, 'agent-unit');
-    await writeFile(src, AGENT_UNIT);
-    await run(inTree(['install', '-D', '-m', '0644', '-o', '0', '-g', '0', '-T', src, tree + AGENT_UNIT_FILE]), sig);
-    for (const unit of ['islet-agent.service', ...recipe.services]) await run(inTree(enableUnitArgv(tree, unit)), sig);
+    for (const [name, body, dest, mode] of [
+      ['agent-unit', AGENT_UNIT, AGENT_UNIT_FILE, '0644'], ['network-unit', NETWORK_UNIT, NETWORK_UNIT_FILE, '0644'],
+      ['network-up', NETWORK_SCRIPT, NETWORK_SCRIPT_FILE, '0755'],
+    ] as const) {
+      const src = path.join(stage, name);
+      await writeFile(src, body);
+      await run(inTree(['install', '-D', '-m', mode, '-o', '0', '-g', '0', '-T', src, tree + dest]), sig);
+    }
+    for (const unit of ['islet-agent.service', 'islet-network.service', ...recipe.services]) await run(inTree(enableUnitArgv(tree, unit)), sig);
     for (const unit of MASKED_UNITS) await run(inTree(maskUnitArgv(tree, unit)), sig);
   }
   // mmdebstrap already cleans these by default; a recipe hook could have refilled them.
   await run(inTree(['find', `${tree}/var/cache/apt/archives`, '-maxdepth', '1', '-type', 'f', '-name', '*.deb', '-delete']), sig);
   await run(inTree(['find', `${tree}/var/lib/apt/lists`, '-maxdepth', '1', '-type', 'f', '!', '-name', 'lock', '-delete']), sig);
   await rm(stage, { recursive: true, force: true });
+}
+
+/**
+ * Copies the kernel's rootfs module set to /lib/modules/<release> and runs
+ * the image's own depmod there (the host need not have kmod), so that the
+ * guest kernel's request_module finds them through /sbin/modprobe.
+ */
+async function installKernelModules(
+  tree: string, kernel: KernelArtifact, inTree: (argv: string[]) => string[], sig: { signal?: AbortSignal }, progress: (m: string) => void,
+): Promise<void> {
+  const dest = `${tree}/lib/modules/${kernel.version}`;
+  await run(inTree(['mkdir', '-p', dest]), sig);
+  // Keeps the layout (kernel/net/..., modules.builtin, modules.order); root owns it, whoever built the kernel artifact.
+  await run(inTree(['cp', '-R', '--no-preserve=ownership', '-T', kernel.rootfsModulesDir, dest]), sig);
+  await run(inTree(['chown', '-R', '0:0', dest]), sig);
+  await run(inTree(['chroot', tree, 'depmod', kernel.version]), sig);
+  progress(`${kernel.rootfsModules.length} kernel modules in /lib/modules/${kernel.version} (depmod ran)`);
 }

@@ -61,3 +61,59 @@ export function enableUnitArgv(tree: string, unit: string): string[] {
   ].join('\n');
   return ['sh', '-c', script, 'enable-unit', tree, unit];
 }
+
+/**
+ * The network in a full-init image. When the agent is PID 1 it configures
+ * eth0 from islet.net on the kernel command line itself; as a systemd
+ * service it does not, so this oneshot does the same with iproute2 before
+ * network.target (sshd, OpenCode and friends then have an address to serve
+ * on). No islet.net, or no `ip` in the image: nothing to do.
+ */
+export const NETWORK_UNIT_FILE = '/etc/systemd/system/islet-network.service';
+export const NETWORK_SCRIPT_FILE = '/usr/local/lib/islet/network-up';
+
+export const NETWORK_SCRIPT = `#!/bin/sh
+# islet: configure the VM's interface from islet.net=ADDR/PREFIX[,gw=IP][,dns=IP]... on the
+# kernel command line, as islet-agent does when it is PID 1 (fast init).
+set -eu
+v=
+for w in $(cat /proc/cmdline); do
+  case "$w" in islet.net=*) v=\${w#islet.net=} ;; esac
+done
+if [ -z "$v" ] || [ "$v" = none ]; then exit 0; fi
+command -v ip >/dev/null || { echo "islet.net=$v given but this image has no ip (iproute2)" >&2; exit 0; }
+# The first interface that is not loopback: virtio_net, loaded by the initramfs.
+dev=$(ls /sys/class/net | grep -vx lo | head -n 1)
+[ -n "$dev" ] || { echo "islet.net=$v given but the VM has no network interface" >&2; exit 1; }
+ip link set lo up
+ip addr replace "\${v%%,*}" dev "$dev"
+ip link set "$dev" up
+dns=
+old=$IFS; IFS=,
+for kv in \${v#*,}; do
+  case "$kv" in
+    gw=*) ip route replace default via "\${kv#gw=}" dev "$dev" ;;
+    dns=*) dns="$dns \${kv#dns=}" ;;
+  esac
+done
+IFS=$old
+if [ -n "$dns" ]; then
+  { echo '# written by islet-network.service from islet.net'; for d in $dns; do echo "nameserver $d"; done; } > /etc/resolv.conf
+fi
+`;
+
+export const NETWORK_UNIT = `[Unit]
+Description=islet: configure the network from islet.net on the kernel command line
+DefaultDependencies=no
+After=local-fs.target systemd-udevd.service
+Before=network.target network-online.target
+Wants=network.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh ${NETWORK_SCRIPT_FILE}
+
+[Install]
+WantedBy=multi-user.target
+`;

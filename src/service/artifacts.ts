@@ -3,13 +3,16 @@
 import { existsSync } from 'node:fs';
 import type { Config } from '../core/config.js';
 import { ImageNotFoundError } from '../core/errors.js';
+import { chooseKernel } from '../images/custom-kernel.js';
 import { findArtifacts } from '../images/index.js';
 import type { BootArtifacts } from './machine.js';
 
 export async function resolveBootArtifacts(config: Config, image: string): Promise<BootArtifacts & { kernelKey: string }> {
   const found = await findArtifacts(config, { image });
-  const vmlinux = config.vm.kernel_path ?? found.kernel?.vmlinux;
-  const initrd = config.vm.initrd_path ?? found.initramfs?.path;
+  // [vm] kernel: the custom kernel (islet kernel build) boots with its own module-less initramfs.
+  const custom = (await chooseKernel(config, found.agent?.key)).custom;
+  const vmlinux = config.vm.kernel_path ?? custom?.vmlinux ?? found.kernel?.vmlinux;
+  const initrd = config.vm.initrd_path ?? custom?.initrd ?? found.initramfs?.path;
   if (!vmlinux) throw new ImageNotFoundError(image, 'no kernel has been built');
   if (!initrd) throw new ImageNotFoundError(image, 'no initramfs has been built');
   if (!found.image) throw new ImageNotFoundError(image, 'this image has not been built');
@@ -20,6 +23,6 @@ export async function resolveBootArtifacts(config: Config, image: string): Promi
     initrd,
     rootfs: found.image.rootfs,
     initMode: found.image.recipe.initMode,
-    kernelKey: config.vm.kernel_path ? `path:${vmlinux}` : (found.kernel?.key ?? 'unknown'),
+    kernelKey: config.vm.kernel_path ? `path:${vmlinux}` : (custom?.key ?? found.kernel?.key ?? 'unknown'),
   };
 }

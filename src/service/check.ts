@@ -6,8 +6,12 @@ import { access, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { IsletError } from '../core/errors.js';
+import { chooseKernel } from '../images/custom-kernel.js';
+import { findArtifacts } from '../images/index.js';
 import { run, which } from '../host/run.js';
 import { kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
+import { bridgePrerequisites, brNetfilter } from '../net/bridge.js';
+import { nftTables } from '../net/nft.js';
 import { MAX_SOCKET_PATH } from '../vmm/argv.js';
 import { resolveBootArtifacts } from './artifacts.js';
 import { Runtime } from './runtime.js';
@@ -55,6 +59,26 @@ async function writableDir(dir: string): Promise<Outcome> {
   }
 }
 
+/** Can this host run bridge mode, and is islet's bridge up right now (with its tables)? */
+async function bridgeCheck(config: Config): Promise<Outcome> {
+  const mode = config.network.mode;
+  const br = config.network.bridge_name;
+  try {
+    await bridgePrerequisites();
+    await brNetfilter();
+  } catch (e) {
+    const err = e as IsletError;
+    return mode === 'bridge' ? fail(err.message, err.hint) : ok(`not available (${err.message}); [network] mode is "${mode}"`);
+  }
+  const link = await run(['ip', '-o', '-4', 'addr', 'show', 'dev', br], { timeoutMs: 10_000, allowFailure: true });
+  const addr = /inet (\S+)/.exec(link.stdout)?.[1];
+  const tables = await nftTables().catch(() => [] as string[]);
+  const state = link.code === 0
+    ? `${br} present (${addr ?? 'no address'}), nft tables: ${tables.length ? tables.join(', ') : 'none'}`
+    : `${br} absent (islet creates it when the service starts in bridge mode)${tables.length ? `; nft tables: ${tables.join(', ')}` : ''}`;
+  return ok(`root, ip, nft and br_netfilter present; ${state}; [network] mode is "${mode}"`);
+}
+
 export async function runChecks(config: Config, o: { canary?: boolean } = {}): Promise<CheckResult[]> {
   const art = () => resolveBootArtifacts(config, 'base');
   const artifactCheck = (pick: (a: Awaited<ReturnType<typeof art>>) => string, what: string, elf: boolean): Check => async () => {
@@ -80,6 +104,10 @@ export async function runChecks(config: Config, o: { canary?: boolean } = {}): P
     }],
     ['qemu-img', true, () => program('qemu-img', 'qemu-utils', ['--version'])],
     ['kernel', true, artifactCheck((a) => a.vmlinux, 'kernel', true)],
+    ['guest kernel choice', false, async () => {
+      const c = await chooseKernel(config, (await findArtifacts(config)).agent?.key);
+      return ok(`${c.kind} (${c.reason})`);
+    }],
     ['initramfs', true, artifactCheck((a) => a.initrd, 'initramfs', false)],
     ['base image', true, artifactCheck((a) => a.rootfs, 'base image', false)],
     ['tsc frequency', true, async () => {
@@ -107,8 +135,9 @@ export async function runChecks(config: Config, o: { canary?: boolean } = {}): P
     ['mmdebstrap (image builds)', false, () => program('mmdebstrap', 'mmdebstrap')],
     ['mke2fs (image builds)', false, () => program('mke2fs', 'e2fsprogs')],
     ['go (agent builds)', false, () => program('go', 'golang-go', ['version'])],
-    ['ip (bridge networking)', false, () => program('ip', 'iproute2')],
-    ['nft (bridge networking)', false, () => program('nft', 'nftables')],
+    ['ip (bridge networking)', config.network.mode === 'bridge', () => program('ip', 'iproute2')],
+    ['nft (bridge networking)', config.network.mode === 'bridge', () => program('nft', 'nftables')],
+    ['bridge networking', config.network.mode === 'bridge', () => bridgeCheck(config)],
   ];
   const results: CheckResult[] = [];
   for (const [name, required, fn] of checks) {

@@ -10,7 +10,7 @@ import { ExecOptions, ExecRequest, ExecResult, execInGuest } from '../guest/exec
 import { FrameType } from '../guest/frame.js';
 import { ReadFileOptions, WriteFileOptions, readGuestFile, writeGuestFile } from '../guest/files.js';
 import { createOverlay } from '../storage/overlay.js';
-import type { Accel, InitMode, PortForward, UserNetSpec, VmSpec } from '../vmm/argv.js';
+import type { Accel, InitMode, NetSpec, PortForward, VmSpec } from '../vmm/argv.js';
 import { hostfwdAdd, hostfwdRemove } from '../vmm/hostfwd.js';
 import { ExitInfo, reattachVm, startVm, VmHandle } from '../vmm/qemu.js';
 
@@ -37,10 +37,12 @@ export interface MachineSpec {
   /** Virtual disk size; the guest grows its root filesystem to fill it. */
   diskBytes?: number;
   hostname?: string;
-  /** User-mode network; absent: no network device. */
-  net?: UserNetSpec;
+  /** User-mode network or a TAP; absent: no network device. */
+  net?: NetSpec;
   /** Resume from this memory state file (saved by pauseToFile) instead of booting; the disk must be the one it was saved with. */
   memoryFile?: string;
+  /** Guest RAM backed by a file (templates: src/service/templates.ts); a restore from a template maps it privately. */
+  ramFile?: { path: string; shared: boolean };
   tcgTbSizeMb?: number;
   tscKhz?: number;
   qemuBinary?: string;
@@ -105,8 +107,10 @@ export class Machine {
         tscKhz: spec.tscKhz,
         net: spec.net,
         incoming: spec.memoryFile !== undefined,
+        ramFile: spec.ramFile,
       }, { signal: spec.signal, qemuBinary: spec.qemuBinary, detached: spec.detached });
-      if (spec.memoryFile) await loadMemory(vm, spec.memoryFile, spec.bootTimeoutMs);
+      // Over a file-backed RAM the stream holds device state only: the RAM is the file.
+      if (spec.memoryFile) await loadMemory(vm, spec.memoryFile, spec.bootTimeoutMs, spec.ramFile !== undefined);
       const agent = await connectAgent(vm, spec.bootTimeoutMs, spec.signal);
       await agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal: spec.signal });
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
@@ -181,10 +185,10 @@ export class Machine {
    * and ends QEMU: the VM's host memory is freed; the disk is kept as is.
    * On failure the guest is resumed and keeps running.
    */
-  async pauseToFile(file: string, timeoutMs: number): Promise<void> {
+  async pauseToFile(file: string, timeoutMs: number, o: { ignoreShared?: boolean } = {}): Promise<void> {
     await this.vm.qmp.execute('stop');
     try {
-      await this.saveMemory(file, timeoutMs);
+      await this.saveMemory(file, timeoutMs, o);
     } catch (e) {
       await this.vm.qmp.execute('cont').catch(() => undefined);
       throw e;
@@ -198,8 +202,13 @@ export class Machine {
     await this.stopped;
   }
 
-  /** Writes the memory and device state of the stopped (QMP stop) guest to `file`; `cont` lets it run on afterwards. */
-  async saveMemory(file: string, timeoutMs: number): Promise<void> {
+  /**
+   * Writes the memory and device state of the stopped (QMP stop) guest to `file`; `cont` lets it run on afterwards.
+   * ignoreShared: RAM in a shared file is left out (x-ignore-shared): the file already holds it (templates).
+   */
+  async saveMemory(file: string, timeoutMs: number, o: { ignoreShared?: boolean } = {}): Promise<void> {
+    // Set either way: a VM restored from a template still has it on from its own restore.
+    await setIgnoreShared(this.vm.qmp, o.ignoreShared ?? false);
     await this.vm.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 8 * 1024 ** 3 });
     await this.vm.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
     await waitMigration(this.vm.qmp, timeoutMs);
@@ -237,8 +246,12 @@ async function waitMigration(qmp: VmHandle['qmp'], timeoutMs: number): Promise<v
   }
 }
 
+const setIgnoreShared = (qmp: VmHandle['qmp'], on = true) =>
+  qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: on }] });
+
 /** Feeds a saved memory state into a QEMU started with -incoming defer, then lets the guest run. */
-async function loadMemory(vm: VmHandle, file: string, timeoutMs: number): Promise<void> {
+async function loadMemory(vm: VmHandle, file: string, timeoutMs: number, ignoreShared = false): Promise<void> {
+  if (ignoreShared) await setIgnoreShared(vm.qmp);
   await vm.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -1,8 +1,9 @@
 // On service start, make the records and the world agree. A VM still
 // running is re-attached; a recorded VM that is gone is marked stopped; a
 // create that was interrupted is undone; any QEMU, socket dir or disk of a
-// workspace that has no record is removed. kill -9 at any moment therefore
-// loses no workspace and leaks no VM.
+// workspace that has no record is removed; warm-pool VMs an earlier process
+// left are ended. kill -9 at any moment therefore loses no workspace and
+// leaks no VM.
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Progress } from '../core/progress.js';
@@ -18,6 +19,14 @@ export async function reconcile(rt: Runtime, store: Store, diskPath: (id: string
   const attached = new Map<string, Machine>();
   const runDir = rt.config.paths.runDir;
   const vmDir = (id: string) => path.join(runDir, 'vm', id);
+  // Pool VMs hold no user state and no service holds them any more: end them all (the pool refills).
+  for (const p of store.poolVms()) {
+    await killRecorded(vmDir(p.id), p.id);
+    await rm(vmDir(p.id), { recursive: true, force: true });
+    await rm(diskPath(p.id), { force: true });
+    store.deletePoolVm(p.id);
+    progress(`pool VM ${p.id} left by an earlier islet process: ended`);
+  }
   const rows = store.all();
   for (const row of rows) {
     if (row.state === 'running' || row.state === 'creating') {

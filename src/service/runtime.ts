@@ -9,7 +9,7 @@ import { IsletError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import { ExecRequest, ExecResult } from '../guest/exec.js';
 import { run } from '../host/run.js';
-import type { UserNetSpec } from '../vmm/argv.js';
+import type { NetSpec } from '../vmm/argv.js';
 import { AccelChoice, accelCacheKey, chooseAccel, kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
 import { resolveBootArtifacts } from './artifacts.js';
 import { BootArtifacts, Machine } from './machine.js';
@@ -25,10 +25,12 @@ export interface BootRequest {
   memoryMb?: number;
   diskBytes?: number;
   hostname?: string;
-  /** User-mode network; absent: the VM has no network device. */
-  net?: UserNetSpec;
+  /** User-mode network or a TAP; absent: the VM has no network device. */
+  net?: NetSpec;
   /** Resume from a saved memory state instead of booting. */
   memoryFile?: string;
+  /** Guest RAM backed by a file (templates). */
+  ramFile?: { path: string; shared: boolean };
   detached?: boolean;
   signal?: AbortSignal;
 }
@@ -123,6 +125,7 @@ export class Runtime {
       hostname: req.hostname,
       net: req.net,
       memoryFile: req.memoryFile,
+      ramFile: req.ramFile,
       tcgTbSizeMb: c.vm.tcg_tb_size_mb,
       tscKhz: tscKhz(),
       qemuBinary: c.vm.qemu_binary,

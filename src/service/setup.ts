@@ -2,7 +2,7 @@
 import type { Config } from '../core/config.js';
 import { Progress, silent } from '../core/progress.js';
 import { checkHostPackages, missingPackagesError } from '../host/packages.js';
-import { ensureArtifacts } from '../images/index.js';
+import { DEFAULT_IMAGE, ensureArtifacts } from '../images/index.js';
 import { Runtime } from './runtime.js';
 
 export interface SetupResult {
@@ -15,7 +15,12 @@ export async function setupHost(config: Config, o: { progress?: Progress; image?
     const missing = await checkHostPackages();
     if (missing.length) throw missingPackagesError(missing);
   }
-  const a = await ensureArtifacts(config, progress, { image: o.image });
+  // base: `islet run`'s default and the KVM canary's image; [resources] default_image: what workspace_create boots
+  // when no image is named (dev unless configured); --image: whatever else was asked for.
+  const images = [...new Set([DEFAULT_IMAGE, config.resources.default_image, ...(o.image ? [o.image] : [])])];
+  const built = [];
+  for (const image of images) built.push(await ensureArtifacts(config, progress, { image }));
+  const a = built[0]!;
   const rt = await Runtime.open(config, { progress });
   const accel = await rt.accel();
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -24,7 +29,8 @@ export async function setupHost(config: Config, o: { progress?: Progress; image?
       `agent      ${a.agent.path} (${mb(a.agent.sizeBytes)}, ${a.agent.goVersion})`,
       `kernel     ${a.kernel.vmlinux} (${a.kernel.version}, ${mb(a.kernel.vmlinuxBytes)})`,
       `initramfs  ${a.initramfs.path} (${mb(a.initramfs.sizeBytes)})`,
-      `image      ${a.image.name}: ${a.image.rootfs} (${mb(a.image.minBytes)} used, ${a.image.recipe.initMode} init)`,
+      ...built.map(({ image: i }) => `image      ${i.name}: ${i.rootfs} (${mb(i.minBytes)} used, ${i.recipe.initMode} init)` +
+        `${i.name === config.resources.default_image ? ' [workspace default]' : ''}`),
       `accel      ${accel.accel}: ${accel.reason}`,
     ],
   };

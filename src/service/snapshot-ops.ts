@@ -7,6 +7,7 @@ import { IsletError, VmExitedError } from '../core/errors.js';
 import type { ForkInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../core/schemas.js';
 import { ServiceCore, stateConflict } from './core.js';
 import * as snaps from './snapshots.js';
+import { removeWorkspaceKey } from './ssh.js';
 import type { SnapshotRow, WorkspaceRow } from './store.js';
 import type {
   Caller, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput, SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo,
@@ -101,6 +102,7 @@ export class SnapshotOps {
         await m?.shutdown();
         this.s.store.delete(id);
         await rm(snaps.legacyDisk(this.s.snap, id), { force: true });
+        await removeWorkspaceKey(this.s.config.paths.dataDir, id);
         throw e;
       }
       return this.s.infoOf(this.s.mustGet(id));

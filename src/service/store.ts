@@ -97,7 +97,55 @@ const MIGRATIONS: string[] = [
    ALTER TABLE snapshots ADD COLUMN qemu_version TEXT;
    CREATE INDEX snapshots_parent ON snapshots(parent_id);
    CREATE INDEX workspaces_backing ON workspaces(backing_snapshot_id);`,
+  // 4: the warm pool's unassigned VMs (src/service/pool.ts), so status sees them and a restart after kill -9 ends them.
+  `CREATE TABLE pool_vms (
+     id TEXT PRIMARY KEY,
+     image TEXT NOT NULL,
+     vcpus INTEGER NOT NULL,
+     memory_mb INTEGER NOT NULL,
+     disk_gb INTEGER NOT NULL,
+     allow_internet INTEGER NOT NULL,
+     state TEXT NOT NULL,
+     pid INTEGER,
+     source TEXT,
+     created_at TEXT NOT NULL
+   );`,
+  // 5: bridge networking: each workspace's stable address (freed with the workspace, then reused) and its policy beyond allow_internet.
+  `CREATE TABLE net_leases (
+     workspace_id TEXT PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
+     ip TEXT NOT NULL UNIQUE,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE net_policies (
+     workspace_id TEXT PRIMARY KEY REFERENCES workspaces(id) ON DELETE CASCADE,
+     allow_inter_vm INTEGER NOT NULL,
+     allowed_ports TEXT NOT NULL,
+     allowed_domains TEXT NOT NULL
+   );`,
 ];
+
+/** A workspace's network policy beyond allow_internet (bridge mode); the lists are JSON arrays. */
+export interface NetPolicyRow {
+  workspace_id: string;
+  allow_inter_vm: number;
+  allowed_ports: string;
+  allowed_domains: string;
+}
+
+/** A pre-booted, unassigned VM of the warm pool; its id is the workspace id it will have. */
+export interface PoolVmRow {
+  id: string;
+  image: string;
+  vcpus: number;
+  memory_mb: number;
+  disk_gb: number;
+  allow_internet: number;
+  state: 'booting' | 'ready';
+  pid: number | null;
+  /** How it was started: 'template' or 'cold'. */
+  source: string | null;
+  created_at: string;
+}
 
 export interface ForwardRow {
   workspace_id: string;
@@ -195,6 +243,39 @@ export class Store {
     })();
   }
 
+  // --- warm pool ---
+
+  poolVms(): PoolVmRow[] {
+    return this.db.prepare('SELECT * FROM pool_vms ORDER BY created_at, id').all() as PoolVmRow[];
+  }
+
+  insertPoolVm(row: PoolVmRow): void {
+    this.db.prepare(`INSERT INTO pool_vms (id, image, vcpus, memory_mb, disk_gb, allow_internet, state, pid, source, created_at)
+      VALUES (@id, @image, @vcpus, @memory_mb, @disk_gb, @allow_internet, @state, @pid, @source, @created_at)`).run(row);
+  }
+
+  setPoolVm(id: string, fields: { state: PoolVmRow['state']; pid: number | null; source: string | null }): void {
+    this.db.prepare('UPDATE pool_vms SET state = ?, pid = ?, source = ? WHERE id = ?').run(fields.state, fields.pid, fields.source, id);
+  }
+
+  deletePoolVm(id: string): void {
+    this.db.prepare('DELETE FROM pool_vms WHERE id = ?').run(id);
+  }
+
+  /**
+   * Hands a pool VM to a new workspace: the workspace row (checked as by
+   * insertChecked) appears and the pool row disappears in one transaction, so
+   * after a crash the VM is either the workspace's or the pool's, never both.
+   */
+  claimPoolVm(poolId: string, row: NewWorkspaceRow, limits: { total: number; perOwner: number }): void {
+    this.db.transaction(() => {
+      if (this.db.prepare('DELETE FROM pool_vms WHERE id = ?').run(poolId).changes !== 1) {
+        throw new IsletError('INTERNAL', `pool VM ${poolId} is no longer in the pool`);
+      }
+      this.insertChecked(row, limits);
+    })();
+  }
+
   setState(id: string, state: WorkspaceState, fields: { pid?: number | null; error?: string | null } = {}): void {
     this.db.prepare('UPDATE workspaces SET state = ?, pid = ?, error = ?, updated_at = ? WHERE id = ?')
       .run(state, fields.pid ?? null, fields.error ?? null, new Date().toISOString(), id);
@@ -220,6 +301,34 @@ export class Store {
 
   removeForward(id: string, hostPort: number): boolean {
     return this.db.prepare('DELETE FROM port_forwards WHERE workspace_id = ? AND host_port = ?').run(id, hostPort).changes > 0;
+  }
+
+  // --- bridge networking ---
+
+  lease(id: string): string | undefined {
+    return (this.db.prepare('SELECT ip FROM net_leases WHERE workspace_id = ?').get(id) as { ip: string } | undefined)?.ip;
+  }
+
+  /** Gives the workspace a new address picked among the free ones (its old lease, if any, is dropped first); undefined when none is free. */
+  allocateLease(id: string, pick: (used: string[]) => string | undefined): string | undefined {
+    return this.db.transaction(() => {
+      this.db.prepare('DELETE FROM net_leases WHERE workspace_id = ?').run(id);
+      const used = (this.db.prepare('SELECT ip FROM net_leases').all() as Array<{ ip: string }>).map((r) => r.ip);
+      const ip = pick(used);
+      if (ip) this.db.prepare('INSERT INTO net_leases (workspace_id, ip, created_at) VALUES (?, ?, ?)').run(id, ip, new Date().toISOString());
+      return ip;
+    })();
+  }
+
+  netPolicy(id: string): NetPolicyRow | undefined {
+    return this.db.prepare('SELECT * FROM net_policies WHERE workspace_id = ?').get(id) as NetPolicyRow | undefined;
+  }
+
+  setNetPolicy(row: NetPolicyRow): void {
+    this.db.prepare(`INSERT INTO net_policies (workspace_id, allow_inter_vm, allowed_ports, allowed_domains)
+      VALUES (@workspace_id, @allow_inter_vm, @allowed_ports, @allowed_domains)
+      ON CONFLICT(workspace_id) DO UPDATE SET allow_inter_vm = excluded.allow_inter_vm, allowed_ports = excluded.allowed_ports,
+        allowed_domains = excluded.allowed_domains`).run(row);
   }
 
   // --- snapshots ---

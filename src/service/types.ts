@@ -34,6 +34,22 @@ export interface WorkspaceInfo {
   error: string | null;
   /** Host bytes used by the workspace's own disk (its overlay). */
   disk_used_bytes: number | null;
+  /** How to log in over SSH, when the image runs sshd (recipe "ssh"); null otherwise. */
+  ssh: SshInfo | null;
+}
+
+/** The workspace's own SSH key pair: made at create (or fork), its public half installed in the guest at every boot. */
+export interface SshInfo {
+  user: string;
+  /** On the host, 0600; deleted with the workspace. */
+  private_key_path: string;
+  public_key: string;
+  guest_port: number;
+  /** A host port forwarded to guest_port, if there is one. */
+  host_port: number | null;
+  /** A ready ssh command line when a forward exists. */
+  command: string | null;
+  hint: string;
 }
 
 export interface ExecOutput {
@@ -64,26 +80,37 @@ export interface ForwardInfo {
 }
 
 export interface NetworkInfo {
-  /** "user": QEMU user-mode network; "none": no network device. */
-  mode: 'none' | 'user';
-  /** The guest's address on its private network (null without a network). */
+  /** "user": QEMU user-mode network; "bridge": a TAP on the host bridge; "none": no network device. */
+  mode: 'none' | 'user' | 'bridge';
+  /** The guest's address (user mode: on its private network; bridge: its own on the bridge subnet, null until first booted). */
   ip: string | null;
   forwards: ForwardInfo[];
 }
 
-export interface WorkspaceIpOutput extends NetworkInfo {
+/** A workspace's network policy. allow_inter_vm, allowed_ports and allowed_domains take effect in bridge mode only. */
+export interface NetworkPolicy {
+  allow_internet: boolean;
+  allow_inter_vm: boolean;
+  allowed_ports: number[];
+  allowed_domains: string[];
+}
+
+export interface WorkspaceIpOutput extends NetworkInfo, NetworkPolicy {
   workspace_id: string;
   gateway: string | null;
   dns: string | null;
-  allow_internet: boolean;
 }
 
-export interface NetworkPolicyOutput {
+export interface NetworkPolicyOutput extends NetworkPolicy {
   workspace_id: string;
-  allow_internet: boolean;
-  /** "unchanged": nothing to do; "recorded": takes effect at the next start; "restarted": applied by a VM restart. */
-  applied: 'unchanged' | 'recorded' | 'restarted';
+  /**
+   * "unchanged": nothing to do; "recorded": takes effect at the next start;
+   * "restarted": applied by a VM restart (user mode); "live": applied to the running VM's rules (bridge mode).
+   */
+  applied: 'unchanged' | 'recorded' | 'restarted' | 'live';
   restart_ms: number | null;
+  /** bridge mode, "live": how long rewriting the rules took. */
+  apply_ms: number | null;
 }
 
 export interface SnapshotInfo {

@@ -17,11 +17,15 @@ import { readConfined, writeConfined } from '../host/confine.js';
 import { ServiceCore, stateConflict, workspaceNotFound } from './core.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
+import type { Machine } from './machine.js';
+import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
 import { Runtime } from './runtime.js';
 import { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
+import { ensureWorkspaceKey, removeWorkspaceKey, sweepKeys } from './ssh.js';
 import { Store, WorkspaceRow } from './store.js';
+import { freshIdentity, Templates } from './templates.js';
 import type {
   Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkPolicyOutput, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput,
   SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo, WorkspaceIpOutput,
@@ -35,13 +39,24 @@ const DEFAULT_READ_MAX = 1 << 20;
 export class WorkspaceService extends ServiceCore {
   private readonly net = new NetworkOps(this);
   private readonly snapshots = new SnapshotOps(this);
+  /** Template snapshots ([pool] template); undefined when off or under bridge networking (each VM's address is in its memory). */
+  readonly templates: Templates | undefined;
+  /** The warm pool, in processes that asked for it (see open). */
+  pool: WarmPool | undefined;
 
   private constructor(config: Config, rt: Runtime, store: Store, private readonly lock: Lock, progress: Progress) {
     super(config, rt, store, progress);
+    this.templates = config.pool.template && config.network.mode !== 'bridge' ? new Templates(rt, progress) : undefined;
   }
 
-  /** Opens the state database, reconciles it with live VMs, and returns the service. */
-  static async open(config: Config, o: { progress?: Progress } = {}): Promise<WorkspaceService> {
+  /**
+   * Opens the state database, reconciles it with live VMs, and returns the
+   * service. pool: true starts the warm pool ([pool] settings). Only a
+   * long-lived server asks for it (`islet serve` passes [pool] enabled): the
+   * pool of a one-shot process would die with it, and libraries and tests
+   * should not pay for idle VMs they did not ask for.
+   */
+  static async open(config: Config, o: { progress?: Progress; pool?: boolean } = {}): Promise<WorkspaceService> {
     const progress = o.progress ?? silent;
     const lock = acquireLock(config.paths.dataDir);
     let store: Store | undefined;
@@ -52,7 +67,17 @@ export class WorkspaceService extends ServiceCore {
       await snaps.recover(svc.snap);
       const attached = await reconcile(rt, store, svc.diskPath.bind(svc), progress);
       for (const [id, m] of attached) svc.adopt(id, m);
+      await svc.netOpen(attached);
       await snaps.sweep(svc.snap);
+      await sweepKeys(config.paths.dataDir, new Set(store.all().map((r) => r.id)));
+      if (o.pool === true && config.network.mode !== 'bridge') {
+        const r = config.resources;
+        svc.pool = new WarmPool(svc, svc.templates, config.pool, {
+          image: r.default_image, vcpus: r.default_vcpus, memory_mb: r.default_memory_mb, disk_gb: r.default_disk_gb,
+          allow_internet: config.network.default_allow_internet,
+        });
+        svc.pool.kick();
+      }
       return svc;
     } catch (e) {
       store?.close();
@@ -65,7 +90,9 @@ export class WorkspaceService extends ServiceCore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    await this.pool?.close(); // pool VMs hold no user state: they end with the service
     await Promise.allSettled([...this.queues.values()]);
+    await this.netClose();
     for (const m of this.live.values()) m.detach();
     this.live.clear();
     this.store.close();
@@ -88,25 +115,60 @@ export class WorkspaceService extends ServiceCore {
     this.netSpec(false); // NOT_SUPPORTED (bridge mode) before any row exists
     await this.rt.artifacts(spec.image); // IMAGE_NOT_FOUND before any row exists
 
-    const id = `ws-${randomBytes(4).toString('hex')}`;
     const now = new Date().toISOString();
-    const row: WorkspaceRow = {
-      id, name: input.name ?? id, owner: c.owner, state: 'creating', ...spec,
-      allow_internet: (input.allow_internet ?? this.config.network.default_allow_internet) ? 1 : 0, pid: null, error: null, created_at: now, updated_at: now,
-      disk_path: null, backing_snapshot_id: null,
-    };
+    const allow = input.allow_internet ?? this.config.network.default_allow_internet;
+    const rowOf = (id: string): WorkspaceRow => ({
+      id, name: input.name ?? id, owner: c.owner, state: 'creating', ...spec, allow_internet: allow ? 1 : 0, pid: null, error: null,
+      created_at: now, updated_at: now, disk_path: null, backing_snapshot_id: null,
+    });
+    const limits = { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner };
+    // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
+    const hit = await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
+    if (hit) {
+      this.adopt(hit.id, hit.m);
+      this.pool!.kick();
+      this.progress(`workspace ${this.mustGet(hit.id).name}: assigned a warm pool VM`);
+      return this.infoOf(this.mustGet(hit.id));
+    }
+    const id = `ws-${randomBytes(4).toString('hex')}`;
+    const row = rowOf(id);
     // Intent first: the row exists before the VM, so a crash mid-create is found and undone by reconcile.
-    this.store.insertChecked(row, { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner });
+    this.store.insertChecked(row, limits);
     return this.serial(id, async () => {
       try {
-        await this.bootInto(row, true, o.signal);
+        if (!(await this.bootFromTemplate(row, o.signal))) await this.bootInto(row, true, o.signal);
+        this.pool?.kick(); // refill only once this create is done, so it never competes with it
       } catch (e) {
         this.store.delete(id);
         await rm(this.diskPath(id), { force: true });
+        await removeWorkspaceKey(this.config.paths.dataDir, id);
         throw e;
       }
       return this.infoOf(this.mustGet(id));
     });
+  }
+
+  /** Restores a new workspace from its shape's template (built on first use); false: no template, so boot it. */
+  private async bootFromTemplate(row: WorkspaceRow, signal?: AbortSignal): Promise<boolean> {
+    if (!this.templates) return false;
+    const t0 = performance.now();
+    const net = this.netSpec(row.allow_internet === 1);
+    let m: Machine | undefined;
+    try {
+      const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net }, signal);
+      m = await this.templates.restore(t, { id: row.id, disk: this.diskPath(row.id), hostname: row.name, net, detached: true, signal });
+      await freshIdentity(m, row.name, signal);
+      await ensureWorkspaceKey(this.config, row, m, signal);
+    } catch (e) {
+      await m?.destroy({ graceMs: 0 }).catch(() => undefined);
+      if (signal?.aborted) throw e;
+      this.progress(`workspace ${row.name}: template restore failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); booting instead`);
+      return false;
+    }
+    this.adopt(row.id, m);
+    this.store.setState(row.id, 'running', { pid: m.vm.pid });
+    this.progress(`workspace ${row.name}: restored from template in ${Math.round(performance.now() - t0)} ms`);
+    return true;
   }
 
   async start(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<WorkspaceInfo> {
@@ -155,6 +217,7 @@ export class WorkspaceService extends ServiceCore {
       await Promise.all([
         snaps.removeFiles(this.snap, row, own),
         rm(path.join(this.config.paths.runDir, 'vm', row.id), { recursive: true, force: true }),
+        removeWorkspaceKey(this.config.paths.dataDir, row.id),
       ]);
       return { workspace_id: row.id, destroyed: true as const };
     });

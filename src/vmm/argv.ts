@@ -28,10 +28,32 @@ export interface VmSpec {
   tscKhz?: number;
   /** Extra kernel command line words (validated by the caller). */
   cmdlineExtra?: string[];
-  /** QEMU user-mode networking (slirp); absent: the VM has no network device at all. */
-  net?: UserNetSpec;
+  /** The VM's network: user-mode (slirp) or a TAP on the host bridge; absent: no network device at all. */
+  net?: NetSpec;
   /** Start paused, waiting for a migration stream (QMP migrate-incoming): a memory restore. */
   incoming?: boolean;
+  /**
+   * Guest RAM backed by this file instead of anonymous memory. shared: the
+   * guest writes into the file (a template being built); not shared: a private
+   * copy-on-write mapping of it (a VM restored from a template), so pages the
+   * guest never writes stay in the host page cache, one copy for every VM.
+   */
+  ramFile?: { path: string; shared: boolean };
+}
+
+/**
+ * The RAM block's name. A file-backed VM uses the name QEMU gives microvm's
+ * default RAM, so a migration stream saved by either kind of VM loads into
+ * the other (pause/resume and memory snapshots keep working).
+ */
+export const RAM_ID = 'microvm.ram';
+
+export function ramFileArgs(spec: Pick<VmSpec, 'ramFile' | 'memoryMb'>): string[] {
+  if (!spec.ramFile) return [];
+  return ['-object', [
+    'memory-backend-file', `id=${RAM_ID}`, 'x-use-canonical-path-for-ramblock-id=off', `size=${spec.memoryMb}M`,
+    `mem-path=${qemuEscape(spec.ramFile.path)}`, `share=${spec.ramFile.shared ? 'on' : 'off'}`,
+  ].join(',')];
 }
 
 /** One host port forwarded to one guest TCP port, bound to 127.0.0.1 on the host. */
@@ -41,10 +63,25 @@ export interface PortForward {
 }
 
 export interface UserNetSpec {
+  kind?: 'user';
   /** restrict=on: the guest reaches nothing outside (neither the internet nor the host); forwards still work. */
   restrict: boolean;
   forwards?: PortForward[];
 }
+
+/** Bridge mode: QEMU opens (and, as root, creates) the TAP; the host puts it on the bridge. */
+export interface TapNetSpec {
+  kind: 'tap';
+  ifname: string;
+  mac: string;
+  /** The guest's static configuration, passed as islet.net= (no DHCP in the image). */
+  ip: string;
+  prefix: number;
+  gateway: string;
+  dns: string;
+}
+
+export type NetSpec = UserNetSpec | TapNetSpec;
 
 /** The fixed addresses of QEMU's user-mode network (its defaults, spelled out). */
 export const USER_NET = {
@@ -67,6 +104,38 @@ export function hostfwdRule(f: PortForward): string {
   return `tcp:${USER_NET.hostAddress}:${f.hostPort}-:${f.guestPort}`;
 }
 
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/** The tap netdev; every field is checked because it lands in QEMU's option syntax and the kernel command line. */
+export function tapNetdevArg(net: TapNetSpec): string {
+  if (!/^[a-zA-Z0-9_-]{1,15}$/.test(net.ifname)) throw new RangeError(`invalid tap name ${JSON.stringify(net.ifname)}`);
+  return ['tap', `id=${USER_NET.netdevId}`, `ifname=${net.ifname}`, 'script=no', 'downscript=no'].join(',');
+}
+
+function checkTap(net: TapNetSpec): void {
+  if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(net.mac)) throw new RangeError(`invalid mac ${JSON.stringify(net.mac)}`);
+  for (const a of [net.ip, net.gateway, net.dns]) if (!IPV4.test(a)) throw new RangeError(`invalid IPv4 address ${JSON.stringify(a)}`);
+  if (!Number.isInteger(net.prefix) || net.prefix < 1 || net.prefix > 32) throw new RangeError(`invalid prefix ${net.prefix}`);
+}
+
+/** The islet.net= word the guest agent configures eth0 from. */
+export function guestNetWord(net: NetSpec): string {
+  if (net.kind === 'tap') {
+    checkTap(net);
+    return `islet.net=${net.ip}/${net.prefix},gw=${net.gateway},dns=${net.dns}`;
+  }
+  return `islet.net=${USER_NET.guestIp}/${USER_NET.prefix},gw=${USER_NET.gateway},dns=${USER_NET.dns}`;
+}
+
+function netArgs(net: NetSpec | undefined): string[] {
+  if (!net) return [];
+  if (net.kind === 'tap') {
+    checkTap(net);
+    return ['-netdev', tapNetdevArg(net), '-device', `virtio-net-device,netdev=${USER_NET.netdevId},mac=${net.mac}`];
+  }
+  return ['-netdev', netdevArg(net), '-device', `virtio-net-device,netdev=${USER_NET.netdevId}`];
+}
+
 export function netdevArg(net: UserNetSpec): string {
   const parts = [
     'user', `id=${USER_NET.netdevId}`, `restrict=${net.restrict ? 'on' : 'off'}`,
@@ -75,6 +144,8 @@ export function netdevArg(net: UserNetSpec): string {
   for (const f of net.forwards ?? []) parts.push(`hostfwd=${hostfwdRule(f)}`);
   return parts.join(',');
 }
+
+const qemuEscape = (s: string): string => s.replace(/,/g, ',,');
 
 export interface VmPaths {
   qmp: string;
@@ -97,7 +168,6 @@ export function vmPaths(dir: string): VmPaths {
 /** Socket paths must fit sun_path (108 bytes) with room to spare. */
 export const MAX_SOCKET_PATH = 100;
 
-const qemuEscape = (s: string): string => s.replace(/,/g, ',,');
 
 export function kernelCmdline(spec: Pick<VmSpec, 'initMode' | 'hostname' | 'tscKhz' | 'cmdlineExtra' | 'net'>): string {
   const words = [
@@ -107,7 +177,7 @@ export function kernelCmdline(spec: Pick<VmSpec, 'initMode' | 'hostname' | 'tscK
   ];
   if (spec.tscKhz && spec.tscKhz > 0) words.push(`tsc_early_khz=${Math.round(spec.tscKhz)}`);
   // The agent configures eth0 from this (there is no DHCP client in the image).
-  if (spec.net) words.push(`islet.net=${USER_NET.guestIp}/${USER_NET.prefix},gw=${USER_NET.gateway},dns=${USER_NET.dns}`);
+  if (spec.net) words.push(guestNetWord(spec.net));
   if (spec.cmdlineExtra) words.push(...spec.cmdlineExtra);
   return words.join(' ');
 }
@@ -122,11 +192,12 @@ export function buildQemuArgv(spec: VmSpec, qemuBinary = 'qemu-system-x86_64'): 
     if (Buffer.byteLength(s) > MAX_SOCKET_PATH) throw new RangeError(`socket path too long (${Buffer.byteLength(s)} > ${MAX_SOCKET_PATH} bytes): ${s}`);
   }
   const accel = spec.accel === 'tcg' && spec.tcgTbSizeMb ? `tcg,tb-size=${spec.tcgTbSizeMb}` : spec.accel;
-  const net = spec.net ? ['-netdev', netdevArg(spec.net), '-device', `virtio-net-device,netdev=${USER_NET.netdevId}`] : [];
+  const net = netArgs(spec.net);
   return [
     qemuBinary,
     '-name', `islet-${spec.id}`,
-    '-M', 'microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on',
+    '-M', `microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on${spec.ramFile ? `,memory-backend=${RAM_ID}` : ''}`,
+    ...ramFileArgs(spec),
     // Under KVM the host CPU model is fastest. Under TCG, `max` rather than
     // qemu64: real toolchains (OpenCode's bundled Bun) assume SSE4.2/POPCNT
     // and die with SIGILL on qemu64.

@@ -84,3 +84,31 @@ test('port forwards bind 127.0.0.1 and are validated', () => {
     assert.throws(() => buildQemuArgv({ ...spec, net: { restrict: true, forwards: [{ hostPort: h, guestPort: g }] } }), RangeError);
   }
 });
+
+test('bridge mode: a tap netdev QEMU opens itself, a unique MAC, and the static address in islet.net', () => {
+  const tap = { kind: 'tap', ifname: 'isl-0a1b2c3d', mac: '02:15:0a:2a:00:05', ip: '10.42.0.5', prefix: 16, gateway: '10.42.0.1', dns: '10.42.0.1' } as const;
+  const a = buildQemuArgv({ ...spec, net: tap });
+  assert.equal(after(a, '-netdev'), 'tap,id=net0,ifname=isl-0a1b2c3d,script=no,downscript=no');
+  assert.ok(a.includes('virtio-net-device,netdev=net0,mac=02:15:0a:2a:00:05'));
+  assert.match(after(a, '-append')!, /(^| )islet\.net=10\.42\.0\.5\/16,gw=10\.42\.0\.1,dns=10\.42\.0\.1( |$)/);
+  assert.ok(!a.some((x) => x.startsWith('user,')));
+  // Anything that would break out of QEMU's option syntax or the command line is refused.
+  for (const bad of [
+    { ifname: 'isl-x,script=/bin/sh' }, { ifname: 'a-name-longer-than-15' }, { mac: '02:15:0a:2a:00' }, { mac: '02:15:0a:2a:00:05,x=y' },
+    { ip: '10.42.0.256' }, { gateway: '10.42.0.1 init=/bin/sh' }, { dns: '' }, { prefix: 0 }, { prefix: 33 },
+  ]) {
+    assert.throws(() => buildQemuArgv({ ...spec, net: { ...tap, ...bad } }), RangeError, JSON.stringify(bad));
+  }
+});
+
+test('file-backed guest RAM: shared for a template, a private mapping for a restore, named like the default RAM', () => {
+  const shared = buildQemuArgv({ ...spec, ramFile: { path: '/c/templates/base-1/mem', shared: true } });
+  assert.equal(after(shared, '-M'), 'microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,memory-backend=microvm.ram');
+  assert.equal(after(shared, '-object'),
+    'memory-backend-file,id=microvm.ram,x-use-canonical-path-for-ramblock-id=off,size=512M,mem-path=/c/templates/base-1/mem,share=on');
+  assert.equal(after(shared, '-m'), '512', '-m stays: it must agree with the backend size');
+  const restored = buildQemuArgv({ ...spec, ramFile: { path: '/c/t,x/mem', shared: false }, incoming: true });
+  assert.match(after(restored, '-object')!, /,mem-path=\/c\/t,,x\/mem,share=off$/);
+  assert.equal(after(restored, '-incoming'), 'defer');
+  assert.ok(!buildQemuArgv(spec).includes('-object'), 'ordinary VMs keep anonymous RAM');
+});

@@ -25,18 +25,18 @@ test('defaults of every section', () => {
   const c = resolveConfig({});
   assert.deepEqual(c.storage, {});
   assert.deepEqual(c.vm, {
-    accel: 'auto', qemu_binary: 'qemu-system-x86_64', boot_timeout_ms: 120_000, request_timeout_ms: 30_000,
+    accel: 'auto', kernel: 'auto', qemu_binary: 'qemu-system-x86_64', boot_timeout_ms: 120_000, request_timeout_ms: 30_000,
     tcg_tb_size_mb: 32, canary_timeout_ms: 8_000,
   });
   assert.deepEqual(c.resources, {
-    default_image: 'base', default_vcpus: 1, default_memory_mb: 256, default_disk_gb: 2,
+    default_image: 'dev', default_vcpus: 1, default_memory_mb: 256, default_disk_gb: 2,
     max_vcpus: 4, max_memory_mb: 4096, max_disk_gb: 64, max_workspaces: 32, max_workspaces_per_owner: 16,
   });
   assert.deepEqual(c.network, {
     mode: 'user', bridge_name: 'br-islet', gateway_ip: '10.42.0.1', subnet_prefix: 16,
-    default_allow_internet: false, default_allow_inter_vm: false,
+    default_allow_internet: false, default_allow_inter_vm: false, default_allowed_ports: [], default_allowed_domains: [], dns_upstream: [],
   });
-  assert.deepEqual(c.pool, { enabled: false, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048 });
+  assert.deepEqual(c.pool, { enabled: true, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048, template: true });
   assert.deepEqual(c.server, {
     http_host: '127.0.0.1', http_port: 7420, tokens: [], allowed_origins: [], stdio_owner: 'local', stdio_admin: false,
     max_transfer_bytes: 64 << 20, exec_progress_interval_ms: 2_000,
@@ -54,6 +54,7 @@ cache_dir = "/var/cache/islet"
 run_dir = "/run/islet"
 [vm]
 accel = "kvm"
+kernel = "distro"
 kernel_path = "/boot/vmlinux"
 initrd_path = "/boot/initrd"
 qemu_binary = "/opt/qemu/bin/qemu-system-x86_64"
@@ -62,7 +63,7 @@ request_timeout_ms = 5000
 tcg_tb_size_mb = 0
 canary_timeout_ms = 4000
 [resources]
-default_image = "dev"
+default_image = "python"
 default_vcpus = 2
 default_memory_mb = 512
 default_disk_gb = 4
@@ -78,12 +79,16 @@ gateway_ip = "10.0.0.1"
 subnet_prefix = 24
 default_allow_internet = true
 default_allow_inter_vm = true
+default_allowed_ports = [22, 8080]
+default_allowed_domains = ["registry.npmjs.org", "*.debian.org"]
+dns_upstream = ["10.0.0.53"]
 [pool]
 enabled = true
 min_size = 1
 max_size = 8
 target_free = 2
 max_memory_mb = 4096
+template = false
 [server]
 transfer_dir = "/srv/transfer"
 http_host = "0.0.0.0"
@@ -112,13 +117,17 @@ kernel_package = "linux-image-6.1.0-30-cloud-amd64"
   assert.equal(c.paths.stateDb, '/srv/islet/state.db');
   assert.equal(c.vm.accel, 'kvm');
   assert.equal(c.vm.tcg_tb_size_mb, 0);
+  assert.equal(c.vm.kernel, 'distro');
   assert.equal(c.vm.kernel_path, '/boot/vmlinux');
   assert.equal(c.resources.max_workspaces_per_owner, 5);
-  assert.equal(c.resources.default_image, 'dev');
+  assert.equal(c.resources.default_image, 'python');
   assert.equal(c.network.mode, 'bridge');
   assert.equal(c.network.subnet_prefix, 24);
   assert.equal(c.network.default_allow_inter_vm, true);
-  assert.deepEqual(c.pool, { enabled: true, min_size: 1, max_size: 8, target_free: 2, max_memory_mb: 4096 });
+  assert.deepEqual(c.network.default_allowed_ports, [22, 8080]);
+  assert.deepEqual(c.network.default_allowed_domains, ['registry.npmjs.org', '*.debian.org']);
+  assert.deepEqual(c.network.dns_upstream, ['10.0.0.53']);
+  assert.deepEqual(c.pool, { enabled: true, min_size: 1, max_size: 8, target_free: 2, max_memory_mb: 4096, template: false });
   assert.equal(c.server.http_port, 8080);
   assert.equal(c.server.stdio_owner, 'alice');
   assert.deepEqual(c.server.tokens, [
@@ -147,6 +156,10 @@ test('out-of-range and malformed values are rejected naming the key', () => {
     ['[network]\ngateway_ip = "10.0.0.300"\n', /network\.gateway_ip: /],
     ['[network]\nsubnet_prefix = 31\n', /network\.subnet_prefix: /],
     ['[network]\nbridge_name = "a-bridge-name-too-long"\n', /network\.bridge_name: /],
+    ['[network]\ndefault_allowed_ports = [0]\n', /network\.default_allowed_ports\.0: /],
+    ['[network]\ndefault_allowed_ports = [8080, 8080]\n', /network\.default_allowed_ports: ports must not repeat/],
+    ['[network]\ndefault_allowed_domains = ["exa mple.com"]\n', /network\.default_allowed_domains\.0: a domain name/],
+    ['[network]\ndns_upstream = ["resolver.example"]\n', /network\.dns_upstream\.0: /],
     ['[pool]\nmax_size = -1\n', /pool\.max_size: /],
     ['[pool]\nenabled = "yes"\n', /pool\.enabled: /],
     ['[server]\nhttp_port = 70000\n', /server\.http_port: /],

@@ -9,7 +9,7 @@ import { IsletError } from '../../src/core/errors.js';
 import {
   chainKeyInput, listRecipeNames, loadRecipeChain, parseRecipe, type Recipe, resolveChain, resolveVerify,
 } from '../../src/images/recipe.js';
-import { imageKey, mmdebstrapArgv, shellQuote } from '../../src/images/rootfs.js';
+import { imageKey, mmdebstrapArgv, shellQuote, wantsKernelModules } from '../../src/images/rootfs.js';
 import { spawnSync } from 'node:child_process';
 import { resolveConfig } from '../../src/core/config.js';
 
@@ -170,9 +170,13 @@ test('the shipped catalog parses, resolves and has checks that exercise its tool
     assert.match(scripts, re);
   }
   assert.doesNotMatch(JSON.stringify(ar), /ssh-(ed25519|rsa) AAAA/, 'no key baked in');
+  assert.deepEqual(ar.ssh, { user: 'agent' }, 'islet gives each agent-ready workspace a key for user agent');
+  assert.ok(wantsKernelModules(ar), 'agent-ready installs kmod, so it gets the netfilter modules');
+  assert.ok(!wantsKernelModules(resolveChain(await loadRecipeChain('base'))), 'base does not');
   const arChecks = resolveVerify(await loadRecipeChain('agent-ready')).map((c) => c.name);
   for (const n of ['sshd is installed', 'password login disabled in sshd config', 'no authorized_keys baked in', 'agent user has passwordless sudo',
-    'Node.js 22 is installed', 'pnpm runs', 'opencode --version', 'linger enabled', 'opencode@.service exists']) assert.ok(arChecks.includes(n), n);
+    'Node.js 22 is installed', 'pnpm runs', 'opencode --version', 'linger enabled', 'opencode@.service exists',
+    'iptables works (netfilter modules load on demand)']) assert.ok(arChecks.includes(n), n);
 
   // devbox: every toolchain, exercised.
   const db = resolveChain(await loadRecipeChain('devbox'));
@@ -183,4 +187,27 @@ test('the shipped catalog parses, resolves and has checks that exercise its tool
   }
   const dbRuns = resolveVerify(await loadRecipeChain('devbox')).map((c) => c.run).join('\n');
   for (const re of [/cargo run/, /go build/, /clang /, /cmake --build/, /shellcheck /, /npx --version/, /gcc /, /g\+\+ /]) assert.match(dbRuns, re);
+});
+
+test('recipe "ssh": a user name, only with sshd started (full init + openssh-server), inherited, and absent from keys when unset', () => {
+  const full = { ...root, initMode: 'full', packages: ['systemd-sysv', 'openssh-server'] };
+  assert.deepEqual(resolveChain([parseRecipe({ ...full, ssh: { user: 'agent' } }, 'x')]).ssh, { user: 'agent' });
+  rejects({ ...full, ssh: { user: 'Bad User' } }, /ssh\.user: must be a Unix user name/);
+  rejects({ ...full, ssh: { user: 'agent', key: 'x' } }, /unknown field\(s\) "key" in ssh/);
+  assert.throws(() => resolveChain([parseRecipe({ ...root, ssh: { user: 'agent' } }, 'x')]), /"ssh" needs sshd running/);
+  assert.throws(() => resolveChain([parseRecipe({ ...full, packages: ['systemd-sysv'], ssh: { user: 'agent' } }, 'x')]), /openssh-server/);
+  const child = parseRecipe({ name: 'kid', parent: 'base' }, 'x');
+  assert.deepEqual(resolveChain([parseRecipe({ ...full, ssh: { user: 'agent' } }, 'x'), child]).ssh, { user: 'agent' }, 'inherited');
+  assert.equal('ssh' in resolveChain([parseRecipe(root, 'x')]), false, 'unset: no key in the resolved recipe, so cache keys stay as they were');
+});
+
+test('kernel modules are in the image key only for images that install kmod', () => {
+  const base = parseRecipe(root, 'x');
+  const withKmod = parseRecipe({ ...root, packages: ['kmod'] }, 'x');
+  const m1 = { release: '6.1.0-1-cloud-amd64', packageVersion: '1', modules: ['kernel/net/netfilter/nf_tables.ko'] };
+  const m2 = { ...m1, release: '6.1.0-2-cloud-amd64' };
+  assert.equal(imageKey([base], { ...env, kernelModules: m1 }).key, imageKey([base], env).key, 'no kmod: the kernel is not an input');
+  assert.equal(imageKey([base], { ...env, kernelModules: m1 }).key, imageKey([base], { ...env, kernelModules: m2 }).key);
+  assert.notEqual(imageKey([withKmod], { ...env, kernelModules: m1 }).key, imageKey([withKmod], { ...env, kernelModules: m2 }).key,
+    'kmod: a new kernel rebuilds the image (its modules must match)');
 });

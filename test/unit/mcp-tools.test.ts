@@ -14,7 +14,7 @@ import { createMcpServer } from '../../src/surfaces/mcp/server.js';
 const ws = (id: string, owner: string): WorkspaceInfo => ({
   workspace_id: id, name: id, state: 'running', image: 'base', vcpus: 1, memory_mb: 256, disk_gb: 2,
   allow_internet: false, owner, created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T00:00:00Z', pid: 42,
-  network: { mode: 'user', ip: '10.0.2.15', forwards: [] }, snapshot_count: 0, error: null, disk_used_bytes: 1024,
+  network: { mode: 'user', ip: '10.0.2.15', forwards: [] }, snapshot_count: 0, error: null, disk_used_bytes: 1024, ssh: null,
   snapshots: [], current_snapshot_id: null,
 });
 

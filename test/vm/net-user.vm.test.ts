@@ -88,7 +88,8 @@ describe('user-mode networking', { timeout: 900_000 }, () => {
     }
     const ip = await svc.workspaceIp(caller, { workspace_id: off.workspace_id });
     assert.deepEqual(ip, {
-      workspace_id: off.workspace_id, mode: 'user', ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3', allow_internet: false, forwards: [],
+      workspace_id: off.workspace_id, mode: 'user', ip: '10.0.2.15', gateway: '10.0.2.2', dns: '10.0.2.3', allow_internet: false,
+      allow_inter_vm: false, allowed_ports: [], allowed_domains: [], forwards: [],
     });
   });
 
@@ -160,7 +161,14 @@ describe('user-mode networking', { timeout: 900_000 }, () => {
   test('on a stopped workspace the policy is recorded for the next start', async () => {
     await svc.stop(caller, { workspace_id: on.workspace_id });
     const r = await svc.networkPolicy(caller, { workspace_id: on.workspace_id, allow_internet: false });
-    assert.deepEqual(r, { workspace_id: on.workspace_id, allow_internet: false, applied: 'recorded', restart_ms: null });
+    assert.deepEqual(r, {
+      workspace_id: on.workspace_id, allow_internet: false, allow_inter_vm: false, allowed_ports: [], allowed_domains: [],
+      applied: 'recorded', restart_ms: null, apply_ms: null,
+    });
+    // What only bridge mode can do is refused, with the reason.
+    for (const extra of [{ allow_inter_vm: true }, { allowed_ports: [8080] }, { allowed_domains: ['example.com'] }]) {
+      await assert.rejects(svc.networkPolicy(caller, { workspace_id: on.workspace_id, ...extra }), coded('NOT_SUPPORTED'), JSON.stringify(extra));
+    }
     assert.equal((await svc.info(caller, { workspace_id: on.workspace_id })).allow_internet, false);
     await assert.rejects(svc.portForward(caller, { workspace_id: on.workspace_id, guest_port: 80 }), coded('STATE_CONFLICT'));
   });

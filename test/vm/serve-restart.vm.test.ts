@@ -13,7 +13,8 @@ import { loadConfig } from '../../src/core/config.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-serve-restart-'));
 const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n`);
+// No warm pool: this test counts the QEMUs of workspaces (test/vm/pool.vm.test.ts covers the pool across a kill -9).
+writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n[pool]\nenabled = false\n`);
 const runDir = loadConfig(cfgFile).paths.runDir;
 const SLOW = { timeout: 300_000 };
 

@@ -1,12 +1,14 @@
 // `islet image build|list|verify|rm`: the image catalog from the command line.
 // Progress goes to stderr, the report to stdout (as everywhere in the CLI).
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Command, Option } from 'commander';
 import { type Config, loadConfig } from '../../core/config.js';
 import { InvalidArgumentError, IsletError } from '../../core/errors.js';
 import { silent } from '../../core/progress.js';
-import { listImages, removeImageBuilds } from '../../images/catalog.js';
+import { type CatalogRow, listImages, removeImageBuilds } from '../../images/catalog.js';
+import { chooseKernel } from '../../images/custom-kernel.js';
 import { ensureArtifacts, findArtifacts, loadRecipeChain, resolveVerify } from '../../images/index.js';
 import { importImage } from '../../images/import.js';
 import { formatBytes, formatMs } from '../../images/paths.js';
@@ -32,14 +34,36 @@ async function build(config: Config, name: string, f: Common): Promise<void> {
     `${formatBytes(i.sizeBytes)} file (${i.recipe.chain.join(' → ')}, ${i.recipe.initMode} init, key ${i.key})\n${i.rootfs}\n`);
 }
 
+/**
+ * The kernel a workspace of any image boots today: one per host, not per
+ * image ([vm] kernel_path, else the custom kernel when `islet kernel build`
+ * made one and [vm] kernel allows it, else the distro kernel). An imported
+ * image's own vmlinux is stored but not booted yet.
+ */
+export async function defaultKernelLabel(config: Config): Promise<string> {
+  if (config.vm.kernel_path) return `path ${path.basename(config.vm.kernel_path)}`;
+  const found = await findArtifacts(config);
+  const choice = await chooseKernel(config, found.agent?.key).catch(() => undefined);
+  if (choice?.custom) return `custom ${choice.custom.release}`;
+  return found.kernel ? `distro ${found.kernel.version}` : 'not built';
+}
+
+/** `islet image list` as text: YYYY-MM-DD HH:MM (UTC) build times, so rows compare at a glance. */
+export function imageListTable(rows: readonly CatalogRow[], kernel: string, now = Date.now()): string {
+  const builtAt = (iso: string) => `${iso.slice(0, 16).replace('T', ' ')}Z (${age(iso, now)} ago)`;
+  return table(['NAME', 'PARENT', 'INIT', 'SIZE', 'FILE', 'BUILT AT', 'BUILD TIME', 'RECIPE HASH', 'KERNEL', 'NOTE'], rows.map((r) => [
+    r.name, r.parent ?? '-', r.initMode ?? '-', r.usedBytes ? formatBytes(r.usedBytes) : '-', r.fileBytes ? formatBytes(r.fileBytes) : '-',
+    r.builtAt ? builtAt(r.builtAt) : '-', r.buildMs ? formatMs(r.buildMs) : '-', r.key ?? '-', kernel,
+    [!r.built ? 'not built' : '', !r.hasRecipe ? 'no recipe' : '', r.builds > 1 ? `${r.builds} builds cached` : '',
+      r.built && !r.hasRecipe ? 'own vmlinux stored, not booted' : ''].filter(Boolean).join(', '),
+  ]));
+}
+
 async function list(config: Config, f: Common): Promise<void> {
   const rows = await listImages(config);
-  if (f.json) return json(rows);
-  process.stdout.write(table(['NAME', 'PARENT', 'INIT', 'SIZE', 'FILE', 'BUILT', 'BUILD TIME', 'RECIPE HASH', 'NOTE'], rows.map((r) => [
-    r.name, r.parent ?? '-', r.initMode ?? '-', r.usedBytes ? formatBytes(r.usedBytes) : '-', r.fileBytes ? formatBytes(r.fileBytes) : '-',
-    r.builtAt ? `${age(r.builtAt)} ago` : '-', r.buildMs ? formatMs(r.buildMs) : '-', r.key ?? '-',
-    [!r.built ? 'not built' : '', !r.hasRecipe ? 'no recipe' : '', r.builds > 1 ? `${r.builds} builds cached` : ''].filter(Boolean).join(', '),
-  ])));
+  const kernel = await defaultKernelLabel(config);
+  if (f.json) return json(rows.map((r) => ({ ...r, kernel })));
+  process.stdout.write(imageListTable(rows, kernel));
 }
 
 async function verify(config: Config, name: string, f: Common & { build: boolean; memory: string; vcpus?: string }): Promise<void> {
@@ -119,7 +143,7 @@ export function registerImage(program: Command): void {
     .description('build the image from images/<name>/recipe.json and its parents (cached by recipe hash)'))
     .action(async (name: string, f: Common) => build(loadConfig(f.config), name, f));
   common(image.command('list')
-    .description('every recipe and built image: parent, size, build time, recipe hash'))
+    .description('every recipe and built image: parent, size, built at, build time, recipe hash, the kernel it boots'))
     .action(async (f: Common) => list(loadConfig(f.config), f));
   common(image.command('verify <name>')
     .description('boot a throwaway VM of the image and run its recipe\'s verify checks; exit 1 if any fails'))

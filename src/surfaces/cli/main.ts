@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { exitCodeFor, toIsletError } from '../../core/errors.js';
 import { registerCheck } from './check.js';
 import { registerImage } from './image.js';
+import { registerKernel } from './kernel.js';
 import { registerRun } from './run.js';
 import { registerServe } from './serve.js';
 import { registerSetup } from './setup.js';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerWs(program);
   registerImage(program);
+  registerKernel(program);
   return program;
 }
 

@@ -35,7 +35,8 @@ export function registerServe(program: Command): void {
       const port = flags.port === undefined ? config.server.http_port : portFlag(flags.port);
       if (flags.http) assertSafeBind(config, host);
       const progress = flags.quiet ? undefined : stderrProgress();
-      const svc = await WorkspaceService.open(config, { progress });
+      // A long-lived server is where a warm pool pays: it follows [pool] enabled.
+      const svc = await WorkspaceService.open(config, { progress, pool: config.pool.enabled });
       let closeTransport: () => Promise<void>;
       const stopped = new Promise<string>((resolve) => {
         const onSignal = (sig: NodeJS.Signals) => resolve(sig);

@@ -76,6 +76,7 @@ export function infoLines(w: WorkspaceInfo): string {
     ['network', w.network.ip ?? 'none'], ['owner', w.owner], ['pid', w.pid == null ? '-' : String(w.pid)],
     ['snapshots', String(w.snapshot_count)], ['created', `${w.created_at} (${age(w.created_at)} ago)`],
   ];
+  if (w.ssh) rows.push(['ssh', w.ssh.command ?? `user ${w.ssh.user}, key ${w.ssh.private_key_path} (forward a host port to guest port 22 first)`]);
   if (w.error) rows.push(['error', w.error]);
   return rows.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}\n`).join('');
 }

@@ -1,4 +1,4 @@
-// Network tools (user-mode networking): port_forward, port_forward_remove,
+// Network tools (user and bridge mode): port_forward, port_forward_remove,
 // workspace_ip, network_policy. The service does the work; this file only
 // declares the tools and renders results.
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -16,21 +16,30 @@ const forwardFields = {
 };
 const forwardOut = { workspace_id: z.string(), ...forwardFields };
 const removedOut = { workspace_id: z.string(), host_port: z.number().int(), removed: z.literal(true) };
+const policyFields = {
+  allow_internet: z.boolean(),
+  allow_inter_vm: z.boolean().describe('bridge mode: may talk to other guests that allow it too'),
+  allowed_ports: z.array(z.number().int()).describe('bridge mode: guest TCP ports other guests and the host may connect to'),
+  allowed_domains: z.array(z.string()).describe('bridge mode: egress limited to these names (empty: no limit)'),
+};
 const ipOut = {
   workspace_id: z.string(),
-  mode: z.string().describe('"user": QEMU user-mode network; "none": no network device'),
-  ip: z.string().nullable().describe('guest address (10.0.2.15 in user mode; every workspace has its own private network)'),
-  gateway: z.string().nullable().describe('the host as seen from the guest (10.0.2.2); reachable only when allow_internet is true'),
+  mode: z.string().describe('"user": QEMU user-mode network; "bridge": own address on the host bridge; "none": no network device'),
+  ip: z.string().nullable().describe('guest address: 10.0.2.15 in user mode (every workspace has its own private network); '
+    + 'in bridge mode the workspace\'s own stable address (null until it first boots)'),
+  gateway: z.string().nullable().describe('the host as seen from the guest; reachable only when allow_internet is true'),
   dns: z.string().nullable(),
-  allow_internet: z.boolean(),
+  ...policyFields,
   forwards: z.array(z.object(forwardFields)),
 };
 const policyOut = {
   workspace_id: z.string(),
-  allow_internet: z.boolean(),
-  applied: z.enum(['unchanged', 'recorded', 'restarted'])
-    .describe('"recorded": takes effect at the next start; "restarted": the VM was restarted to apply it'),
+  ...policyFields,
+  applied: z.enum(['unchanged', 'recorded', 'restarted', 'live'])
+    .describe('"recorded": takes effect at the next start; "restarted": the VM was restarted to apply it (user mode); '
+      + '"live": applied to the running VM at once (bridge mode)'),
   restart_ms: z.number().int().nullable(),
+  apply_ms: z.number().nullable().describe('bridge mode: time to rewrite the firewall rules'),
 };
 
 // Fail to compile when the service returns something the declared output rejects.
@@ -47,9 +56,9 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     description:
       'Makes a TCP server in a running workspace reachable from this host at 127.0.0.1:host_port (only from the host, '
       + 'never from other machines). Takes effect at once, without a restart, and is kept across stop/start. Omit '
-      + 'host_port to get a free one assigned (returned). The guest server must listen on 0.0.0.0 (or 10.0.2.15), not '
-      + '127.0.0.1. Works whatever allow_internet says. Fails with PORT_IN_USE if the host port is taken, INVALID_ARGUMENT '
-      + 'for a port outside 1-65535, NOT_SUPPORTED when the host has no user-mode networking.',
+      + 'host_port to get a free one assigned (returned). The guest server must listen on 0.0.0.0 (or the guest\'s '
+      + 'address), not 127.0.0.1. Works whatever the network policy says. Fails with PORT_IN_USE if the host port is taken, '
+      + 'INVALID_ARGUMENT for a port outside 1-65535, NOT_SUPPORTED when the host has no network ([network] mode "none").',
     inputSchema: PortForwardInput.shape,
     outputSchema: forwardOut,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
@@ -71,9 +80,10 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
   server.registerTool('workspace_ip', {
     title: 'Show a workspace\'s network',
     description:
-      'Returns the workspace\'s network mode, guest IP, gateway, whether it may open connections out (allow_internet) '
-      + 'and its port forwards. In user mode every workspace has its own private network with the same address '
-      + '(10.0.2.15): reach a guest server from the host through port_forward, not through this IP.',
+      'Returns the workspace\'s network mode, guest IP, gateway, its policy (allow_internet, allow_inter_vm, '
+      + 'allowed_ports, allowed_domains) and its port forwards. In user mode every workspace has its own private network '
+      + 'with the same address (10.0.2.15): reach a guest server from the host through port_forward. In bridge mode each '
+      + 'workspace has its own stable address on the bridge, which other guests use (when the policy lets them).',
     inputSchema: WorkspaceRef.shape,
     outputSchema: ipOut,
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
@@ -82,16 +92,20 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
   server.registerTool('network_policy', {
     title: 'Read or set a workspace\'s network policy',
     description:
-      'Reads (no allow_internet) or sets whether the guest may open connections out: to the internet and to services on '
-      + 'this host (via 10.0.2.2). With allow_internet=false the guest reaches nothing at all; port forwards still work. '
-      + 'On a stopped workspace the change is recorded for the next start. On a running workspace it needs a VM restart: '
-      + 'pass restart=true (running processes are killed; files and port forwards are kept), otherwise it fails with '
-      + 'STATE_CONFLICT.',
+      'Reads (no fields) or changes the workspace\'s network policy. allow_internet: may the guest open connections out '
+      + '(the internet and this host\'s services); false: it reaches nothing, port forwards still work. Bridge mode only: '
+      + 'allow_inter_vm (guests that both allow it reach each other), allowed_ports (guest TCP ports other guests and the '
+      + 'host may reach), allowed_domains (with allow_internet: the guest resolves only these names and connects only to '
+      + 'their addresses). Bridge mode applies changes to a running workspace live ("live"). User mode can change only '
+      + 'allow_internet, and on a running workspace only by restarting it: pass restart=true (processes are killed; files '
+      + 'and forwards are kept), otherwise STATE_CONFLICT; the bridge-only fields give NOT_SUPPORTED there. A stopped '
+      + 'workspace records the change for its next start.',
     inputSchema: NetworkPolicyInput.shape,
     outputSchema: policyOut,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },
   }, (args, extra) => toToolResult(() => svc.networkPolicy(callerOf(), args, { signal: extra.signal }), {
     output: policyOut,
-    summary: (o) => `${String(o.workspace_id)}: allow_internet=${String(o.allow_internet)} (${String(o.applied)})`,
+    summary: (o) => `${String(o.workspace_id)}: allow_internet=${String(o.allow_internet)} allow_inter_vm=${String(o.allow_inter_vm)} `
+      + `allowed_ports=${JSON.stringify(o.allowed_ports)} allowed_domains=${JSON.stringify(o.allowed_domains)} (${String(o.applied)})\n${JSON.stringify(o)}`,
   }));
 }

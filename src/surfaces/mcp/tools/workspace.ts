@@ -44,6 +44,15 @@ export const workspaceFields = {
   current_snapshot_id: z.string().nullable().describe('the snapshot the current disk builds on (null: the base image); a fork\'s source snapshot'),
   error: z.string().nullable().describe('why the workspace is in state "failed"'),
   disk_used_bytes: z.number().int().nullable().describe('host bytes used by the workspace\'s own disk overlay'),
+  ssh: z.object({
+    user: z.string(),
+    private_key_path: z.string().describe('this workspace\'s own private key on the host (0600); deleted with the workspace'),
+    public_key: z.string(),
+    guest_port: z.number().int(),
+    host_port: z.number().int().nullable().describe('a host port forwarded to guest_port, if any'),
+    command: z.string().nullable().describe('ready to run once a forward exists'),
+    hint: z.string(),
+  }).nullable().describe('SSH login when the image runs sshd (e.g. agent-ready); null otherwise. Needs a port_forward to guest port 22'),
 };
 export const WorkspaceInfoOut = z.object(workspaceFields);
 const destroyedFields = { workspace_id: z.string(), destroyed: z.literal(true) };

@@ -1,0 +1,213 @@
+// The warm pool: pre-booted, unassigned VMs that workspace_create hands out
+// instead of starting one. Each pool VM already has the workspace id, disk
+// overlay and VM directory it will keep, so assigning it is an identity reset
+// (hostname, machine-id, RNG, clock) plus one transaction that moves it from
+// the pool table to the workspaces table. The pool refills in the background,
+// one VM at a time and only after a create has finished, within [pool]
+// max_size and max_memory_mb. Pool VMs end with the service (close); after a
+// kill -9, reconcile ends them at the next start (they are in pool_vms).
+import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Config } from '../core/config.js';
+import { IsletError } from '../core/errors.js';
+import type { ServiceCore } from './core.js';
+import type { Machine } from './machine.js';
+import * as snaps from './snapshots.js';
+import type { NewWorkspaceRow, PoolVmRow } from './store.js';
+import { ensureWorkspaceKey, removeWorkspaceKey } from './ssh.js';
+import { freshIdentity, type Templates } from './templates.js';
+
+/** What must match for a pool VM to serve a create. */
+export interface PoolSpec {
+  image: string;
+  vcpus: number;
+  memory_mb: number;
+  disk_gb: number;
+  allow_internet: boolean;
+}
+
+interface Entry {
+  id: string;
+  spec: PoolSpec;
+  m?: Machine;
+}
+
+const same = (a: PoolSpec, b: PoolSpec) =>
+  a.image === b.image && a.vcpus === b.vcpus && a.memory_mb === b.memory_mb && a.disk_gb === b.disk_gb && a.allow_internet === b.allow_internet;
+/** Shapes the pool keeps warm besides the default one: the most recent misses. */
+const MAX_SHAPES = 4;
+/** Consecutive failed fills after which the pool stops trying until the next create. */
+const MAX_FAILURES = 3;
+
+export class WarmPool {
+  /** Booting (no m yet) and ready VMs, by id. */
+  private readonly entries = new Map<string, Entry>();
+  /** Shapes to keep warm, the default first, then recent misses, newest first. */
+  private readonly shapes: PoolSpec[];
+  private filling: Promise<void> | undefined;
+  private again = false;
+  private failures = 0;
+  private closed = false;
+  private readonly abort = new AbortController();
+  readonly stats = { hits: 0, misses: 0, filled: 0 };
+
+  constructor(private readonly s: ServiceCore, private readonly templates: Templates | undefined, private readonly cfg: Config['pool'], defaultShape: PoolSpec) {
+    this.shapes = [defaultShape];
+  }
+
+  /** Ready VMs (not those still booting). */
+  get ready(): number {
+    return [...this.entries.values()].filter((e) => e.m).length;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * Gives a ready pool VM matching `spec` to a new workspace: identity reset,
+   * then the workspace row (quotas and name checked) replaces the pool row in
+   * one transaction. Undefined on a miss; the shape is then kept warm too.
+   */
+  async assign(spec: PoolSpec, rowOf: (id: string) => NewWorkspaceRow, limits: { total: number; perOwner: number }, signal?: AbortSignal): Promise<{ id: string; m: Machine } | undefined> {
+    const e = [...this.entries.values()].find((x) => x.m && !x.m.agent.isClosed && same(x.spec, spec));
+    if (!e?.m) {
+      this.stats.misses++;
+      this.want(spec);
+      return undefined;
+    }
+    const m = e.m;
+    this.entries.delete(e.id); // no longer offered; its exit watcher lets go of it
+    const row = rowOf(e.id);
+    try {
+      await freshIdentity(m, row.name, signal);
+      await ensureWorkspaceKey(this.s.config, row, m, signal);
+      this.s.store.claimPoolVm(e.id, { ...row, state: 'running', pid: m.vm.pid }, limits);
+    } catch (err) {
+      await removeWorkspaceKey(this.s.config.paths.dataDir, e.id);
+      if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT') && !m.agent.isClosed) {
+        this.entries.set(e.id, e); // still a clean pool VM: its identity is reset again at the next assignment
+        throw err;
+      }
+      this.s.progress(`pool VM ${e.id} could not be assigned (${err instanceof Error ? err.message : String(err)}); ending it`);
+      await this.drop(e.id, m);
+      return undefined;
+    }
+    this.stats.hits++;
+    return { id: e.id, m };
+  }
+
+  private want(spec: PoolSpec): void {
+    if (this.shapes.some((x) => same(x, spec))) return;
+    this.shapes.splice(1, 0, spec);
+    this.shapes.length = Math.min(this.shapes.length, MAX_SHAPES + 1);
+  }
+
+  /** Starts a background refill if none runs; call after a create finished. */
+  kick(): void {
+    if (this.closed) return;
+    this.failures = 0;
+    if (this.filling) { this.again = true; return; }
+    this.filling = this.fillLoop().finally(() => {
+      this.filling = undefined;
+      if (this.again && !this.closed) { this.again = false; this.kick(); }
+    });
+  }
+
+  /** The next shape to boot, or undefined when the pool is as full as its limits allow. */
+  private next(): PoolSpec | undefined {
+    const all = [...this.entries.values()];
+    const memory = all.reduce((n, e) => n + e.spec.memory_mb, 0);
+    const fits = (s: PoolSpec) => all.length < this.cfg.max_size && memory + s.memory_mb <= this.cfg.max_memory_mb;
+    for (const shape of this.shapes) {
+      if (all.filter((e) => same(e.spec, shape)).length < this.cfg.target_free && fits(shape)) return shape;
+    }
+    if (all.length < this.cfg.min_size && fits(this.shapes[0]!)) return this.shapes[0];
+    return undefined;
+  }
+
+  private async fillLoop(): Promise<void> {
+    for (;;) {
+      // Let the create that triggered us return first: refills never compete with it.
+      await new Promise((r) => setImmediate(r));
+      if (this.closed || this.failures >= MAX_FAILURES) return;
+      const spec = this.next();
+      if (!spec) return;
+      try {
+        await this.fillOne(spec);
+        this.failures = 0;
+      } catch (e) {
+        if (this.closed) return;
+        this.failures++;
+        this.s.progress(`pool: could not boot a VM (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
+      }
+    }
+  }
+
+  private async fillOne(spec: PoolSpec): Promise<void> {
+    const id = `ws-${randomBytes(4).toString('hex')}`;
+    const disk = snaps.legacyDisk(this.s.snap, id);
+    const row: PoolVmRow = {
+      id, image: spec.image, vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_gb: spec.disk_gb, allow_internet: spec.allow_internet ? 1 : 0,
+      state: 'booting', pid: null, source: null, created_at: new Date().toISOString(),
+    };
+    // Intent first, as for workspaces: a crash from here on leaves a row that reconcile cleans up.
+    this.s.store.insertPoolVm(row);
+    const entry: Entry = { id, spec };
+    this.entries.set(id, entry);
+    const net = this.s.netSpec(spec.allow_internet);
+    const signal = this.abort.signal;
+    let m: Machine | undefined;
+    let source = 'cold';
+    try {
+      const t = this.templates
+        ? await this.templates.ensure({ image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskGb: spec.disk_gb, net }, signal)
+          .catch((e: unknown) => { if (signal.aborted) throw e; return undefined; })
+        : undefined;
+      if (t) {
+        m = await this.templates!.restore(t, { id, disk, hostname: id, net, detached: true, signal });
+        source = 'template';
+      } else {
+        m = await this.s.rt.boot({
+          id, disk, createDisk: true, image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskBytes: spec.disk_gb * 1024 ** 3,
+          hostname: id, net, detached: true, signal,
+        });
+      }
+      // Its own machine-id now; the exec also warms the translation cache for the shell the first command will use.
+      await freshIdentity(m, id, signal);
+      if (this.closed) throw new Error('service closing');
+    } catch (e) {
+      this.entries.delete(id);
+      await m?.destroy({ graceMs: 0 }).catch(() => undefined);
+      this.s.store.deletePoolVm(id);
+      await rm(disk, { force: true });
+      throw e;
+    }
+    entry.m = m;
+    this.s.store.setPoolVm(id, { state: 'ready', pid: m.vm.pid, source });
+    this.stats.filled++;
+    this.s.progress(`pool: VM ${id} ready (${source}, ${m.bootMs} ms; ${this.ready} ready)`);
+    void m.vm.exited.then(() => {
+      if (this.entries.get(id)?.m !== m) return; // assigned or already dropped
+      this.s.progress(`pool: VM ${id} exited; dropping it`);
+      void this.drop(id, m);
+    });
+  }
+
+  private async drop(id: string, m: Machine): Promise<void> {
+    this.entries.delete(id);
+    this.s.store.deletePoolVm(id);
+    await m.destroy({ graceMs: 0 }).catch(() => undefined);
+    await rm(path.join(this.s.config.paths.runDir, 'vm', id), { recursive: true, force: true });
+  }
+
+  /** Ends every pool VM (they hold no user state) and waits for a refill in progress to stop. */
+  async close(): Promise<void> {
+    this.closed = true;
+    this.abort.abort(new Error('service closing'));
+    await this.filling?.catch(() => undefined);
+    await Promise.all([...this.entries.values()].map((e) => (e.m ? this.drop(e.id, e.m) : undefined)));
+    this.entries.clear();
+  }
+}

@@ -1,0 +1,230 @@
+// Template snapshots: an image booted once per VM shape, saved, and restored
+// for every new workspace of that shape instead of booting it. The guest RAM
+// of the template VM lives in a file (memory-backend-file, share=on), so the
+// saved state is only the device state (migration with x-ignore-shared) and a
+// restore maps the file privately (share=off): nothing is copied at restore,
+// and the pages no workspace writes stay one copy in the host page cache for
+// all of them. The template's disk overlay (a few MB) is copied per workspace,
+// so a workspace never depends on its template afterwards.
+//
+// A template is found by a key over everything the saved state depends on:
+// the kernel, initramfs and root filesystem (their identity on disk), the
+// QEMU version, and the whole QEMU argv shape (accelerator, CPU, memory,
+// devices, network options), plus the disk size the guest grew its
+// filesystem to. Any change gives another key, so a stale template is never
+// used; it is rebuilt on first use and the stale one is pruned.
+import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Progress } from '../core/progress.js';
+import { FrameType } from '../guest/frame.js';
+import { buildQemuArgv, type NetSpec } from '../vmm/argv.js';
+import type { Machine } from './machine.js';
+import type { Runtime } from './runtime.js';
+
+export interface TemplateSpec {
+  image: string;
+  vcpus: number;
+  memoryMb: number;
+  diskGb: number;
+  net: NetSpec | undefined;
+}
+
+export interface Template {
+  dir: string;
+  key: string;
+  /** The guest RAM (sparse: only pages the guest touched are allocated). */
+  mem: string;
+  /** Device state (a migration stream without RAM). */
+  state: string;
+  /** The disk overlay as the template left it; copied for each workspace. */
+  disk: string;
+  spec: TemplateSpec;
+  builtMs: number;
+}
+
+interface Meta {
+  key: string;
+  spec: TemplateSpec;
+  /** Identity of each input file when the template was built: a mismatch now means stale. */
+  files: string[];
+  built_at: string;
+  build_ms: number;
+}
+
+/** Bumped when the layout or the save procedure changes: old templates stop matching. */
+const FORMAT = 1;
+/** Templates kept in the cache, least recently used pruned first. */
+export const KEEP_TEMPLATES = 8;
+const SAVE_TIMEOUT_MS = 60_000;
+const hex = (n: number) => randomBytes(n).toString('hex');
+
+async function fileId(f: string): Promise<string> {
+  const s = await stat(f);
+  return `${f}:${s.size}:${s.mtimeMs}:${s.ino}`;
+}
+
+export class Templates {
+  private readonly building = new Map<string, Promise<Template>>();
+
+  constructor(private readonly rt: Runtime, private readonly progress: Progress) {}
+
+  /** <cache_dir>/templates: shared by every data dir that shares the cache, like the images. */
+  get root(): string {
+    return path.join(this.rt.config.paths.cacheDir, 'templates');
+  }
+
+  /** The key of a template for this shape under the current artifacts, QEMU and settings. */
+  async key(spec: TemplateSpec): Promise<{ key: string; files: string[] }> {
+    const c = this.rt.config;
+    const art = await this.rt.artifacts(spec.image);
+    const { accel } = await this.rt.accel();
+    const files = await Promise.all([art.vmlinux, art.initrd, art.rootfs].map(fileId));
+    // Per-VM names and paths are placeholders; tsc_early_khz is left out (the host's, read at each boot).
+    const argv = buildQemuArgv({
+      id: 'template', dir: '/t', disk: '/t/disk.qcow2', kernel: art.vmlinux, initrd: art.initrd, vcpus: spec.vcpus, memoryMb: spec.memoryMb,
+      accel, initMode: art.initMode, hostname: 'template', tcgTbSizeMb: c.vm.tcg_tb_size_mb, net: spec.net, ramFile: { path: '/t/mem', shared: true },
+    }, c.vm.qemu_binary);
+    const parts = { FORMAT, qemu: await this.rt.qemuVersion(), kernelKey: art.kernelKey, files, argv, diskGb: spec.diskGb };
+    return { key: createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16), files };
+  }
+
+  private dirOf(image: string, key: string): string {
+    return path.join(this.root, `${image}-${key}`);
+  }
+
+  /** The current template for this shape, if one was built; never a stale one. */
+  async find(spec: TemplateSpec): Promise<Template | undefined> {
+    const { key } = await this.key(spec);
+    return this.load(this.dirOf(spec.image, key), key);
+  }
+
+  private async load(dir: string, key: string): Promise<Template | undefined> {
+    let meta: Meta;
+    try {
+      meta = JSON.parse(await readFile(path.join(dir, 'meta.json'), 'utf8')) as Meta;
+    } catch {
+      return undefined;
+    }
+    if (meta.key !== key) return undefined;
+    const t: Template = { dir, key, mem: path.join(dir, 'mem'), state: path.join(dir, 'state'), disk: path.join(dir, 'disk.qcow2'), spec: meta.spec, builtMs: meta.build_ms };
+    try {
+      await Promise.all([t.mem, t.state, t.disk].map((f) => stat(f)));
+    } catch {
+      return undefined;
+    }
+    const now = new Date();
+    await utimes(dir, now, now).catch(() => undefined); // last use, for pruning
+    return t;
+  }
+
+  /** The template for this shape, built now (a cold boot plus a save) if there is none. Concurrent callers share one build. */
+  async ensure(spec: TemplateSpec, signal?: AbortSignal): Promise<Template> {
+    const { key, files } = await this.key(spec);
+    const found = await this.load(this.dirOf(spec.image, key), key);
+    if (found) return found;
+    let p = this.building.get(key);
+    if (!p) {
+      p = this.build(spec, key, files, signal).finally(() => this.building.delete(key));
+      this.building.set(key, p);
+    }
+    return p;
+  }
+
+  private async build(spec: TemplateSpec, key: string, files: string[], signal?: AbortSignal): Promise<Template> {
+    const final = this.dirOf(spec.image, key);
+    const tmp = path.join(this.root, `.build-${spec.image}-${key}-${hex(4)}`);
+    await mkdir(tmp, { recursive: true, mode: 0o700 });
+    this.progress(`building template ${path.basename(final)} (${spec.image}, ${spec.vcpus} vcpu, ${spec.memoryMb} MiB, ${spec.diskGb} GiB): one boot`);
+    const t0 = performance.now();
+    let m: Machine | undefined;
+    try {
+      m = await this.rt.boot({
+        image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memoryMb, diskBytes: spec.diskGb * 1024 ** 3, hostname: 'islet-template',
+        net: spec.net, disk: path.join(tmp, 'disk.qcow2'), createDisk: true, ramFile: { path: path.join(tmp, 'mem'), shared: true }, signal,
+      });
+      // The shell and sync are then in the guest page cache of every restore: shared, and the first exec reads no disk.
+      await m.exec({ argv: ['sh', '-c', 'sync'], timeoutMs: SAVE_TIMEOUT_MS }, { signal });
+      await m.pauseToFile(path.join(tmp, 'state'), SAVE_TIMEOUT_MS, { ignoreShared: true });
+      const buildMs = Math.round(performance.now() - t0);
+      const meta: Meta = { key, spec, files, built_at: new Date().toISOString(), build_ms: buildMs };
+      await writeFile(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2), { mode: 0o600 });
+      // The RAM holds the guest's kernel RNG state as every copy starts with it: owner-only, like the directory.
+      await Promise.all(['mem', 'state', 'disk.qcow2'].map((f) => chmod(path.join(tmp, f), 0o600)));
+      try {
+        await rename(tmp, final); // the commit point: a template dir is complete or absent
+      } catch {
+        await rm(tmp, { recursive: true, force: true }); // another process built the same one first
+      }
+      this.progress(`template ${path.basename(final)} ready in ${buildMs} ms`);
+      await this.prune().catch(() => undefined);
+      const t = await this.load(final, key);
+      if (!t) throw new Error(`template ${final} vanished right after it was built`);
+      return t;
+    } catch (e) {
+      await m?.destroy({ graceMs: 0 }).catch(() => undefined);
+      await rm(tmp, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  /**
+   * A new VM from the template: its own copy of the template's disk at `disk`,
+   * the template's RAM mapped copy-on-write, the device state loaded, the guest
+   * clock resynced. The caller gives it its identity (freshIdentity).
+   */
+  async restore(t: Template, o: { id: string; disk: string; hostname: string; net: NetSpec | undefined; detached: boolean; signal?: AbortSignal }): Promise<Machine> {
+    await copyFile(t.disk, o.disk, constants.COPYFILE_FICLONE);
+    await chmod(o.disk, 0o600);
+    try {
+      return await this.rt.boot({
+        id: o.id, disk: o.disk, createDisk: false, image: t.spec.image, vcpus: t.spec.vcpus, memoryMb: t.spec.memoryMb,
+        diskBytes: t.spec.diskGb * 1024 ** 3, hostname: o.hostname, net: o.net, detached: o.detached, signal: o.signal,
+        memoryFile: t.state, ramFile: { path: t.mem, shared: false },
+      });
+    } catch (e) {
+      await rm(o.disk, { force: true });
+      throw e;
+    }
+  }
+
+  /** Removes templates whose inputs changed (they can never match again), failed builds, and the least recently used beyond KEEP_TEMPLATES. */
+  async prune(): Promise<string[]> {
+    const removed: string[] = [];
+    const live: Array<{ dir: string; used: number }> = [];
+    for (const name of await readdir(this.root).catch(() => [] as string[])) {
+      const dir = path.join(this.root, name);
+      const st = await stat(dir).catch(() => undefined);
+      if (!st) continue;
+      if (name.startsWith('.build-')) {
+        // A build in progress takes seconds; one this old was left by a killed process.
+        if (Date.now() - st.mtimeMs > 3_600_000) { await rm(dir, { recursive: true, force: true }); removed.push(dir); }
+        continue;
+      }
+      const meta = await readFile(path.join(dir, 'meta.json'), 'utf8').then((s) => JSON.parse(s) as Meta, () => undefined);
+      const current = meta && (await Promise.all(meta.files.map((f) => fileId(f.split(':').slice(0, -3).join(':')).catch(() => '')))).join() === meta.files.join();
+      if (!current) { await rm(dir, { recursive: true, force: true }); removed.push(dir); continue; }
+      live.push({ dir, used: st.mtimeMs });
+    }
+    live.sort((a, b) => b.used - a.used);
+    for (const { dir } of live.slice(KEEP_TEMPLATES)) { await rm(dir, { recursive: true, force: true }); removed.push(dir); }
+    for (const d of removed) this.progress(`removed template ${path.basename(d)}`);
+    return removed;
+  }
+}
+
+/**
+ * Makes a VM restored from a template (or waiting in the pool) its own
+ * machine: hostname (live and in /etc/hostname), a new /etc/machine-id, fresh
+ * bytes mixed into the kernel RNG it shares with every other copy, and the
+ * clock set from the host. One shell with builtins only: under TCG every
+ * program started in a fresh VM costs translation time.
+ */
+export async function freshIdentity(m: Machine, hostname: string, signal?: AbortSignal): Promise<void> {
+  const script = 'printf %s "$1" > /proc/sys/kernel/hostname && printf "%s\\n" "$1" > /etc/hostname'
+    + ' && printf "%s\\n" "$2" > /etc/machine-id && printf %s "$3" > /dev/urandom';
+  const r = await m.exec({ argv: ['sh', '-c', script, 'sh', hostname, hex(16), hex(256)], timeoutMs: 30_000 }, { signal });
+  if (r.exitCode !== 0) throw new Error(`identity reset failed in the guest (exit ${r.exitCode}): ${r.stderr.toString('utf8').slice(0, 200)}`);
+  await m.agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal });
+}

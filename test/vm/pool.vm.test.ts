@@ -1,0 +1,119 @@
+// The warm pool with real VMs: a pool hit is a running workspace with its own
+// identity, `islet status` sees the pool, close ends pool VMs, and after a
+// kill -9 of the service the next start leaves no pool QEMU behind.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import { loadConfig } from '../../src/core/config.js';
+import { WorkspaceService } from '../../src/service/workspaces.js';
+import { readPool } from '../../src/surfaces/cli/status.js';
+
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-pool-'));
+const cfgFile = path.join(dataDir, 'islet.toml');
+writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n\n`
+  + '[pool]\nenabled = true\ntarget_free = 1\nmax_size = 2\nmax_memory_mb = 512\n');
+const config = loadConfig(cfgFile);
+const caller = { owner: 'pool-test' };
+const child = path.resolve('dist/test/fixtures/service-child.js');
+const messages: string[] = [];
+
+/** QEMU processes of this data dir (workspaces and pool VMs alike are named islet-ws-*), from /proc. */
+function qemus(): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let argv: string[];
+    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
+    const name = argv[argv.indexOf('-name') + 1] ?? '';
+    const pidfile = argv[argv.indexOf('-pidfile') + 1] ?? '';
+    if (name.startsWith('islet-ws-') && pidfile.startsWith(config.paths.runDir)) out.set(name.slice(6), Number(d));
+  }
+  return out;
+}
+
+async function until(what: string, ok: () => boolean, ms = 300_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; progress:\n${messages.slice(-20).join('\n')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let svc: WorkspaceService | undefined;
+after(async () => {
+  const s = svc && !svc.closed ? svc : await WorkspaceService.open(config, { pool: false });
+  for (const w of await s.list({ owner: 'x', admin: true })) await s.destroy({ owner: 'x', admin: true }, { workspace_id: w.workspace_id });
+  await s.close();
+  assert.equal(qemus().size, 0, 'no QEMU of this data dir is left');
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('warm pool', { timeout: 900_000 }, () => {
+  test('a pool hit is a running workspace with its own identity; close ends the pool', async () => {
+    svc = await WorkspaceService.open(config, { pool: config.pool.enabled, progress: (s) => messages.push(s) });
+    const pool = svc.pool!;
+    assert.ok(pool, 'enabled in the config: the pool runs');
+    await until('a ready pool VM', () => pool.ready >= 1);
+    const seen = readPool(config.paths.stateDb);
+    assert.equal(seen.length, 1, 'target_free = 1: one pool VM, as status sees it');
+    assert.equal(seen[0]!.state, 'ready');
+    assert.equal(seen[0]!.pid_alive, true);
+
+    const ids: string[] = [];
+    for (const name of ['pool-a', 'pool-b']) {
+      await until('a ready pool VM', () => pool.ready >= 1);
+      const poolVm = readPool(config.paths.stateDb)[0]!.id;
+      const w = await svc.create(caller, { name });
+      assert.equal(w.workspace_id, poolVm, 'the workspace is the pool VM it was handed');
+      assert.equal(w.state, 'running');
+      const r = await svc.exec(caller, { workspace_id: name, command: 'hostname; cat /etc/machine-id; date +%s' });
+      const [host, mid, now] = r.stdout.trim().split('\n');
+      assert.equal(host, name);
+      assert.match(mid!, /^[0-9a-f]{32}$/);
+      assert.ok(Math.abs(Number(now) - Date.now() / 1000) < 30, `guest clock ${now}`);
+      ids.push(mid!);
+    }
+    assert.equal(pool.stats.hits, 2);
+    // A different shape misses, is booted (here: restored from its template), and becomes a shape the pool keeps warm.
+    const other = await svc.create(caller, { name: 'pool-c', memory_mb: 320 });
+    assert.equal(pool.stats.misses, 1);
+    ids.push((await svc.exec(caller, { workspace_id: other.workspace_id, command: 'cat /etc/machine-id' })).stdout.trim());
+    assert.equal(new Set(ids).size, 3, `every machine-id differs: ${ids.join(' ')}`);
+
+    // The pool VMs are not workspaces: not listed, and they end with the service; workspaces keep running.
+    await until('the pool refilled', () => pool.ready >= 1);
+    const listed = new Set((await svc.list(caller)).map((w) => w.workspace_id));
+    const poolIds = readPool(config.paths.stateDb).map((p) => p.id);
+    assert.ok(poolIds.length >= 1 && poolIds.every((id) => !listed.has(id)));
+    await svc.close();
+    assert.deepEqual(readPool(config.paths.stateDb), []);
+    assert.deepEqual([...qemus().keys()].sort(), [...listed].sort(), 'only the workspaces run on');
+  });
+
+  test('after kill -9 of the service no pool QEMU is orphaned', async () => {
+    const before = new Set(qemus().keys());
+    const p = spawn(process.execPath, [child], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+    const exited = new Promise((r) => p.once('exit', r));
+    try {
+      await until('the child service\'s pool VM', () => readPool(config.paths.stateDb).some((r) => r.state === 'ready') || p.exitCode !== null);
+      assert.equal(p.exitCode, null, `service child exited early: ${err}`);
+    } finally {
+      p.kill('SIGKILL');
+      await exited;
+    }
+    const orphan = [...qemus().keys()].filter((id) => !before.has(id));
+    assert.ok(orphan.length >= 1, 'the killed service left its pool VM running');
+
+    svc = await WorkspaceService.open(config, { pool: false, progress: (s) => messages.push(s) });
+    assert.deepEqual([...qemus().keys()].sort(), [...before].sort(), 'the next start ended the pool VM');
+    assert.deepEqual(readPool(config.paths.stateDb), []);
+    const disks = readdirSync(path.join(dataDir, 'disks')).filter((f) => f.startsWith('ws-')).map((f) => f.replace('.qcow2', ''));
+    assert.deepEqual(disks.sort(), [...before].sort(), 'no pool disk is left');
+    assert.deepEqual((await svc.list(caller)).map((w) => w.name).sort(), ['pool-a', 'pool-b', 'pool-c']);
+  });
+});
