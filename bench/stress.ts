@@ -1,10 +1,12 @@
-// `npm run stress -- --vms N [--parallel P] [--memory MB] [--image I]`: create N
+// `npm run stress -- --vms N [--parallel P] [--memory MB] [--image I] [--cold]`: create N
 // workspaces through the service, run `echo hello` in each and check every
 // output, destroy them all. Prints total time, create->first-output
 // p50/p95/max, peak host memory and per-VM overhead. Parallelism adapts to
 // the host (TCG boots are CPU-bound: more at once only thrashes). Whatever
 // happens — failure, Ctrl-C — every VM it made is destroyed, in its own data
-// dir, so nothing of the user's is touched.
+// dir, so nothing of the user's is touched. Creates take islet's default
+// path (a template restore, the template built by the first one); --cold
+// turns templates off, so every VM boots its kernel: the baseline.
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +20,7 @@ const { values } = parseArgs({
     parallel: { type: 'string' },
     memory: { type: 'string', default: '128' },
     image: { type: 'string', default: 'base' },
+    cold: { type: 'boolean', default: false },
   },
 });
 const N = Number(values.vms);
@@ -27,7 +30,7 @@ const cores = os.availableParallelism();
 // others wait on I/O, and more only stretches every boot.
 const parallel = Number(values.parallel ?? Math.max(2, cores * 2));
 if (!Number.isInteger(N) || N < 1 || !Number.isInteger(parallel) || parallel < 1) {
-  console.error('usage: npm run stress -- --vms N [--parallel P] [--memory MB] [--image I]');
+  console.error('usage: npm run stress -- --vms N [--parallel P] [--memory MB] [--image I] [--cold]');
   process.exit(64);
 }
 
@@ -59,8 +62,18 @@ async function main(): Promise<void> {
     storage: { data_dir: dataDir, cache_dir: loadConfig().paths.cacheDir },
     resources: { max_workspaces: N, max_workspaces_per_owner: N, default_memory_mb: memoryMb },
     network: { mode: 'none' },
+    pool: { template: !values.cold },
   });
-  const svc = await WorkspaceService.open(config);
+  // How each create started, from the service's progress lines.
+  const paths = { template: 0, boot: 0, pool: 0, builds: 0 };
+  const progress = (line: string) => {
+    if (/restored from template/.test(line)) paths.template++;
+    else if (/assigned a warm pool VM/.test(line)) paths.pool++;
+    else if (/: booting \(/.test(line)) paths.boot++;
+    else if (/^building template/.test(line)) paths.builds++;
+    else if (/template restore failed/.test(line)) console.log(`  ${line}`);
+  };
+  const svc = await WorkspaceService.open(config, { progress });
   const caller = { owner: 'stress' };
   let interrupted = false;
   const onSignal = () => { interrupted = true; console.error('stress: interrupted, destroying every VM...'); };
@@ -76,7 +89,7 @@ async function main(): Promise<void> {
     if (p.total > peakPss.total) peakPss = p;
   }, 500);
 
-  console.log(`stress: ${N} VMs of ${values.image}, ${parallel} at a time, ${memoryMb} MiB each, ${cores} cores`);
+  console.log(`stress: ${N} VMs of ${values.image}, ${parallel} at a time, ${memoryMb} MiB each, ${cores} cores, ${values.cold ? 'cold boots (templates off)' : 'default create path'}`);
   const latencies: number[] = [];
   const failures: string[] = [];
   const t0 = performance.now();
@@ -103,6 +116,7 @@ async function main(): Promise<void> {
     const allUp = (performance.now() - t0) / 1000;
     const idle = qemuPssKb(config.paths.runDir);
     console.log(`\nall ${latencies.length}/${N} checked in ${allUp.toFixed(1)} s; failures: ${failures.length}`);
+    console.log(`started by: template restore ${paths.template}, kernel boot ${paths.boot}, pool ${paths.pool}; templates built: ${paths.builds}`);
     for (const f of failures.slice(0, 10)) console.log(`  ${f}`);
     console.log(`create -> first output: p50 ${(pct(latencies, 50) / 1000).toFixed(2)} s, p95 ${(pct(latencies, 95) / 1000).toFixed(2)} s, max ${(pct(latencies, 100) / 1000).toFixed(2)} s`);
     console.log(`host memory used at peak: ${(peakUsedKb / 1024).toFixed(0)} MiB (${(peakUsedKb / 1024 / Math.max(1, latencies.length)).toFixed(1)} MiB per VM)`);

@@ -95,7 +95,7 @@ describe('warm pool', { timeout: 900_000 }, () => {
 
   test('after kill -9 of the service no pool QEMU is orphaned', async () => {
     const before = new Set(qemus().keys());
-    const p = spawn(process.execPath, [child], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [child], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile, ISLET_TEST_POOL: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
     const exited = new Promise((r) => p.once('exit', r));
