@@ -18,7 +18,7 @@ export async function benchKernel(config: Config, accel: Accel, n: number, recor
   const found = await findArtifacts(config);
   const distro = found.kernel;
   if (!distro) throw new Error('no distro kernel built: run `islet setup`');
-  const distroNote = `${distro.version}, + initramfs ${(found.initramfs?.sizeBytes ?? 0) / MB | 0} MB with ${distro.modules.length} modules`;
+  const distroNote = `${distro.version}, + initramfs ${((found.initramfs?.sizeBytes ?? 0) / MB).toFixed(1)} MB with ${distro.modules.length} modules`;
   record({ metric: 'distro kernel vmlinux size', value: distro.vmlinuxBytes / MB, unit: 'MB', note: distroNote });
 
   // Both runtimes get the accelerator already chosen, so neither runs a canary of its own.
@@ -30,7 +30,8 @@ export async function benchKernel(config: Config, accel: Accel, n: number, recor
   }
   record({
     metric: 'custom kernel vmlinux size', value: custom.vmlinuxBytes / MB, unit: 'MB', baseline: distro.vmlinuxBytes / MB,
-    ratio: custom.vmlinuxBytes / distro.vmlinuxBytes, note: `${custom.release}, built in ${(custom.buildMs / 60_000).toFixed(0)} min`,
+    ratio: custom.vmlinuxBytes / distro.vmlinuxBytes,
+    note: `${custom.release}, built in ${(custom.buildMs / 60_000).toFixed(1)} min${custom.incremental ? ' (incremental)' : ''}, ${custom.compiledFiles} files`,
   });
 
   const runtimes = { distro: await Runtime.open(cfg('distro')), custom: await Runtime.open(cfg('custom')) };
@@ -44,6 +45,7 @@ export async function benchKernel(config: Config, accel: Accel, n: number, recor
   }
   const d = median(boots.distro);
   const c = median(boots.custom);
-  record({ metric: `distro kernel boot to agent (median of ${boots.distro.length})`, value: d, unit: 'ms' });
-  record({ metric: `custom kernel boot to agent (median of ${boots.custom.length})`, value: c, unit: 'ms', baseline: d, ratio: c / d });
+  const samples = (xs: number[]) => `samples ${xs.join(', ')} ms`;
+  record({ metric: `distro kernel boot to agent (median of ${boots.distro.length})`, value: d, unit: 'ms', note: samples(boots.distro) });
+  record({ metric: `custom kernel boot to agent (median of ${boots.custom.length})`, value: c, unit: 'ms', baseline: d, ratio: c / d, note: samples(boots.custom) });
 }

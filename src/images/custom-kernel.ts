@@ -55,6 +55,9 @@ export interface CustomKernel {
   vmlinuxBytes: number;
   /** Whole build (unpack, configure, compile), as measured when it was built. */
   buildMs: number;
+  /** Files compiled, and whether the build dir already held an earlier build (then buildMs is not a from-scratch time). */
+  compiledFiles: number;
+  incremental: boolean;
   builtAt: string;
   reused: boolean;
 }
@@ -171,7 +174,6 @@ export async function buildCustomKernel(
     if (opts.force) await removeTree(path.join(dir, key));
     return buildEntry(dir, key, source, fragment, ph, opts);
   });
-  await setCurrent(dir, key);
   const kernel = customFromEntry(entry.path, entry.key, entry.meta, entry.reused);
   ph.line(5, `${kernel.reused ? 'cached' : 'built'} ${kernel.release}: vmlinux ${formatBytes(kernel.vmlinuxBytes)}` +
     `${kernel.reused ? ` (built ${kernel.builtAt} in ${formatMs(kernel.buildMs)})` : ''}`);
@@ -179,6 +181,8 @@ export async function buildCustomKernel(
   ph.line(6, 'initramfs (the agent, no modules)');
   const initrd = await ensureCustomInitramfs(config, kernel.key, agent);
   ph.line(6, `initramfs ${formatBytes(initrd.sizeBytes)}`);
+  // Current only once both halves exist: "auto" never sees a kernel without its initramfs.
+  await setCurrent(dir, key);
   return { ...kernel, initrd: initrd.path, initrdBytes: initrd.sizeBytes };
 }
 
@@ -221,6 +225,8 @@ function buildEntry(
       );
     }
 
+    // A build dir holding an earlier vmlinux makes this an incremental build: its time is not a from-scratch figure.
+    const incremental = existsSync(path.join(build, VMLINUX));
     const jobs = opts.jobs ?? Math.max(1, os.availableParallelism());
     ph.line(4, `compiling vmlinux: nice -n 19 make -j${jobs} vmlinux`);
     const tc = performance.now();
@@ -251,7 +257,7 @@ function buildEntry(
     const release = (await make(['-s', 'kernelrelease'])).stdout.trim();
     return {
       recipe: { source, base: BASE_CONFIG, fragment: Object.fromEntries(fragment), format: CUSTOM_KERNEL_FORMAT },
-      info: { release, sourcePackage: SOURCE_PACKAGE, sourceVersion: version, jobs, compileMs, objects },
+      info: { release, sourcePackage: SOURCE_PACKAGE, sourceVersion: version, jobs, compileMs, objects, incremental },
     };
   });
 }
@@ -265,6 +271,8 @@ function customFromEntry(dir: string, key: string, meta: { info: Record<string, 
     sourceVersion: String(meta.info.sourceVersion ?? ''),
     vmlinuxBytes: meta.files[VMLINUX] ?? 0,
     buildMs: meta.buildMs,
+    compiledFiles: Number(meta.info.objects ?? 0),
+    incremental: meta.info.incremental === true,
     builtAt: meta.builtAt,
     reused,
   };

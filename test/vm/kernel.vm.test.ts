@@ -29,7 +29,10 @@ async function skipReason(): Promise<string | false> {
   }
 }
 const skip = await skipReason();
-if (skip) process.stdout.write(`# kernel.vm.test: skipped: ${skip}\n`);
+if (skip) {
+  process.stdout.write(`# kernel.vm.test: skipped: ${skip}\n`);
+  rmSync(dataDir, { recursive: true, force: true });
+}
 
 describe('custom kernel', { timeout: 600_000, skip }, () => {
   let svc: WorkspaceService;

@@ -25,7 +25,8 @@ async function build(config: Config, f: Common & { jobs?: string; force?: boolea
   const ms = Math.round(performance.now() - t0);
   if (f.json) return json({ ...k, ms, used: choice.kind, reason: choice.reason });
   process.stdout.write(`custom kernel ${k.release}: ${k.reused ? 'already built' : 'built'}; vmlinux ${formatBytes(k.vmlinuxBytes)}, ` +
-    `initramfs ${formatBytes(k.initrdBytes)}; build time ${formatMs(k.buildMs)}${k.reused ? ` (on ${k.builtAt})` : ''}; ` +
+    `initramfs ${formatBytes(k.initrdBytes)}; build time ${formatMs(k.buildMs)} (${k.compiledFiles} files compiled` +
+    `${k.incremental ? ', incremental: the build dir held an earlier build' : ''})${k.reused ? ` on ${k.builtAt}` : ''}; ` +
     `from ${k.sourcePackage} ${k.sourceVersion} (key ${k.key})\n${k.vmlinux}\n`);
   process.stdout.write(`VMs will boot: ${choice.kind} (${choice.reason})\n`);
 }
