@@ -10,7 +10,8 @@ import type { Config } from '../src/core/config.js';
 import { silent } from '../src/core/progress.js';
 import { Machine, newMachineId } from '../src/service/machine.js';
 import { Runtime } from '../src/service/runtime.js';
-import { freshIdentity, Templates } from '../src/service/templates.js';
+import { freshIdentity } from '../src/service/identity.js';
+import { Templates } from '../src/service/templates.js';
 import type { Row } from './mcp.js';
 
 const K = Number(process.env.BENCH_DENSITY_VMS ?? 3);

@@ -16,7 +16,8 @@ import type { Machine } from './machine.js';
 import * as snaps from './snapshots.js';
 import type { NewWorkspaceRow, PoolVmRow } from './store.js';
 import { ensureWorkspaceKey, removeWorkspaceKey } from './ssh.js';
-import { freshIdentity, type Templates } from './templates.js';
+import { freshIdentity } from './identity.js';
+import type { Templates } from './templates.js';
 
 /** What must match for a pool VM to serve a create. */
 export interface PoolSpec {

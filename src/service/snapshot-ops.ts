@@ -6,6 +6,7 @@ import path from 'node:path';
 import { IsletError, VmExitedError } from '../core/errors.js';
 import type { ForkInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../core/schemas.js';
 import { ServiceCore, stateConflict } from './core.js';
+import { freshIdentity } from './identity.js';
 import * as snaps from './snapshots.js';
 import { removeWorkspaceKey } from './ssh.js';
 import type { SnapshotRow, WorkspaceRow } from './store.js';
@@ -95,7 +96,7 @@ export class SnapshotOps {
         const memory = await this.memoryOf(snap);
         await snaps.forkDisk(this.s.snap, snap, id, o.signal);
         await this.s.bootInto(row, false, o.signal, memory);
-        await snaps.giveIdentity(this.s.live.get(id)!, row.name, memory !== undefined);
+        await freshIdentity(this.s.live.get(id)!, row.name, o.signal);
       } catch (e) {
         const m = this.s.live.get(id);
         this.s.live.delete(id);

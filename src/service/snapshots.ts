@@ -208,19 +208,6 @@ export async function forkDisk(ctx: SnapCtx, snap: SnapshotRow, forkId: string, 
   return disk;
 }
 
-/**
- * A fork's own identity, after its boot: its network is its own slirp and its
- * hostname came from the kernel command line; it gets a new machine-id. Over
- * a source's resumed memory, also its hostname set live and fresh bytes
- * mixed into the kernel RNG state it shares with the source.
- */
-export async function giveIdentity(m: Machine, hostname: string, resumed: boolean): Promise<void> {
-  await m.writeFile('/etc/machine-id', Buffer.from(`${hex(16)}\n`), { mode: 0o444 });
-  if (!resumed) return;
-  await m.exec({ argv: ['sh', '-c', 'cat > /dev/urandom'], stdin: randomBytes(512), timeoutMs: 30_000 });
-  await m.writeFile('/etc/hostname', Buffer.from(`${hostname}\n`));
-  await m.exec({ argv: ['hostname', hostname], timeoutMs: 30_000 });
-}
 
 /** Refuses to destroy a workspace whose snapshots another workspace (a fork) or its snapshots build on. */
 export function checkDestroy(ctx: SnapCtx, row: WorkspaceRow): void {

@@ -18,7 +18,6 @@ import { constants } from 'node:fs';
 import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Progress } from '../core/progress.js';
-import { FrameType } from '../guest/frame.js';
 import { buildQemuArgv, type NetSpec } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
 import type { Runtime } from './runtime.js';
@@ -214,17 +213,3 @@ export class Templates {
   }
 }
 
-/**
- * Makes a VM restored from a template (or waiting in the pool) its own
- * machine: hostname (live and in /etc/hostname), a new /etc/machine-id, fresh
- * bytes mixed into the kernel RNG it shares with every other copy, and the
- * clock set from the host. One shell with builtins only: under TCG every
- * program started in a fresh VM costs translation time.
- */
-export async function freshIdentity(m: Machine, hostname: string, signal?: AbortSignal): Promise<void> {
-  const script = 'printf %s "$1" > /proc/sys/kernel/hostname && printf "%s\\n" "$1" > /etc/hostname'
-    + ' && printf "%s\\n" "$2" > /etc/machine-id && printf %s "$3" > /dev/urandom';
-  const r = await m.exec({ argv: ['sh', '-c', script, 'sh', hostname, hex(16), hex(256)], timeoutMs: 30_000 }, { signal });
-  if (r.exitCode !== 0) throw new Error(`identity reset failed in the guest (exit ${r.exitCode}): ${r.stderr.toString('utf8').slice(0, 200)}`);
-  await m.agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal });
-}

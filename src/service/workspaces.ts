@@ -25,7 +25,8 @@ import { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey, removeWorkspaceKey, sweepKeys } from './ssh.js';
 import { Store, WorkspaceRow } from './store.js';
-import { freshIdentity, Templates } from './templates.js';
+import { freshIdentity } from './identity.js';
+import { Templates } from './templates.js';
 import type {
   Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkPolicyOutput, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput,
   SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo, WorkspaceIpOutput,

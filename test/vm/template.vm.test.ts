@@ -88,9 +88,13 @@ describe('template snapshots', { timeout: 900_000 }, () => {
 
   test('a template whose kernel changed is rebuilt, not used', async () => {
     // A private copy of the kernel stands in for a rebuilt one, so the shared cache's artifacts are not touched.
+    // Its initramfs comes along: the distro and custom kernels each boot with their own.
+    const art = await services[0]!.rt.artifacts('base');
     const kernel = path.join(work, 'vmlinux');
-    copyFileSync((await services[0]!.rt.artifacts('base')).vmlinux, kernel);
-    const svc = await open('stale', { vm: { kernel_path: kernel } });
+    const initrd = path.join(work, 'initrd');
+    copyFileSync(art.vmlinux, kernel);
+    copyFileSync(art.initrd, initrd);
+    const svc = await open('stale', { vm: { kernel_path: kernel, initrd_path: initrd } });
     const n0 = messages.length;
     const built = () => [...since(n0).matchAll(/building template (\S+)/g)].map((m) => m[1]!);
     await svc.create(caller, { name: 'st-1' });
