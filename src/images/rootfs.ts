@@ -119,7 +119,7 @@ export function imageKey(
   // Only images that get the kernel's modules depend on the kernel.
   const { kernelModules, ...rest } = env;
   const modules = wantsKernelModules(recipe) ? kernelModules : undefined;
-  const recipeKey = { recipe, chain: chainKeyInput(chain), ...rest, modules, format: ROOTFS_FORMAT };
+  const recipeKey = { recipe, chain: chainKeyInput(chain), ...rest, systemd, modules, format: ROOTFS_FORMAT };
   return { recipe, recipeKey, key: cacheKey(['image', recipeKey]) };
 }
 

@@ -82,8 +82,12 @@ for w in $(cat /proc/cmdline); do
 done
 if [ -z "$v" ] || [ "$v" = none ]; then exit 0; fi
 command -v ip >/dev/null || { echo "islet.net=$v given but this image has no ip (iproute2)" >&2; exit 0; }
-# The first interface that is not loopback: virtio_net, loaded by the initramfs.
-dev=$(ls /sys/class/net | grep -vx lo | head -n 1)
+# The VM's NIC (virtio_net, loaded by the initramfs): the first interface backed by a device,
+# which leaves out lo and virtual ones such as sit0.
+dev=
+for d in /sys/class/net/*; do
+  if [ -e "$d/device" ]; then dev=\${d##*/}; break; fi
+done
 [ -n "$dev" ] || { echo "islet.net=$v given but the VM has no network interface" >&2; exit 1; }
 ip link set lo up
 ip addr replace "\${v%%,*}" dev "$dev"

@@ -176,7 +176,7 @@ test('the shipped catalog parses, resolves and has checks that exercise its tool
   const arChecks = resolveVerify(await loadRecipeChain('agent-ready')).map((c) => c.name);
   for (const n of ['sshd is installed', 'password login disabled in sshd config', 'no authorized_keys baked in', 'agent user has passwordless sudo',
     'Node.js 22 is installed', 'pnpm runs', 'opencode --version', 'linger enabled', 'opencode@.service exists',
-    'iptables works (netfilter modules load on demand)']) assert.ok(arChecks.includes(n), n);
+    'iptables works (netfilter: modules loaded on demand, or built in)']) assert.ok(arChecks.includes(n), n);
 
   // devbox: every toolchain, exercised.
   const db = resolveChain(await loadRecipeChain('devbox'));
@@ -210,4 +210,13 @@ test('kernel modules are in the image key only for images that install kmod', ()
   assert.equal(imageKey([base], { ...env, kernelModules: m1 }).key, imageKey([base], { ...env, kernelModules: m2 }).key);
   assert.notEqual(imageKey([withKmod], { ...env, kernelModules: m1 }).key, imageKey([withKmod], { ...env, kernelModules: m2 }).key,
     'kmod: a new kernel rebuilds the image (its modules must match)');
+});
+
+test('a full-init image\'s key covers what islet writes into it: agent unit, network unit and script, masked units', () => {
+  const full = parseRecipe({ ...root, initMode: 'full', packages: ['systemd-sysv'] }, 'x');
+  const k = imageKey([full], env).recipeKey as { systemd?: { unit: string; network: { unit: string; script: string }; masked: string[] } };
+  assert.match(k.systemd?.unit ?? '', /ExecStart=\/usr\/local\/bin\/islet-agent/);
+  assert.match(k.systemd?.network.unit ?? '', /Before=network\.target/);
+  assert.match(k.systemd?.network.script ?? '', /islet\.net=/);
+  assert.equal((imageKey([parseRecipe(root, 'x')], env).recipeKey as { systemd?: unknown }).systemd, undefined, 'fast images do not depend on it');
 });

@@ -32,6 +32,7 @@ const config = resolveConfig({
   storage: { data_dir: mkdtempSync(path.join(os.tmpdir(), 'islet-ar-')), cache_dir: base.paths.cacheDir },
   resources: { max_memory_mb: 2048 },
   network: { mode: 'user' },
+  vm: { kernel: base.vm.kernel }, // $ISLET_CONFIG with [vm] kernel = "distro" runs it on the distro kernel (netfilter as modules)
 });
 const me = { owner: 'acceptance' };
 const run = promisify(execFile);
@@ -87,8 +88,10 @@ describe('agent-ready: per-workspace SSH keys and OpenCode', { skip, timeout: 40
       last = await ssh(aPort, a.ssh?.private_key_path, [], ['true']);
       return last.code === 0 ? true : undefined;
     }, () => last?.stderr.trim() ?? '');
-    console.log(`# create ${IMAGE} (${MEMORY_MB} MiB): ${(createMs / 1000).toFixed(1)} s to running; ` +
-      `first ssh login ${((performance.now() - t0 - createMs) / 1000).toFixed(1)} s after that`);
+    const loginMs = performance.now() - t0 - createMs;
+    const kernel = await svc.exec(me, { workspace_id: a.workspace_id, command: ['uname', '-r'] });
+    console.log(`# create ${IMAGE} (${MEMORY_MB} MiB, kernel ${kernel.stdout.trim()}): ${(createMs / 1000).toFixed(1)} s to running; ` +
+      `first ssh login ${(loginMs / 1000).toFixed(1)} s after that`);
   }, { timeout: 600_000 });
 
   after(async () => {
@@ -141,12 +144,14 @@ describe('agent-ready: per-workspace SSH keys and OpenCode', { skip, timeout: 40
     assert.ok(b.ssh);
     assert.notEqual(b.ssh.private_key_path, a.ssh!.private_key_path);
     assert.notEqual(b.ssh.public_key, a.ssh!.public_key);
+    // A marker only the fork has: proves the login landed in the fork, whatever its hostname says.
+    await svc.fileWrite(me, { workspace_id: b.workspace_id, path: '/tmp/islet-which', content: b.workspace_id });
     let last: SshResult | undefined;
     await until('ssh into the fork', 300_000, async () => {
-      last = await ssh(bPort, b.ssh!.private_key_path, [], ['hostname']);
+      last = await ssh(bPort, b.ssh!.private_key_path, [], ['cat', '/tmp/islet-which']);
       return last.code === 0 ? true : undefined;
     }, () => last?.stderr.trim() ?? '');
-    assert.equal(last!.stdout.trim(), 'ar-b');
+    assert.equal(last!.stdout.trim(), b.workspace_id);
     const aInB = await ssh(bPort, a.ssh!.private_key_path, [], ['id']);
     assert.equal(aInB.code, 255, `the source's key still logs into the fork: ${aInB.stdout}`);
     assert.match(aInB.stderr, /Permission denied/);
@@ -183,7 +188,8 @@ describe('agent-ready: per-workspace SSH keys and OpenCode', { skip, timeout: 40
     assert.equal(status, 200);
     assert.equal(await get('wrong'), 401);
     console.log(`# opencode@${session}: systemctl start to the first HTTP answer on 4096: ${(startMs / 1000).toFixed(1)} s`);
-    const ls = await ssh(aPort, a.ssh!.private_key_path, [], ['sh', '-c', `test -d ~/workspaces/${session} && ss -ltnH 'sport = :4096'`]);
+    // One string: ssh hands the remote command to the login shell, which would re-split separate words.
+    const ls = await ssh(aPort, a.ssh!.private_key_path, [], [`test -d ~/workspaces/${session} && ss -ltnH 'sport = :4096'`]);
     assert.equal(ls.code, 0, ls.stderr);
     assert.match(ls.stdout, /0\.0\.0\.0:4096/);
   });

@@ -62,7 +62,9 @@ describe('islet image', { timeout: 1_800_000 }, () => {
     assert.ok(base.usedBytes < 100 * MiB, `base is ${base.usedBytes} bytes`);
     assert.equal(dev.parent, 'base');
     assert.match(dev.key, /^[0-9a-f]{16}$/);
+    assert.match((dev as { kernel?: string }).kernel ?? '', /^(distro|custom|path) \S+/, 'the kernel a workspace of it boots');
     const text = islet(['image', 'list']);
+    assert.match(text.stdout, / RECIPE HASH +KERNEL /);
     assert.match(text.stdout, /^NAME +PARENT +INIT +SIZE/);
     assert.match(text.stdout, /^dev +base +fast +\d/m);
   });
