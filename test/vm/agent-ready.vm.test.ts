@@ -66,8 +66,6 @@ async function until<T>(what: string, timeoutMs: number, fn: () => Promise<T | u
   }
 }
 
-const sshPort = (w: WorkspaceInfo) => w.network.forwards.find((f) => f.guest_port === 22)?.host_port;
-
 describe('agent-ready: per-workspace SSH keys and OpenCode', { skip, timeout: 40 * 60_000 }, () => {
   let svc: WorkspaceService;
   let a: WorkspaceInfo;

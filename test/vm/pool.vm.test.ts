@@ -3,12 +3,13 @@
 // kill -9 of the service the next start leaves no pool QEMU behind.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import { qemuProcesses } from './procs.js';
 import { readPool } from '../../src/surfaces/cli/status.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-pool-'));
@@ -20,19 +21,8 @@ const caller = { owner: 'pool-test' };
 const child = path.resolve('dist/test/fixtures/service-child.js');
 const messages: string[] = [];
 
-/** QEMU processes of this data dir (workspaces and pool VMs alike are named islet-ws-*), from /proc. */
-function qemus(): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
-    const name = argv[argv.indexOf('-name') + 1] ?? '';
-    const pidfile = argv[argv.indexOf('-pidfile') + 1] ?? '';
-    if (name.startsWith('islet-ws-') && pidfile.startsWith(config.paths.runDir)) out.set(name.slice(6), Number(d));
-  }
-  return out;
-}
+/** QEMU processes of this data dir (workspaces and pool VMs alike), by id. */
+const qemus = () => new Map(qemuProcesses(config.paths.runDir).map((q) => [q.id, q.pid]));
 
 async function until(what: string, ok: () => boolean, ms = 300_000): Promise<void> {
   const deadline = Date.now() + ms;

@@ -3,13 +3,14 @@
 // an interrupted create.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
 import { Store } from '../../src/service/store.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import { qemuProcesses } from './procs.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-restart-'));
 const cfgFile = path.join(dataDir, 'islet.toml');
@@ -18,20 +19,12 @@ const config = loadConfig(cfgFile);
 const caller = { owner: 'crash-test' };
 const child = path.resolve('dist/test/fixtures/service-child.js');
 
-/** QEMU processes of this data dir's workspaces, from /proc. */
+/** QEMU processes of this data dir's workspaces, by id; two for one id fails the test. */
 function qemus(): Map<string, number> {
   const out = new Map<string, number>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
-    const name = argv[argv.indexOf('-name') + 1] ?? '';
-    const pidfile = argv[argv.indexOf('-pidfile') + 1] ?? '';
-    if (name.startsWith('islet-ws-') && pidfile.startsWith(config.paths.runDir)) {
-      const id = name.slice(6);
-      assert.ok(!out.has(id), `two QEMU processes for ${id}`);
-      out.set(id, Number(d));
-    }
+  for (const q of qemuProcesses(config.paths.runDir)) {
+    assert.ok(!out.has(q.id), `two QEMU processes for ${q.id}`);
+    out.set(q.id, q.pid);
   }
   return out;
 }

@@ -3,7 +3,7 @@
 // file that nothing references, and listing always works.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -11,6 +11,7 @@ import { loadConfig } from '../../src/core/config.js';
 import { Store } from '../../src/service/store.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
 import { createChildOverlay } from '../../src/storage/overlay.js';
+import { qemuProcesses } from './procs.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-snapcrash-'));
 const cfgFile = path.join(dataDir, 'islet.toml');
@@ -41,18 +42,7 @@ async function runAndKill(steps: string[], until: RegExp, o: { delayMs?: number;
 }
 
 /** QEMU processes of this data dir, by workspace id. */
-function qemus(): Set<string> {
-  const out = new Set<string>();
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
-    const name = argv[argv.indexOf('-name') + 1] ?? '';
-    const pidfile = argv[argv.indexOf('-pidfile') + 1] ?? '';
-    if (name.startsWith('islet-ws-') && pidfile.startsWith(config.paths.runDir)) out.add(name.slice(6));
-  }
-  return out;
-}
+const qemus = () => new Set(qemuProcesses(config.paths.runDir).map((q) => q.id));
 
 /** The invariant after any crash: rows and files agree, nothing is half-made, and every running workspace answers. */
 async function checkConsistent(svc: WorkspaceService): Promise<void> {
