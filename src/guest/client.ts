@@ -33,6 +33,8 @@ export interface ConnectOptions {
   /** Socket connect + handshake deadline (covers the guest's boot). */
   timeoutMs: number;
   timeoutSetting?: string;
+  /** After the handshake, the deadline of each single-reply request (health, time sync); none if unset. */
+  requestTimeoutMs?: number;
 }
 
 export class AgentClient {
@@ -47,6 +49,7 @@ export class AgentClient {
   readonly closed: Promise<IsletError>;
   private markClosed!: (e: IsletError) => void;
   hello: HelloInfo | undefined;
+  private requestTimeoutMs: number | undefined;
 
   private constructor(private readonly sock: net.Socket) {
     this.closed = new Promise((r) => { this.markClosed = r; });
@@ -84,6 +87,7 @@ export class AgentClient {
       const hello = parseHello(reply);
       if (hello.protocol !== PROTOCOL_VERSION) throw new GuestProtocolMismatchError(PROTOCOL_VERSION, hello.protocol);
       client.hello = hello;
+      client.requestTimeoutMs = o.requestTimeoutMs;
       return client;
     } catch (e) {
       client.close();
@@ -117,7 +121,11 @@ export class AgentClient {
       if (id === undefined) return;
       const onAbort = () => finish(() => reject(new CancelledError(`agent request type ${type}`, o.signal?.reason)));
       o.signal?.addEventListener('abort', onAbort, { once: true });
+      // A guest that stops answering must not hang its caller: the reply, if it ever comes, finds no handler.
+      const ms = this.requestTimeoutMs;
+      const timer = ms ? setTimeout(() => finish(() => reject(new GuestTimeoutError(`agent request type ${type}`, ms, '[vm] request_timeout_ms'))), ms) : undefined;
       const finish = (settle: () => void) => {
+        clearTimeout(timer);
         o.signal?.removeEventListener('abort', onAbort);
         this.handlers.delete(id);
         settle();

@@ -47,6 +47,8 @@ export interface MachineSpec {
   tscKhz?: number;
   qemuBinary?: string;
   bootTimeoutMs: number;
+  /** Deadline of each single-reply agent request once booted ([vm] request_timeout_ms). */
+  requestTimeoutMs?: number;
   detached?: boolean;
   signal?: AbortSignal;
 }
@@ -111,7 +113,7 @@ export class Machine {
       }, { signal: spec.signal, qemuBinary: spec.qemuBinary, detached: spec.detached });
       // Over a file-backed RAM the stream holds device state only: the RAM is the file.
       if (spec.memoryFile) await loadMemory(vm, spec.memoryFile, spec.bootTimeoutMs, spec.ramFile !== undefined);
-      const agent = await connectAgent(vm, spec.bootTimeoutMs, spec.signal);
+      const agent = await connectAgent(vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
       await agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal: spec.signal });
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
     } catch (e) {
@@ -153,11 +155,11 @@ export class Machine {
   }
 
   /** Re-attaches to a detached VM left running by an earlier islet process. */
-  static async reattach(spec: { id: string; runDir: string; disk: string; vmSpec: VmSpec; timeoutMs: number }): Promise<Machine | undefined> {
+  static async reattach(spec: { id: string; runDir: string; disk: string; vmSpec: VmSpec; timeoutMs: number; requestTimeoutMs?: number }): Promise<Machine | undefined> {
     const vm = await reattachVm(spec.vmSpec);
     if (!vm) return undefined;
     try {
-      const agent = await connectAgent(vm, spec.timeoutMs);
+      const agent = await connectAgent(vm, spec.timeoutMs, undefined, spec.requestTimeoutMs);
       return new Machine(spec.id, vm, agent, spec.disk, 0);
     } catch {
       vm.qmp.close();
@@ -265,13 +267,13 @@ async function loadMemory(vm: VmHandle, file: string, timeoutMs: number, ignoreS
 }
 
 /** Waits for the agent's hello, failing at once (with the console tail) if QEMU exits first. */
-async function connectAgent(vm: VmHandle, timeoutMs: number, signal?: AbortSignal): Promise<AgentClient> {
+async function connectAgent(vm: VmHandle, timeoutMs: number, signal?: AbortSignal, requestTimeoutMs?: number): Promise<AgentClient> {
   const vmGone = new AbortController();
   let exit: ExitInfo | undefined;
   void vm.exited.then((x) => { exit = x; vmGone.abort(); });
   const signals = [vmGone.signal, ...(signal ? [signal] : [])];
   try {
-    return await AgentClient.connect(vm.paths.agent, { timeoutMs, signal: AbortSignal.any(signals) });
+    return await AgentClient.connect(vm.paths.agent, { timeoutMs, signal: AbortSignal.any(signals), requestTimeoutMs });
   } catch (e) {
     if (exit) {
       const tail = await consoleTail(vm.paths.console);

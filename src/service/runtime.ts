@@ -130,6 +130,7 @@ export class Runtime {
       tscKhz: tscKhz(),
       qemuBinary: c.vm.qemu_binary,
       bootTimeoutMs: req.bootTimeoutMs ?? c.vm.boot_timeout_ms,
+      requestTimeoutMs: c.vm.request_timeout_ms,
       detached: req.detached,
       signal: req.signal,
     });
@@ -140,7 +141,7 @@ export class Runtime {
     const art = await this.artifacts(req.image).catch(() => undefined);
     const dir = path.join(this.config.paths.runDir, 'vm', req.id);
     return Machine.reattach({
-      id: req.id, runDir: this.config.paths.runDir, disk: req.disk, timeoutMs: 5_000,
+      id: req.id, runDir: this.config.paths.runDir, disk: req.disk, timeoutMs: 5_000, requestTimeoutMs: this.config.vm.request_timeout_ms,
       vmSpec: {
         id: req.id, dir, disk: req.disk, kernel: art?.vmlinux ?? '', initrd: art?.initrd ?? '', vcpus: req.vcpus, memoryMb: req.memoryMb,
         accel: this.accelChoice?.accel ?? 'tcg', initMode: art?.initMode ?? 'fast', hostname: req.id,
