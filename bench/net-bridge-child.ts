@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveConfig } from '../src/core/config.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
-import { BYTES, guestReceive, guestSend, sink, source } from './net.js';
+import { guestToHost, hostToGuest } from './net.js';
 
 const POLICY_CHANGES = 10;
 const cacheDir = process.argv[2]!;
@@ -25,21 +25,8 @@ try {
   const id = w.workspace_id;
   const gw = (await svc.workspaceIp(c, { workspace_id: id })).gateway!;
 
-  const s = await sink(gw);
-  const sent = svc.exec(c, { workspace_id: id, command: guestSend(s.port, gw), timeout_ms: 300_000 });
-  const got = await s.done;
-  await sent.catch(() => undefined);
-  s.close();
-  if (got.bytes < BYTES) throw new Error(`guest->host: received ${got.bytes} of ${BYTES} bytes`);
-  const g2h = got.bytes / 1e6 / (got.ms / 1000);
-
-  await svc.exec(c, { workspace_id: id, command: `(${guestReceive(9000, '/tmp/recv')} &)
-    for i in $(seq 100); do grep -q ':2328 00000000:0000 0A' /proc/net/tcp && exit 0; sleep 0.05; done; exit 1` });
-  const f = await svc.portForward(c, { workspace_id: id, guest_port: 9000 });
-  const ms = await source(f.host_port);
-  const n = (await svc.exec(c, { workspace_id: id, command: 'sleep 0.2; cat /tmp/recv' })).stdout.trim();
-  if (n !== String(BYTES)) throw new Error(`host->guest: the guest received ${n} of ${BYTES} bytes`);
-  const h2g = BYTES / 1e6 / (ms / 1000);
+  const g2h = await guestToHost(svc, c, id, gw);
+  const h2g = await hostToGuest(svc, c, id);
 
   const applyMs: number[] = [];
   const callMs: number[] = [];

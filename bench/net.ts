@@ -64,6 +64,28 @@ export function source(port: number): Promise<number> {
 
 export { BYTES, MIB };
 
+/** Guest -> host TCP: the guest sends BYTES to a listener on `host` (as the guest sees it); MB/s. */
+export async function guestToHost(svc: WorkspaceService, c: { owner: string }, id: string, host?: string): Promise<number> {
+  const s = await sink(host);
+  const sent = svc.exec(c, { workspace_id: id, command: guestSend(s.port, host), timeout_ms: 300_000 });
+  const got = await s.done;
+  await sent.catch(() => undefined); // the sender may see the reset after the sink has everything
+  s.close();
+  if (got.bytes < BYTES) throw new Error(`guest->host: received ${got.bytes} of ${BYTES} bytes`);
+  return got.bytes / 1e6 / (got.ms / 1000);
+}
+
+/** Host -> guest TCP through a port forward: the guest receiver exits at EOF, which closes the host's socket; MB/s. */
+export async function hostToGuest(svc: WorkspaceService, c: { owner: string }, id: string): Promise<number> {
+  await svc.exec(c, { workspace_id: id, command: `(${guestReceive(9000, '/tmp/recv')} &)
+    for i in $(seq 100); do grep -q ':2328 00000000:0000 0A' /proc/net/tcp && exit 0; sleep 0.05; done; exit 1` });
+  const f = await svc.portForward(c, { workspace_id: id, guest_port: 9000 });
+  const ms = await source(f.host_port);
+  const n = (await svc.exec(c, { workspace_id: id, command: 'sleep 0.2; cat /tmp/recv' })).stdout.trim();
+  if (n !== String(BYTES)) throw new Error(`host->guest: the guest received ${n} of ${BYTES} bytes`);
+  return BYTES / 1e6 / (ms / 1000);
+}
+
 export async function benchNet(config: Config, record: (r: Row) => void): Promise<void> {
   const user = await benchUserNet(config, record);
   await benchBridgeNet(config, record, user);
@@ -80,23 +102,10 @@ async function benchUserNet(config: Config, record: (r: Row) => void): Promise<U
     const w = await svc.create(c, { name: 'bench-net', allow_internet: true });
     const id = w.workspace_id;
 
-    const s = await sink();
-    const sent = svc.exec(c, { workspace_id: id, command: guestSend(s.port), timeout_ms: 300_000 });
-    const got = await s.done;
-    await sent.catch(() => undefined); // the sender may see the reset after the sink has everything
-    s.close();
-    if (got.bytes < BYTES) throw new Error(`guest->host: received ${got.bytes} of ${BYTES} bytes`);
-    fig.g2h = got.bytes / 1e6 / (got.ms / 1000);
+    fig.g2h = await guestToHost(svc, c, id);
     record({ metric: `guest->host TCP throughput, user mode (${MIB} MiB)`, value: fig.g2h, unit: 'MB/s' });
 
-    // Host -> guest through a port forward: the guest receiver exits at EOF, which closes the host's socket.
-    await svc.exec(c, { workspace_id: id, command: `(${guestReceive(9000, '/tmp/recv')} &)
-      for i in $(seq 100); do grep -q ':2328 00000000:0000 0A' /proc/net/tcp && exit 0; sleep 0.05; done; exit 1` });
-    const f = await svc.portForward(c, { workspace_id: id, guest_port: 9000 });
-    const ms = await source(f.host_port);
-    const n = (await svc.exec(c, { workspace_id: id, command: 'sleep 0.2; cat /tmp/recv' })).stdout.trim();
-    if (n !== String(BYTES)) throw new Error(`host->guest: the guest received ${n} of ${BYTES} bytes`);
-    fig.h2g = BYTES / 1e6 / (ms / 1000);
+    fig.h2g = await hostToGuest(svc, c, id);
     record({ metric: `host->guest TCP via port forward, user mode (${MIB} MiB)`, value: fig.h2g, unit: 'MB/s' });
 
     const p = await svc.networkPolicy(c, { workspace_id: id, allow_internet: false, restart: true });
