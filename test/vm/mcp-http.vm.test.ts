@@ -8,10 +8,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
+import type { Progress } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import { call, fails, ok, SLOW } from './mcp-calls.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-mcp-http-'));
 const runDir = mkdtempSync('/tmp/islet-mcp-');
@@ -21,7 +22,6 @@ writeFileSync(cfgFile, [
   '[server]', 'exec_progress_interval_ms = 500', '',
 ].join('\n'));
 
-const SLOW = { timeout: 300_000 };
 let server: ChildProcess | undefined;
 let stderr = '';
 const sessions: Client[] = [];
@@ -47,20 +47,6 @@ async function session(url: string): Promise<Client> {
   return c;
 }
 
-async function call(c: Client, name: string, args: Record<string, unknown>, o: { onprogress?: (p: Progress) => void; signal?: AbortSignal } = {}) {
-  return await c.callTool({ name, arguments: args }, undefined, { ...SLOW, ...o }) as CallToolResult;
-}
-async function ok<T>(c: Client, name: string, args: Record<string, unknown>, o: { onprogress?: (p: Progress) => void } = {}): Promise<T> {
-  const r = await call(c, name, args, o);
-  assert.notEqual(r.isError, true, `${name} failed: ${JSON.stringify(r.content)}`);
-  return r.structuredContent as T;
-}
-async function fails(c: Client, name: string, args: Record<string, unknown>, code: string): Promise<void> {
-  const r = await call(c, name, args);
-  assert.equal(r.isError, true, `${name} should fail with ${code}`);
-  const text = (r.content[0] as { text: string }).text;
-  assert.equal((JSON.parse(text) as { code: string }).code, code, text);
-}
 const evidence = async (fn: () => Promise<void>) => {
   try { await fn(); } catch (e) { process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n`); throw e; }
 };

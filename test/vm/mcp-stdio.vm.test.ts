@@ -8,10 +8,11 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import * as calls from './mcp-calls.js';
+import { SLOW } from './mcp-calls.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-mcp-stdio-'));
 const runDir = mkdtempSync('/tmp/islet-mcp-');
@@ -23,7 +24,6 @@ writeFileSync(cfgFile, [
   '[server]', `transfer_dir = "${transferDir}"`, 'stdio_owner = "mcp-test"', '',
 ].join('\n'));
 
-const SLOW = { timeout: 300_000 };
 let stderr = '';
 const client = new Client({ name: 'islet-vm-test', version: '0' });
 const transport = new StdioClientTransport({
@@ -31,20 +31,10 @@ const transport = new StdioClientTransport({
 });
 transport.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
 
-async function call(name: string, args: Record<string, unknown>): Promise<CallToolResult> {
-  return await client.callTool({ name, arguments: args }, undefined, SLOW) as CallToolResult;
-}
-async function ok<T>(name: string, args: Record<string, unknown>): Promise<T> {
-  const r = await call(name, args);
-  assert.notEqual(r.isError, true, `${name} failed: ${JSON.stringify(r.content)}`);
-  return r.structuredContent as T;
-}
-async function fails(name: string, args: Record<string, unknown>, code: string): Promise<void> {
-  const r = await call(name, args);
-  assert.equal(r.isError, true, `${name} should fail with ${code}, got ${JSON.stringify(r.structuredContent)}`);
-  const text = (r.content[0] as { text: string }).text;
-  assert.equal((JSON.parse(text) as { code: string }).code, code, text);
-}
+// The calls of this file all go through its one client.
+const call = (name: string, args: Record<string, unknown>) => calls.call(client, name, args);
+const ok = <T>(name: string, args: Record<string, unknown>) => calls.ok<T>(client, name, args);
+const fails = (name: string, args: Record<string, unknown>, code: string) => calls.fails(client, name, args, code);
 /** On failure, the server's stderr is the evidence. */
 const evidence = async (fn: () => Promise<void>) => {
   try { await fn(); } catch (e) { process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n`); throw e; }
