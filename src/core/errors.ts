@@ -2,35 +2,38 @@
 // stable code; surfaces render it (CLI exit code, MCP isError result) and
 // never match on message text. Codes are never renamed once released.
 
-export type ErrorCode =
-  | 'INVALID_ARGUMENT'
-  | 'CONFIG_INVALID'
-  | 'WORKSPACE_NOT_FOUND'
-  | 'NOT_OWNER'
-  | 'STATE_CONFLICT'
-  | 'QUOTA_EXCEEDED'
-  | 'PORT_IN_USE'
-  | 'SNAPSHOT_NOT_FOUND'
-  | 'SNAPSHOT_IN_USE'
-  | 'NOT_SUPPORTED'
-  | 'HOST_PREREQUISITE'
-  | 'HOST_COMMAND_FAILED'
-  | 'IMAGE_NOT_FOUND'
-  | 'IMAGE_BUILD_FAILED'
-  | 'VM_START_FAILED'
-  | 'VM_EXITED'
-  | 'QMP_ERROR'
-  | 'GUEST_TIMEOUT'
-  | 'GUEST_DISCONNECTED'
-  | 'GUEST_PROTOCOL_MISMATCH'
-  | 'GUEST_PROTOCOL_VIOLATION'
-  | 'GUEST_ERROR'
-  | 'COMMAND_NOT_FOUND'
-  | 'FILE_NOT_FOUND'
-  | 'FILE_TOO_LARGE'
-  | 'PATH_OUTSIDE_ALLOWED'
-  | 'CANCELLED'
-  | 'INTERNAL';
+export const ERROR_CODES = [
+  'INVALID_ARGUMENT',
+  'CONFIG_INVALID',
+  'WORKSPACE_NOT_FOUND',
+  'NOT_OWNER',
+  'STATE_CONFLICT',
+  'QUOTA_EXCEEDED',
+  'PORT_IN_USE',
+  'SNAPSHOT_NOT_FOUND',
+  'SNAPSHOT_IN_USE',
+  'NOT_SUPPORTED',
+  'HOST_PREREQUISITE',
+  'HOST_COMMAND_FAILED',
+  'IMAGE_NOT_FOUND',
+  'IMAGE_BUILD_FAILED',
+  'VM_START_FAILED',
+  'VM_EXITED',
+  'QMP_ERROR',
+  'GUEST_TIMEOUT',
+  'GUEST_DISCONNECTED',
+  'GUEST_PROTOCOL_MISMATCH',
+  'GUEST_PROTOCOL_VIOLATION',
+  'GUEST_ERROR',
+  'COMMAND_NOT_FOUND',
+  'FILE_NOT_FOUND',
+  'FILE_TOO_LARGE',
+  'PATH_OUTSIDE_ALLOWED',
+  'CANCELLED',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = typeof ERROR_CODES[number];
 
 export interface ErrorJson {
   code: ErrorCode;
@@ -69,6 +72,64 @@ export class InvalidArgumentError extends IsletError {
   }
 }
 
+/** One workspace, unknown or another owner's: the two look the same so existence is not leaked. */
+export class WorkspaceNotFoundError extends IsletError {
+  constructor(ref: string) {
+    super('WORKSPACE_NOT_FOUND', `no workspace "${ref}"`, 'list yours with workspace_list (or `islet ws list`)', { workspace: ref });
+  }
+}
+
+/** An operation asked of something in a state that does not allow it; details name the current and allowed states when there are any. */
+export class StateConflictError extends IsletError {
+  constructor(message: string, hint: string, details?: Record<string, unknown> & { state?: string; allowed?: readonly string[] }) {
+    super('STATE_CONFLICT', message, hint, details);
+  }
+
+  /** "cannot <op> workspace <name>: it is <state> (allowed: ...)". */
+  static of(w: { id: string; name: string; state: string }, op: string, allowed: readonly string[], hint: string): StateConflictError {
+    return new StateConflictError(`cannot ${op} workspace "${w.name}": it is ${w.state} (allowed: ${allowed.join(', ')})`, hint,
+      { workspace: w.id, state: w.state, allowed: [...allowed] });
+  }
+}
+
+export class QuotaExceededError extends IsletError {
+  constructor(message: string, hint: string, details?: Record<string, unknown>) {
+    super('QUOTA_EXCEEDED', message, hint, details);
+  }
+}
+
+/** A feature this host, mode or QEMU cannot provide; the hint names the setting that would. */
+export class NotSupportedError extends IsletError {
+  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
+    super('NOT_SUPPORTED', message, hint, details);
+  }
+}
+
+export class SnapshotNotFoundError extends IsletError {
+  constructor(workspace: { id: string; name: string }, ref: string) {
+    super('SNAPSHOT_NOT_FOUND', `workspace "${workspace.name}" has no snapshot "${ref}"`, 'list them with snapshot_list',
+      { workspace: workspace.id, snapshot: ref });
+  }
+}
+
+export class FileNotFoundError extends IsletError {
+  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
+    super('FILE_NOT_FOUND', message, hint, details);
+  }
+}
+
+export class FileTooLargeError extends IsletError {
+  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
+    super('FILE_TOO_LARGE', message, hint, details);
+  }
+}
+
+export class PathOutsideAllowedError extends IsletError {
+  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
+    super('PATH_OUTSIDE_ALLOWED', message, hint, details);
+  }
+}
+
 export class ConfigError extends IsletError {
   constructor(message: string, hint?: string, details?: Record<string, unknown>) {
     super('CONFIG_INVALID', message, hint ?? 'fix the config file; every key is documented in docs/config.md', details);
@@ -102,8 +163,8 @@ export class HostCommandError extends IsletError {
 }
 
 export class ImageNotFoundError extends IsletError {
-  constructor(name: string, what: string) {
-    super('IMAGE_NOT_FOUND', `image "${name}": ${what}`, 'run `islet setup` (or `npm run setup`) to build the kernel and base image', { image: name });
+  constructor(name: string, what: string, hint = 'run `islet setup` (or `npm run setup`) to build the kernel and base image') {
+    super('IMAGE_NOT_FOUND', `image "${name}"${what.startsWith('has ') ? ' ' : ': '}${what}`, hint, { image: name });
   }
 }
 
@@ -126,15 +187,15 @@ export class VmExitedError extends IsletError {
 }
 
 export class QmpError extends IsletError {
-  constructor(command: string, cls: string, desc: string) {
-    super('QMP_ERROR', `QMP ${command} failed: ${cls}: ${desc}`, undefined, { command, class: cls });
+  constructor(command: string, cls: string, desc: string, hint?: string, details?: Record<string, unknown>) {
+    super('QMP_ERROR', `QMP ${command} failed: ${cls}: ${desc}`, hint, { command, class: cls, ...details });
   }
 }
 
 export class GuestTimeoutError extends IsletError {
-  constructor(op: string, ms: number, setting: string) {
-    super('GUEST_TIMEOUT', `${op}: no reply from the guest agent within ${ms} ms`,
-      `raise ${setting}, or read the VM console log`, { op, ms }, { retryable: true });
+  constructor(op: string, ms: number, setting: string, o: { message?: string; details?: Record<string, unknown>; hint?: string } = {}) {
+    super('GUEST_TIMEOUT', o.message ?? `${op}: no reply from the guest agent within ${ms} ms`,
+      o.hint ?? `raise ${setting}, or read the VM console log`, { op, ms, ...o.details }, { retryable: true });
   }
 }
 
@@ -163,6 +224,13 @@ export class GuestError extends IsletError {
   }
 }
 
+/** A step islet itself runs in the guest (sync, SSH key install, identity reset) failed. */
+export class GuestStepError extends IsletError {
+  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
+    super('GUEST_ERROR', message, hint, details);
+  }
+}
+
 export class CancelledError extends IsletError {
   constructor(op: string, cause?: unknown) {
     super('CANCELLED', `${op} was cancelled`, undefined, { op }, { cause });
@@ -179,10 +247,17 @@ export class SnapshotInUseError extends IsletError {
   }
 }
 
+/** A broken invariant (a bug). Given a string, that is the message; given anything else, it is the cause. */
 export class InternalError extends IsletError {
   constructor(cause: unknown) {
-    super('INTERNAL', cause instanceof Error ? cause.message : 'internal error', 'this is a bug in islet; please report it with the log', undefined, { cause });
+    super('INTERNAL', cause instanceof Error ? cause.message : typeof cause === 'string' ? cause : 'internal error', 'this is a bug in islet; please report it with the log', undefined, { cause });
   }
+}
+
+/** The first line of an error's message: what a state row or a progress line records (guest text may follow on later lines). */
+export function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n')[0] ?? '';
 }
 
 export function toIsletError(e: unknown): IsletError {
@@ -203,9 +278,16 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'COMMAND_NOT_FOUND':
       return 66; // EX_NOINPUT
     case 'HOST_PREREQUISITE':
+    case 'NOT_SUPPORTED':
       return 69; // EX_UNAVAILABLE
     case 'GUEST_TIMEOUT':
-      return 75; // EX_TEMPFAIL
+    case 'STATE_CONFLICT':
+    case 'SNAPSHOT_IN_USE':
+    case 'PORT_IN_USE':
+      return 75; // EX_TEMPFAIL: not a bug; retry once the state, the user or the port changed
+    case 'QUOTA_EXCEEDED':
+    case 'NOT_OWNER':
+      return 77; // EX_NOPERM: a limit or an ownership rule refused it
     case 'CANCELLED':
       return 130;
     default:

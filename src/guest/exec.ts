@@ -125,7 +125,7 @@ export function execInGuest(client: AgentClient, req: ExecRequest, o: ExecOption
     const onAbort = () => kill(new CancelledError('exec', o.signal?.reason));
     o.signal?.addEventListener('abort', onAbort, { once: true });
     if (timeoutMs > 0) {
-      hostTimer = setTimeout(() => kill(new GuestTimeoutError('exec', timeoutMs + GRACE_MS, 'timeoutMs')), timeoutMs + GRACE_MS);
+      hostTimer = setTimeout(() => kill(new GuestTimeoutError('exec', timeoutMs + GRACE_MS, 'the exec timeout (MCP timeout_ms, CLI --timeout)')), timeoutMs + GRACE_MS);
     }
     function finish(settle: () => void) {
       clearTimeout(hostTimer);

@@ -1,5 +1,5 @@
 // File transfer over the agent channel, binary-safe, bounded on the host.
-import { CancelledError, IsletError } from '../core/errors.js';
+import { CancelledError, FileTooLargeError, IsletError } from '../core/errors.js';
 import type { AgentClient } from './client.js';
 import { guestErrorFrom } from './errors.js';
 import { FrameType, Stream, decodeJson, encodeJson } from './frame.js';
@@ -53,7 +53,7 @@ export function readGuestFile(client: AgentClient, path: string, o: ReadFileOpti
         if (f.type === FrameType.DATA) {
           size += f.payload.length;
           if (size > o.maxBytes) {
-            return done(() => reject(new IsletError('FILE_TOO_LARGE', `read ${path}: guest sent more than ${o.maxBytes} bytes`, 'raise maxBytes', { path, maxBytes: o.maxBytes })));
+            return done(() => reject(new FileTooLargeError(`read ${path}: guest sent more than ${o.maxBytes} bytes`, 'ask for more (MCP max_bytes, CLI --max-bytes) up to the limit, or use file_download', { path, maxBytes: o.maxBytes })));
           }
           chunks.push(f.payload);
           return;

@@ -74,7 +74,7 @@ export async function removeImageBuilds(config: Config, name: string): Promise<{
   if (!IMAGE_NAME.test(name)) throw new ImageNotFoundError(name, 'not a valid image name');
   const dir = kindDir.image(config, name);
   if (!existsSync(dir)) {
-    throw new IsletError('IMAGE_NOT_FOUND', `image "${name}" has no build to remove`, '`islet image list` shows what is built', { image: name });
+    throw new ImageNotFoundError(name, 'has no build to remove', '`islet image list` shows what is built');
   }
   const entries = await listEntries(dir);
   await removeTree(dir);

@@ -19,7 +19,7 @@ import { chmod, open, realpath, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { InvalidArgumentError, IsletError } from '../core/errors.js';
+import { FileNotFoundError, InvalidArgumentError, IsletError, PathOutsideAllowedError } from '../core/errors.js';
 import { type Progress, silent } from '../core/progress.js';
 import { run } from '../host/run.js';
 import { cached, setCurrent } from './cache.js';
@@ -77,10 +77,10 @@ export async function resolveImportSource(what: 'kernel' | 'rootfs', p: string, 
   try {
     real = await realpath(abs);
   } catch {
-    throw new IsletError('FILE_NOT_FOUND', `${what} ${abs} does not exist`, `check the --${what} path`, { [what]: abs });
+    throw new FileNotFoundError(`${what} ${abs} does not exist`, `check the --${what} path`, { [what]: abs });
   }
   if (!roots.some((r) => within(r, real))) {
-    throw new IsletError('PATH_OUTSIDE_ALLOWED',
+    throw new PathOutsideAllowedError(
       `${what} ${abs}${real !== abs ? ` (→ ${real})` : ''} is outside the directories images may be imported from: ${roots.join(', ')}`,
       'copy the file under your home directory or [storage] data_dir first', { [what]: real, allowed: roots });
   }

@@ -124,7 +124,7 @@ export class BridgeNet {
     if (exists) {
       const kind = (await run(['ip', '-d', '-o', 'link', 'show', 'dev', br], { timeoutMs: 10_000 })).stdout;
       if (!/\bbridge\b/.test(kind)) {
-        throw new IsletError('HOST_PREREQUISITE', `${br} exists on this host and is not a bridge`,
+        throw new HostPrerequisiteError(`${br} exists on this host and is not a bridge`,
           'set [network] bridge_name to a name islet may own', { bridge: br });
       }
       await ip('link', 'set', 'dev', br, 'type', 'bridge', 'nf_call_iptables', '1');

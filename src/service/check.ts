@@ -5,7 +5,7 @@ import { constants } from 'node:fs';
 import { access, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { IsletError } from '../core/errors.js';
+import { firstLine, IsletError } from '../core/errors.js';
 import { chooseKernel } from '../images/custom-kernel.js';
 import { findArtifacts } from '../images/index.js';
 import { run, which } from '../host/run.js';
@@ -129,7 +129,7 @@ export async function runChecks(config: Config, o: { canary?: boolean } = {}): P
         const c = await rt.accel();
         return ok(`accelerator ${c.accel}: ${c.reason}`);
       } catch (e) {
-        return fail(`canary could not run: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`);
+        return fail(`canary could not run: ${firstLine(e)}`);
       }
     }],
     ['mmdebstrap (image builds)', false, () => program('mmdebstrap', 'mmdebstrap')],

@@ -4,7 +4,7 @@
 // (network-ops.ts, snapshot-ops.ts) build on it; surfaces never see it.
 import { stat } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
-import { IsletError, VmExitedError } from '../core/errors.js';
+import { firstLine, IsletError, NotSupportedError, QuotaExceededError, StateConflictError, VmExitedError, WorkspaceNotFoundError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
 import type { WorkspaceState } from '../core/schemas.js';
 import { FORWARD_HOST } from '../host/ports.js';
@@ -18,15 +18,13 @@ import { ensureWorkspaceKey, sshInfo } from './ssh.js';
 import type { ForwardRow, Store, WorkspaceRow } from './store.js';
 import type { Caller, ForwardInfo, NetworkInfo, NetworkPolicy, WorkspaceInfo } from './types.js';
 
-export const workspaceNotFound = (ref: string) =>
-  new IsletError('WORKSPACE_NOT_FOUND', `no workspace "${ref}"`, 'list yours with workspace_list (or `islet ws list`)', { workspace: ref });
+export const workspaceNotFound = (ref: string) => new WorkspaceNotFoundError(ref);
 
 export const forwardInfo = (f: ForwardRow): ForwardInfo =>
   ({ host_address: FORWARD_HOST, host_port: f.host_port, guest_port: f.guest_port, created_at: f.created_at });
 
 export const stateConflict = (row: WorkspaceRow, op: string, allowed: WorkspaceState[], hint: string) =>
-  new IsletError('STATE_CONFLICT', `cannot ${op} workspace "${row.name}": it is ${row.state} (allowed: ${allowed.join(', ')})`, hint,
-    { workspace: row.id, state: row.state, allowed });
+  StateConflictError.of(row, op, allowed, hint);
 
 export class ServiceCore {
   /** VMs this process is attached to, by workspace id. */
@@ -63,7 +61,7 @@ export class ServiceCore {
     if (mode === 'bridge') {
       const b = this.bridgeNet;
       if (!b) {
-        throw new IsletError('NOT_SUPPORTED', 'bridge networking is not set up in this process',
+        throw new NotSupportedError('bridge networking is not set up in this process',
           'open the service with [network] mode = "bridge" as root (islet serve), or use mode = "user"', { mode });
       }
       if (!id) return undefined;
@@ -80,7 +78,7 @@ export class ServiceCore {
     if (cur && contains(b.subnet, cur)) return cur;
     const ip = this.store.allocateLease(id, (used) => allocate(b.subnet, used));
     if (!ip) {
-      throw new IsletError('QUOTA_EXCEEDED', `the bridge subnet ${b.gateway}/${b.subnet.prefix} has no free address`,
+      throw new QuotaExceededError(`the bridge subnet ${b.gateway}/${b.subnet.prefix} has no free address`,
         'destroy a workspace, or use a larger [network] subnet_prefix range', { prefix: b.subnet.prefix });
     }
     return ip;
@@ -90,7 +88,7 @@ export class ServiceCore {
   requireNet(op: string): void {
     const mode = this.config.network.mode;
     if (mode === 'none') {
-      throw new IsletError('NOT_SUPPORTED', `${op} needs a network ([network] mode is "none")`,
+      throw new NotSupportedError(`${op} needs a network ([network] mode is "none")`,
         'set [network] mode = "user" (or "bridge", as root) in the config file and restart islet', { mode });
     }
   }
@@ -195,7 +193,7 @@ export class ServiceCore {
       });
       await this.netAttach(row, m).catch(async (e: unknown) => { await m.shutdown().catch(() => undefined); throw e; });
     } catch (e) {
-      if (!createDisk) this.store.setState(row.id, 'failed', { error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+      if (!createDisk) this.store.setState(row.id, 'failed', { error: firstLine(e) });
       throw e;
     }
     // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
@@ -203,7 +201,7 @@ export class ServiceCore {
       await ensureWorkspaceKey(this.config, row, m, signal);
     } catch (e) {
       await m.shutdown().catch(() => undefined);
-      if (!createDisk) this.store.setState(row.id, 'failed', { error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+      if (!createDisk) this.store.setState(row.id, 'failed', { error: firstLine(e) });
       throw e;
     }
     this.adopt(row.id, m);

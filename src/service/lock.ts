@@ -2,7 +2,7 @@
 // sockets (one host client per port) and reconcile each other's VMs away.
 import { openSync, closeSync, readFileSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { IsletError } from '../core/errors.js';
+import { StateConflictError } from '../core/errors.js';
 import { pidAlive } from '../host/pid.js';
 
 export interface Lock {
@@ -29,11 +29,11 @@ export function acquireLock(dataDir: string): Lock {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const pid = Number.parseInt(readFileSync(file, 'utf8'), 10);
       if (pid > 0 && pid !== process.pid && pidAlive(pid)) {
-        throw new IsletError('STATE_CONFLICT', `another islet process (pid ${pid}) is managing ${dataDir}`,
+        throw new StateConflictError(`another islet process (pid ${pid}) is managing ${dataDir}`,
           'use that server (its MCP endpoint), stop it, or point [storage] data_dir elsewhere', { pid, lock: file });
       }
       unlinkSync(file); // left by a process that died: take it over
     }
   }
-  throw new IsletError('STATE_CONFLICT', `could not take the lock ${file}`, 'retry');
+  throw new StateConflictError(`could not take the lock ${file}`, 'retry');
 }

@@ -2,7 +2,7 @@
 // the policy. User mode forwards through QEMU (hostfwd) and can change
 // allow_internet only by restarting the VM; bridge mode forwards with nft
 // DNAT and applies every policy change live by rewriting the rules.
-import { IsletError, InvalidArgumentError, PortInUseError } from '../core/errors.js';
+import { InternalError, IsletError, InvalidArgumentError, NotSupportedError, PortInUseError, StateConflictError } from '../core/errors.js';
 import type { NetworkPolicyInput, PortForwardInput, PortForwardRemoveInput, WorkspaceRef } from '../core/schemas.js';
 import { FORWARD_HOST, probePort } from '../host/ports.js';
 import { isPort, USER_NET } from '../vmm/argv.js';
@@ -77,7 +77,7 @@ export class NetworkOps {
   private async bridgeForward(row: WorkspaceRow, m: Machine, wanted: number, guestPort: number): Promise<number> {
     const b = this.s.bridgeNet!;
     const ip = this.s.store.lease(row.id);
-    if (!ip) throw new IsletError('INTERNAL', `workspace "${row.name}" runs without a bridge address`);
+    if (!ip) throw new InternalError(`workspace "${row.name}" runs without a bridge address`);
     const hostPort = await b.reserve({ id: row.id, ip, hostPort: wanted, guestPort, owner: m });
     if (this.s.store.forwardOnHostPort(hostPort)) { // an auto-picked port that a stopped workspace's forward records
       b.release(hostPort);
@@ -144,7 +144,7 @@ export class NetworkOps {
         input.allowed_domains?.length && 'allowed_domains',
       ].filter(Boolean);
       if (asked.length) {
-        throw new IsletError('NOT_SUPPORTED', `${asked.join(', ')} need [network] mode = "bridge" (this host has mode "${mode}")`,
+        throw new NotSupportedError(`${asked.join(', ')} need [network] mode = "bridge" (this host has mode "${mode}")`,
           mode === 'user' ? 'in user mode every workspace has its own private network: guests never reach each other and there is no '
             + 'inbound path but port_forward; set [network] mode = "bridge" (root) for these' : 'set [network] mode = "bridge" (root)',
           { mode, fields: asked });
@@ -185,7 +185,7 @@ export class NetworkOps {
         return out('recorded');
       }
       if (!input.restart) {
-        throw new IsletError('STATE_CONFLICT',
+        throw new StateConflictError(
           `cannot change allow_internet of running workspace "${row.name}" live: user-mode networking fixes it when the VM starts`,
           'pass restart: true to apply it now by restarting the VM (running processes are killed; files and port forwards are kept), '
           + 'or stop the workspace, change the policy, and start it', { workspace: row.id, state: row.state, allow_internet: cur.allow_internet });

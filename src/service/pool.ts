@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { IsletError } from '../core/errors.js';
+import { CancelledError, firstLine, IsletError } from '../core/errors.js';
 import type { ServiceCore } from './core.js';
 import type { Machine } from './machine.js';
 import * as snaps from './snapshots.js';
@@ -141,7 +141,7 @@ export class WarmPool {
       } catch (e) {
         if (this.closed) return;
         this.failures++;
-        this.s.progress(`pool: could not boot a VM (${e instanceof Error ? e.message.split('\n')[0] : String(e)})`);
+        this.s.progress(`pool: could not boot a VM (${firstLine(e)})`);
       }
     }
   }
@@ -177,7 +177,7 @@ export class WarmPool {
       }
       // Its own machine-id now; the exec also warms the translation cache for the shell the first command will use.
       await freshIdentity(m, id, signal);
-      if (this.closed) throw new Error('service closing');
+      if (this.closed) throw new CancelledError('warm pool fill');
     } catch (e) {
       this.entries.delete(id);
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);

@@ -5,7 +5,7 @@ import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { IsletError } from '../core/errors.js';
+import { firstLine, IsletError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import { ExecRequest, ExecResult } from '../guest/exec.js';
 import { run } from '../host/run.js';
@@ -90,7 +90,7 @@ export class Runtime {
           await m.destroy({ graceMs: 500 });
           return { ok: true, detail: 'agent answered', ms: Math.round(performance.now() - t0) };
         } catch (e) {
-          const detail = e instanceof IsletError ? `${e.code}: ${e.message.split('\n')[0]}` : String(e);
+          const detail = e instanceof IsletError ? `${e.code}: ${firstLine(e)}` : String(e);
           return { ok: false, detail, ms: Math.round(performance.now() - t0) };
         }
       },

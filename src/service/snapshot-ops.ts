@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { IsletError, VmExitedError } from '../core/errors.js';
+import { firstLine, NotSupportedError, VmExitedError } from '../core/errors.js';
 import type { ForkInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../core/schemas.js';
 import { ServiceCore, stateConflict } from './core.js';
 import { freshIdentity } from './identity.js';
@@ -149,7 +149,7 @@ export class SnapshotOps {
     try {
       await this.s.bootInto(row, false, signal, file);
     } catch (e) {
-      this.s.store.setState(row.id, 'paused', { error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
+      this.s.store.setState(row.id, 'paused', { error: firstLine(e) });
       throw e;
     }
     await rm(file, { force: true });
@@ -161,7 +161,7 @@ export class SnapshotOps {
     if (!s.has_memory) return undefined;
     const here = await this.s.rt.qemuVersion();
     if (s.qemu_version && s.qemu_version !== here) {
-      throw new IsletError('NOT_SUPPORTED', `snapshot "${s.name}" holds memory saved by QEMU ${s.qemu_version}; this host runs ${here}`,
+      throw new NotSupportedError(`snapshot "${s.name}" holds memory saved by QEMU ${s.qemu_version}; this host runs ${here}`,
         'restore or fork a disk-only snapshot instead, or run the same QEMU version', { snapshot: s.id, saved_by: s.qemu_version, qemu: here });
     }
     return snaps.snapMemory(this.s.snap, s);

@@ -11,7 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { IsletError, SnapshotInUseError, VmExitedError } from '../core/errors.js';
+import { GuestStepError, InternalError, InvalidArgumentError, IsletError, SnapshotInUseError, SnapshotNotFoundError, VmExitedError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
 import { createChildOverlay, overlayInfo } from '../storage/overlay.js';
 import type { Machine } from './machine.js';
@@ -55,8 +55,7 @@ export const readySnapshots = (store: Store, wsId: string) => store.snapshots(ws
 export function findSnapshot(store: Store, row: WorkspaceRow, ref: string): SnapshotRow {
   const s = store.findSnapshot(row.id, ref);
   if (!s || s.state !== 'ready') {
-    throw new IsletError('SNAPSHOT_NOT_FOUND', `workspace "${row.name}" has no snapshot "${ref}"`, 'list them with snapshot_list',
-      { workspace: row.id, snapshot: ref });
+    throw new SnapshotNotFoundError(row, ref);
   }
   return s;
 }
@@ -71,7 +70,7 @@ export function findSnapshot(store: Store, row: WorkspaceRow, ref: string): Snap
 export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine | undefined,
   input: { name: string; description?: string; include_memory?: boolean }, signal?: AbortSignal): Promise<SnapshotCreateOutput> {
   if (input.include_memory && !m) {
-    throw new IsletError('INVALID_ARGUMENT', `workspace "${row.name}" is ${row.state}: only a running workspace has memory to save`,
+    throw new InvalidArgumentError(`workspace "${row.name}" is ${row.state}: only a running workspace has memory to save`,
       'start it first, or omit include_memory for a disk snapshot', { workspace: row.id, state: row.state });
   }
   const t0 = performance.now();
@@ -86,7 +85,7 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
     // No fsfreeze in the base image: sync makes every completed write durable; a write racing the snapshot may
     // land on either side of it, as after a power cut (the journal keeps the filesystem consistent).
     const r = await m.exec({ argv: ['sync'], timeoutMs: SYNC_TIMEOUT_MS }, { signal });
-    if (r.exitCode !== 0) throw new IsletError('GUEST_ERROR', `sync in the guest failed (exit ${r.exitCode})`, 'retry, or stop the workspace and snapshot it stopped');
+    if (r.exitCode !== 0) throw new GuestStepError(`sync in the guest failed (exit ${r.exitCode})`, 'retry, or stop the workspace and snapshot it stopped');
     const next = path.join(ctx.diskDir, `${row.id}.${id}.qcow2`);
     const mem = input.include_memory ? snapMemory(ctx, base) : undefined;
     if (mem) await mkdir(path.dirname(mem), { recursive: true, mode: 0o700 });
@@ -129,7 +128,7 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
 
 function mustReady(ctx: SnapCtx, id: string): SnapshotRow {
   const s = ctx.store.getSnapshot(id);
-  if (!s || s.state !== 'ready') throw new IsletError('INTERNAL', `snapshot ${id} did not complete`);
+  if (!s || s.state !== 'ready') throw new InternalError(`snapshot ${id} did not complete`);
   return s;
 }
 

@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { HostPrerequisiteError, IsletError } from '../core/errors.js';
+import { GuestStepError, HostPrerequisiteError, IsletError } from '../core/errors.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { run, which } from '../host/run.js';
 import { findArtifacts } from '../images/index.js';
@@ -88,7 +88,7 @@ export async function installKey(m: Machine, user: string, publicKey: string, si
   const r = await m.exec({ argv: ['/bin/sh', '-ec', INSTALL_SCRIPT, 'islet-ssh-key', user], stdin: `${publicKey}\n`, timeoutMs: 30_000, maxOutputBytes: 4096 },
     { signal });
   if (r.exitCode !== 0) {
-    throw new IsletError('GUEST_ERROR', `could not install the workspace's SSH key for ${user} in the guest (exit ${r.exitCode ?? r.signal})`,
+    throw new GuestStepError(`could not install the workspace's SSH key for ${user} in the guest (exit ${r.exitCode ?? r.signal})`,
       'the image\'s "ssh" user must exist with a home directory; check the recipe', { user, stderr: r.stderr.toString('utf8').slice(0, 500) });
   }
 }

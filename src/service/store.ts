@@ -5,7 +5,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { IsletError } from '../core/errors.js';
+import { InternalError, InvalidArgumentError, QuotaExceededError, StateConflictError } from '../core/errors.js';
 import type { WorkspaceState } from '../core/schemas.js';
 
 export interface WorkspaceRow {
@@ -167,7 +167,7 @@ export class Store {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
       db.close();
-      throw new IsletError('STATE_CONFLICT', `state database ${file} is at schema ${version}, newer than this islet (${MIGRATIONS.length})`,
+      throw new StateConflictError(`state database ${file} is at schema ${version}, newer than this islet (${MIGRATIONS.length})`,
         'upgrade islet, or point [storage] data_dir elsewhere');
     }
     for (let v = version; v < MIGRATIONS.length; v++) {
@@ -206,7 +206,7 @@ export class Store {
       ? this.db.prepare('SELECT * FROM workspaces WHERE name = ?').all(ref)
       : this.db.prepare('SELECT * FROM workspaces WHERE name = ? AND owner = ?').all(ref, owner)) as WorkspaceRow[];
     if (rows.length > 1) {
-      throw new IsletError('INVALID_ARGUMENT', `the name "${ref}" is used by ${rows.length} owners' workspaces`, 'use the workspace id (ws-...) instead');
+      throw new InvalidArgumentError(`the name "${ref}" is used by ${rows.length} owners' workspaces`, 'use the workspace id (ws-...) instead');
     }
     return rows[0];
   }
@@ -224,17 +224,17 @@ export class Store {
     this.db.transaction(() => {
       const total = (this.db.prepare('SELECT count(*) AS n FROM workspaces').get() as { n: number }).n;
       if (total >= limits.total) {
-        throw new IsletError('QUOTA_EXCEEDED', `this host already has ${total} workspaces (max ${limits.total})`,
+        throw new QuotaExceededError(`this host already has ${total} workspaces (max ${limits.total})`,
           'destroy a workspace, or raise [resources] max_workspaces', { total, max: limits.total });
       }
       const mine = (this.db.prepare('SELECT count(*) AS n FROM workspaces WHERE owner = ?').get(row.owner) as { n: number }).n;
       if (mine >= limits.perOwner) {
-        throw new IsletError('QUOTA_EXCEEDED', `you already have ${mine} workspaces (max ${limits.perOwner})`,
+        throw new QuotaExceededError(`you already have ${mine} workspaces (max ${limits.perOwner})`,
           'destroy one of yours, or raise [resources] max_workspaces_per_owner', { owned: mine, max: limits.perOwner });
       }
       // Names are per owner: another owner's names are neither visible nor in the way.
       if (this.db.prepare('SELECT 1 FROM workspaces WHERE (name = ? AND owner = ?) OR id = ?').get(row.name, row.owner, row.name)) {
-        throw new IsletError('INVALID_ARGUMENT', `a workspace named "${row.name}" already exists`, 'choose another name', { name: row.name });
+        throw new InvalidArgumentError(`a workspace named "${row.name}" already exists`, 'choose another name', { name: row.name });
       }
       this.db.prepare(`INSERT INTO workspaces (id, name, owner, state, image, vcpus, memory_mb, disk_gb, allow_internet, pid, error,
           created_at, updated_at, disk_path, backing_snapshot_id)
@@ -270,7 +270,7 @@ export class Store {
   claimPoolVm(poolId: string, row: NewWorkspaceRow, limits: { total: number; perOwner: number }): void {
     this.db.transaction(() => {
       if (this.db.prepare('DELETE FROM pool_vms WHERE id = ?').run(poolId).changes !== 1) {
-        throw new IsletError('INTERNAL', `pool VM ${poolId} is no longer in the pool`);
+        throw new InternalError(`pool VM ${poolId} is no longer in the pool`);
       }
       this.insertChecked(row, limits);
     })();
@@ -365,7 +365,7 @@ export class Store {
   insertSnapshot(row: SnapshotRow): void {
     this.db.transaction(() => {
       if (this.db.prepare('SELECT 1 FROM snapshots WHERE workspace_id = ? AND name = ?').get(row.workspace_id, row.name)) {
-        throw new IsletError('INVALID_ARGUMENT', `workspace already has a snapshot named "${row.name}"`, 'choose another name, or delete the old one',
+        throw new InvalidArgumentError(`workspace already has a snapshot named "${row.name}"`, 'choose another name, or delete the old one',
           { name: row.name });
       }
       this.db.prepare(`INSERT INTO snapshots (id, workspace_id, name, created_at, parent_id, file, description, size_bytes, has_memory, state, op_disk, qemu_version)

@@ -17,6 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { InternalError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
 import { buildQemuArgv, type NetSpec } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
@@ -159,7 +160,7 @@ export class Templates {
       this.progress(`template ${path.basename(final)} ready in ${buildMs} ms`);
       await this.prune().catch(() => undefined);
       const t = await this.load(final, key);
-      if (!t) throw new Error(`template ${final} vanished right after it was built`);
+      if (!t) throw new InternalError(`template ${final} vanished right after it was built`);
       return t;
     } catch (e) {
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);

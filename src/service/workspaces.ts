@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { IsletError } from '../core/errors.js';
+import { firstLine, QuotaExceededError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
@@ -109,7 +109,7 @@ export class WorkspaceService extends ServiceCore {
       disk_gb: input.disk_gb ?? r.default_disk_gb,
     };
     const over = (what: string, v: number, max: number, key: string) =>
-      new IsletError('QUOTA_EXCEEDED', `${what} ${v} is over this host's limit of ${max}`, `ask for less, or raise [resources] ${key}`, { [what]: v, max });
+      new QuotaExceededError(`${what} ${v} is over this host's limit of ${max}`, `ask for less, or raise [resources] ${key}`, { [what]: v, max });
     if (spec.vcpus > r.max_vcpus) throw over('vcpus', spec.vcpus, r.max_vcpus, 'max_vcpus');
     if (spec.memory_mb > r.max_memory_mb) throw over('memory_mb', spec.memory_mb, r.max_memory_mb, 'max_memory_mb');
     if (spec.disk_gb > r.max_disk_gb) throw over('disk_gb', spec.disk_gb, r.max_disk_gb, 'max_disk_gb');
@@ -163,7 +163,7 @@ export class WorkspaceService extends ServiceCore {
     } catch (e) {
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);
       if (signal?.aborted) throw e;
-      this.progress(`workspace ${row.name}: template restore failed (${e instanceof Error ? e.message.split('\n')[0] : String(e)}); booting instead`);
+      this.progress(`workspace ${row.name}: template restore failed (${firstLine(e)}); booting instead`);
       return false;
     }
     this.adopt(row.id, m);

@@ -52,7 +52,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
       'Saves the workspace\'s whole disk as a named checkpoint you can roll back to (snapshot_restore) or fork from '
       + '(workspace_fork). Cheap: copy-on-write, takes milliseconds plus a filesystem sync. Works on running workspaces '
       + '(they keep running; files are synced first, but a file being written at that moment may be caught half-written) '
-      + 'and stopped ones. Disk only: running processes and memory are not saved. Fails with INVALID_ARGUMENT if the name is taken.',
+      + 'and stopped ones. Disk only by default; include_memory: true (running workspaces only) also saves the guest\'s memory, '
+      + 'so restore and fork resume its processes instead of booting. Fails with INVALID_ARGUMENT if the name is taken.',
     inputSchema: SnapshotCreateInput.shape,
     outputSchema: createOut,
     annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
@@ -76,7 +77,9 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
       'Replaces the workspace\'s disk with the snapshot\'s state: every file change since is lost (take a snapshot first '
       + 'to keep it). A running workspace is RESTARTED (restarted: true): its VM is stopped, the disk rolled back, and it '
       + 'boots again, so running processes are killed. A live disk swap under a running kernel would corrupt its cached '
-      + 'filesystem state. Later snapshots are kept. Fails with SNAPSHOT_NOT_FOUND for an unknown snapshot.',
+      + 'filesystem state. A memory snapshot (has_memory) instead resumes the processes as they were at the snapshot, '
+      + 'whether the workspace was running or not (memory_restored: true). Later snapshots are kept. Fails with '
+      + 'SNAPSHOT_NOT_FOUND for an unknown snapshot.',
     inputSchema: SnapshotRefInput.shape,
     outputSchema: restoreOut,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },

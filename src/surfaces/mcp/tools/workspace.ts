@@ -17,7 +17,7 @@ export const snapshotFields = {
   parent_id: z.string().nullable().describe('the snapshot this one builds on (null: the base image); may be another workspace\'s (a fork\'s source)'),
   created_at: z.string().describe('ISO 8601'),
   size_bytes: z.number().int().nullable().describe('host bytes used by this snapshot\'s own file (its changes over its parent)'),
-  has_memory: z.boolean().describe('always false: memory snapshots are not implemented yet'),
+  has_memory: z.boolean().describe('true: the snapshot also holds the guest\'s memory (taken with include_memory), so restoring or forking it resumes its processes'),
 };
 
 export const workspaceFields = {
