@@ -249,8 +249,9 @@ export class SnapshotInUseError extends IsletError {
 
 /** A broken invariant (a bug). Given a string, that is the message; given anything else, it is the cause. */
 export class InternalError extends IsletError {
-  constructor(cause: unknown) {
-    super('INTERNAL', cause instanceof Error ? cause.message : typeof cause === 'string' ? cause : 'internal error', 'this is a bug in islet; please report it with the log', undefined, { cause });
+  constructor(cause: unknown, o: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
+    super('INTERNAL', cause instanceof Error ? cause.message : typeof cause === 'string' ? cause : 'internal error',
+      o.hint ?? 'this is a bug in islet; please report it with the log', o.details, { cause: typeof cause === 'string' ? o.cause : cause });
   }
 }
 

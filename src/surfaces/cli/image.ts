@@ -1,19 +1,18 @@
 // `islet image build|list|verify|rm`: the image catalog from the command line.
 // Progress goes to stderr, the report to stdout (as everywhere in the CLI).
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
 import { Command, Option } from 'commander';
 import { type Config, loadConfig } from '../../core/config.js';
-import { InvalidArgumentError, IsletError } from '../../core/errors.js';
+import { InvalidArgumentError } from '../../core/errors.js';
 import { silent } from '../../core/progress.js';
-import { type CatalogRow, listImages, removeImageBuilds } from '../../images/catalog.js';
+import { type CatalogRow, listImages } from '../../images/catalog.js';
 import { chooseKernel } from '../../images/custom-kernel.js';
 import { ensureArtifacts, findArtifacts, loadRecipeChain, resolveVerify } from '../../images/index.js';
 import { importImage } from '../../images/import.js';
 import { formatBytes, formatMs } from '../../images/paths.js';
 import { runVerify } from '../../images/verify.js';
 import { Runtime } from '../../service/runtime.js';
+import { removeImage } from '../../service/state-reader.js';
 import { age, json, table } from './format.js';
 import { stderrProgress } from './progress.js';
 
@@ -98,28 +97,10 @@ async function verify(config: Config, name: string, f: Common & { build: boolean
   process.exitCode = failed ? 1 : 0;
 }
 
-/** Workspaces (not destroyed) whose disks are overlays on this image, from the state DB read-only (see status.ts for why). */
-export function workspacesUsing(dbFile: string, image: string): Array<{ id: string; name: string; state: string }> {
-  if (!existsSync(dbFile)) return [];
-  const db = new Database(dbFile, { readonly: true, fileMustExist: true, timeout: 5_000 });
-  try {
-    const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workspaces'").get();
-    if (!hasTable) return [];
-    return db.prepare("SELECT id, name, state FROM workspaces WHERE image = ? AND state != 'destroyed' ORDER BY created_at")
-      .all(image) as Array<{ id: string; name: string; state: string }>;
-  } finally {
-    db.close();
-  }
-}
+export { workspacesUsing } from '../../service/state-reader.js';
 
 async function rm(config: Config, name: string, f: Common): Promise<void> {
-  const users = workspacesUsing(config.paths.stateDb, name);
-  if (users.length) {
-    const names = users.slice(0, 5).map((w) => `${w.name} (${w.id}, ${w.state})`).join(', ');
-    throw new IsletError('STATE_CONFLICT', `image "${name}" is used by ${users.length} workspace(s): ${names}${users.length > 5 ? ', ...' : ''}`,
-      `destroy them first (islet ws destroy <id>); their disks are overlays on this image`, { image: name, workspaces: users.map((w) => w.id) });
-  }
-  const r = await removeImageBuilds(config, name);
+  const r = await removeImage(config, name);
   if (f.json) return json({ image: name, removed: true, ...r });
   process.stdout.write(`removed ${r.builds} build(s) of ${name} (${formatBytes(r.bytes)} apparent); its recipe is kept\n`);
 }
