@@ -192,6 +192,13 @@ export class QmpError extends IsletError {
   }
 }
 
+/** A memory save or restore (a QEMU migration to or from a file) ended without completing. */
+export class MigrationError extends IsletError {
+  constructor(status: string, desc?: string) {
+    super('QMP_ERROR', `memory migration ${status}${desc ? `: ${desc}` : ''}`, 'retry; the workspace keeps running', { status });
+  }
+}
+
 export class GuestTimeoutError extends IsletError {
   constructor(op: string, ms: number, setting: string, o: { message?: string; details?: Record<string, unknown>; hint?: string } = {}) {
     super('GUEST_TIMEOUT', o.message ?? `${op}: no reply from the guest agent within ${ms} ms`,

@@ -42,7 +42,7 @@ export class ServiceCore {
     readonly store: Store,
     readonly progress: Progress,
   ) {
-    this.snap = { store, dataDir: config.paths.dataDir, diskDir: rt.diskDir, progress };
+    this.snap = { store, dataDir: config.paths.dataDir, diskDir: rt.diskDir, progress, disks: rt.drivers.disks };
   }
 
   /** A workspace's active disk overlay (it moves with snapshots and restores). */

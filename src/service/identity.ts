@@ -4,7 +4,6 @@
 // by all three paths, so no path forgets a piece.
 import { randomBytes } from 'node:crypto';
 import { GuestStepError } from '../core/errors.js';
-import { FrameType } from '../guest/frame.js';
 import type { Machine } from './machine.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
@@ -38,5 +37,5 @@ const SCRIPT = [
 export async function freshIdentity(m: Machine, hostname: string, signal?: AbortSignal): Promise<void> {
   const r = await m.exec({ argv: ['sh', '-c', SCRIPT, 'sh', hostname, hex(16), hex(256)], timeoutMs: 60_000 }, { signal });
   if (r.exitCode !== 0) throw new GuestStepError(`identity reset failed in the guest (exit ${r.exitCode}): ${r.stderr.toString('utf8').slice(0, 200)}`);
-  await m.agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal });
+  await m.agent.syncClock(signal);
 }

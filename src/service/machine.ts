@@ -4,15 +4,18 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { IsletError, VmExitedError } from '../core/errors.js';
-import { AgentClient } from '../guest/client.js';
-import { ExecOptions, ExecRequest, ExecResult, execInGuest } from '../guest/exec.js';
-import { FrameType } from '../guest/frame.js';
-import { ReadFileOptions, WriteFileOptions, readGuestFile, writeGuestFile } from '../guest/files.js';
-import { createOverlay } from '../storage/overlay.js';
+import { GuestTimeoutError, IsletError, VmExitedError } from '../core/errors.js';
+import type { ExecOptions, ExecRequest, ExecResult, GuestAgent, GuestConnector, ReadFileOptions, WriteFileOptions } from '../guest/agent.js';
+import type { DiskDriver } from '../storage/overlay.js';
 import type { Accel, InitMode, NetSpec, PortForward, VmSpec } from '../vmm/argv.js';
-import { hostfwdAdd, hostfwdRemove } from '../vmm/hostfwd.js';
-import { ExitInfo, reattachVm, startVm, VmHandle } from '../vmm/qemu.js';
+import type { ExitInfo, Vm, VmDriver } from '../vmm/driver.js';
+
+/** The drivers a Machine is made of: real ones (drivers.ts) or the fakes (vmm/fake.ts, guest/fake.ts, storage/fake.ts). */
+export interface Drivers {
+  vmm: VmDriver;
+  connectAgent: GuestConnector;
+  disks: DiskDriver;
+}
 
 export interface BootArtifacts {
   vmlinux: string;
@@ -51,6 +54,7 @@ export interface MachineSpec {
   requestTimeoutMs?: number;
   detached?: boolean;
   signal?: AbortSignal;
+  drivers: Drivers;
 }
 
 /** Written into every VM dir so a later islet can tell whose VM it is. */
@@ -75,8 +79,8 @@ export class Machine {
 
   private constructor(
     readonly id: string,
-    readonly vm: VmHandle,
-    readonly agent: AgentClient,
+    readonly vm: Vm,
+    readonly agent: GuestAgent,
     readonly disk: string,
     bootMs: number,
   ) {
@@ -88,15 +92,19 @@ export class Machine {
     const dir = path.join(spec.runDir, 'vm', id);
     const disk = spec.disk ?? path.join(spec.diskDir, `${id}.qcow2`);
     const createDisk = spec.createDisk ?? true;
+    const { vmm, disks } = spec.drivers;
     const t0 = performance.now();
     const owner: OwnerRecord = { id, ownerPid: process.pid, ephemeral: !spec.detached, disk, createdAt: new Date().toISOString() };
-    let vm: VmHandle | undefined;
+    let vm: Vm | undefined;
     try {
       // The owner record goes first, so a crash at any later point is sweepable.
       await mkdir(dir, { recursive: true, mode: 0o700 });
       await writeFile(path.join(dir, OWNER_FILE), JSON.stringify(owner));
-      if (createDisk) await createOverlay(spec.artifacts.rootfs, disk, spec.diskBytes, spec.signal);
-      vm = await startVm({
+      if (createDisk) await disks.createOverlay(spec.artifacts.rootfs, disk, spec.diskBytes, spec.signal);
+      // Over a file-backed RAM the saved stream holds device state only: the RAM is the file.
+      const loadState = spec.memoryFile !== undefined
+        ? { file: spec.memoryFile, timeoutMs: spec.bootTimeoutMs, ignoreShared: spec.ramFile !== undefined } : undefined;
+      vm = await vmm.launch({
         id, dir, disk,
         kernel: spec.artifacts.vmlinux,
         initrd: spec.artifacts.initrd,
@@ -108,17 +116,16 @@ export class Machine {
         tcgTbSizeMb: spec.tcgTbSizeMb,
         tscKhz: spec.tscKhz,
         net: spec.net,
-        incoming: spec.memoryFile !== undefined,
+        incoming: loadState !== undefined,
         ramFile: spec.ramFile,
-      }, { signal: spec.signal, qemuBinary: spec.qemuBinary, detached: spec.detached });
-      // Over a file-backed RAM the stream holds device state only: the RAM is the file.
-      if (spec.memoryFile) await loadMemory(vm, spec.memoryFile, spec.bootTimeoutMs, spec.ramFile !== undefined);
-      const agent = await connectAgent(vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
-      await agent.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal: spec.signal });
+      }, { signal: spec.signal, detached: spec.detached, loadState });
+      const agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+      await agent.syncClock(spec.signal);
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
     } catch (e) {
       vm?.kill();
       await vm?.exited;
+      vm?.detach();
       await Promise.all([rm(dir, { recursive: true, force: true }), createDisk ? rm(disk, { force: true }) : undefined]);
       throw e;
     }
@@ -129,40 +136,40 @@ export class Machine {
   }
 
   exec(req: ExecRequest, o?: ExecOptions): Promise<ExecResult> {
-    return execInGuest(this.agent, req, o);
+    return this.agent.exec(req, o);
   }
 
   writeFile(p: string, data: Buffer, o?: WriteFileOptions): Promise<{ bytes: number }> {
-    return writeGuestFile(this.agent, p, data, o);
+    return this.agent.writeFile(p, data, o);
   }
 
   readFile(p: string, o: ReadFileOptions): Promise<{ data: Buffer; mode: number | undefined }> {
-    return readGuestFile(this.agent, p, o);
+    return this.agent.readFile(p, o);
   }
 
   /** Adds a host→guest TCP forward on the live VM (user-mode network only). */
   addForward(f: PortForward): Promise<void> {
-    return hostfwdAdd(this.vm.qmp, f);
+    return this.vm.addForward(f);
   }
 
   /** Removes the forward from hostPort; false if QEMU had none. */
   removeForward(hostPort: number): Promise<boolean> {
-    return hostfwdRemove(this.vm.qmp, hostPort);
+    return this.vm.removeForward(hostPort);
   }
 
   health(signal?: AbortSignal): Promise<Record<string, unknown>> {
-    return this.agent.request(FrameType.HEALTH, {}, { signal });
+    return this.agent.health(signal);
   }
 
   /** Re-attaches to a detached VM left running by an earlier islet process. */
-  static async reattach(spec: { id: string; runDir: string; disk: string; vmSpec: VmSpec; timeoutMs: number; requestTimeoutMs?: number }): Promise<Machine | undefined> {
-    const vm = await reattachVm(spec.vmSpec);
+  static async reattach(spec: { id: string; disk: string; vmSpec: VmSpec; timeoutMs: number; requestTimeoutMs?: number; drivers: Drivers }): Promise<Machine | undefined> {
+    const vm = await spec.drivers.vmm.reattach(spec.vmSpec);
     if (!vm) return undefined;
     try {
-      const agent = await connectAgent(vm, spec.timeoutMs, undefined, spec.requestTimeoutMs);
+      const agent = await waitAgent(spec.drivers.connectAgent, vm, spec.timeoutMs, undefined, spec.requestTimeoutMs);
       return new Machine(spec.id, vm, agent, spec.disk, 0);
     } catch {
-      vm.qmp.close();
+      vm.detach();
       return undefined;
     }
   }
@@ -171,55 +178,57 @@ export class Machine {
   shutdown(o: { graceMs?: number } = {}): Promise<void> {
     this.stopped ??= (async () => {
       const grace = o.graceMs ?? 3_000;
-      if (!this.agent.isClosed) {
-        await this.agent.request(FrameType.POWEROFF, {}, { signal: AbortSignal.timeout(grace) }).catch(() => undefined);
-      }
+      if (!this.agent.isClosed) await this.agent.powerOff(AbortSignal.timeout(grace)).catch(() => undefined);
       await this.vm.stop({ graceMs: grace });
       this.agent.close();
-      this.vm.qmp.close();
+      this.vm.detach();
       await rm(this.dir, { recursive: true, force: true });
     })();
     return this.stopped;
   }
 
   /**
-   * Saves the guest's memory and device state to `file` (QMP stop + migrate)
-   * and ends QEMU: the VM's host memory is freed; the disk is kept as is.
-   * On failure the guest is resumed and keeps running.
+   * Saves the guest's memory and device state to `file` and ends the VM:
+   * its host memory is freed; the disk is kept as is. On failure the guest
+   * is resumed and keeps running.
    */
   async pauseToFile(file: string, timeoutMs: number, o: { ignoreShared?: boolean } = {}): Promise<void> {
-    await this.vm.qmp.execute('stop');
+    await this.vm.pause();
     try {
-      await this.saveMemory(file, timeoutMs, o);
+      await this.vm.saveState(file, { timeoutMs, ignoreShared: o.ignoreShared });
     } catch (e) {
-      await this.vm.qmp.execute('cont').catch(() => undefined);
+      await this.vm.resume().catch(() => undefined);
       throw e;
     }
     this.stopped ??= (async () => {
       this.agent.close();
       await this.vm.stop({ graceMs: 0 });
-      this.vm.qmp.close();
+      this.vm.detach();
       await rm(this.dir, { recursive: true, force: true });
     })();
     await this.stopped;
   }
 
   /**
-   * Writes the memory and device state of the stopped (QMP stop) guest to `file`; `cont` lets it run on afterwards.
-   * ignoreShared: RAM in a shared file is left out (x-ignore-shared): the file already holds it (templates).
+   * A checkpoint of the running VM: its disk switches to a new overlay at
+   * `nextDisk` (the current file becomes the snapshot) and, with `memoryFile`,
+   * its memory is saved too, with the vCPUs stopped across both so disk and
+   * memory are of the same instant. The guest runs on afterwards.
    */
-  async saveMemory(file: string, timeoutMs: number, o: { ignoreShared?: boolean } = {}): Promise<void> {
-    // Set either way: a VM restored from a template still has it on from its own restore.
-    await setIgnoreShared(this.vm.qmp, o.ignoreShared ?? false);
-    await this.vm.qmp.execute('migrate-set-parameters', { 'max-bandwidth': 8 * 1024 ** 3 });
-    await this.vm.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` });
-    await waitMigration(this.vm.qmp, timeoutMs);
+  async checkpoint(nextDisk: string, memoryFile: string | undefined, timeoutMs: number): Promise<void> {
+    if (memoryFile) await this.vm.pause();
+    try {
+      await this.vm.snapshotDisk(nextDisk);
+      if (memoryFile) await this.vm.saveState(memoryFile, { timeoutMs });
+    } finally {
+      if (memoryFile) await this.vm.resume().catch(() => undefined);
+    }
   }
 
   /** Closes this process's connections; the VM keeps running (daemon shutdown). */
   detach(): void {
     this.agent.close();
-    this.vm.qmp.close();
+    this.vm.detach();
   }
 
   /** shutdown() plus removal of the disk: nothing of the VM remains. */
@@ -232,48 +241,14 @@ export class Machine {
   }
 }
 
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** Polls query-migrate until the migration (either direction) completes; throws if it fails or takes too long. */
-async function waitMigration(qmp: VmHandle['qmp'], timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const st = await qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
-    if (st.status === 'completed') return;
-    if (st.status === 'failed' || st.status === 'cancelled') {
-      throw new IsletError('QMP_ERROR', `memory migration ${st.status}${st['error-desc'] ? `: ${st['error-desc']}` : ''}`, 'retry; the workspace keeps running');
-    }
-    if (Date.now() > deadline) throw new IsletError('GUEST_TIMEOUT', `memory migration did not finish in ${timeoutMs} ms`, 'retry', undefined, { retryable: true });
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-const setIgnoreShared = (qmp: VmHandle['qmp'], on = true) =>
-  qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: on }] });
-
-/** Feeds a saved memory state into a QEMU started with -incoming defer, then lets the guest run. */
-async function loadMemory(vm: VmHandle, file: string, timeoutMs: number, ignoreShared = false): Promise<void> {
-  if (ignoreShared) await setIgnoreShared(vm.qmp);
-  await vm.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(file)}` });
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const st = await vm.qmp.execute<{ status: string }>('query-status');
-    if (st.status === 'running') return;
-    if (st.status !== 'inmigrate') break;
-    if (Date.now() > deadline) throw new IsletError('GUEST_TIMEOUT', `memory restore did not finish in ${timeoutMs} ms`, 'retry');
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  await vm.qmp.execute('cont');
-}
-
 /** Waits for the agent's hello, failing at once (with the console tail) if QEMU exits first. */
-async function connectAgent(vm: VmHandle, timeoutMs: number, signal?: AbortSignal, requestTimeoutMs?: number): Promise<AgentClient> {
+async function waitAgent(connect: GuestConnector, vm: Vm, timeoutMs: number, signal?: AbortSignal, requestTimeoutMs?: number): Promise<GuestAgent> {
   const vmGone = new AbortController();
   let exit: ExitInfo | undefined;
   void vm.exited.then((x) => { exit = x; vmGone.abort(); });
   const signals = [vmGone.signal, ...(signal ? [signal] : [])];
   try {
-    return await AgentClient.connect(vm.paths.agent, { timeoutMs, signal: AbortSignal.any(signals), requestTimeoutMs });
+    return await connect(vm.paths.agent, { timeoutMs, signal: AbortSignal.any(signals), requestTimeoutMs });
   } catch (e) {
     if (exit) {
       const tail = await consoleTail(vm.paths.console);
@@ -282,7 +257,8 @@ async function connectAgent(vm: VmHandle, timeoutMs: number, signal?: AbortSigna
     }
     if (e instanceof IsletError && e.code === 'GUEST_TIMEOUT') {
       const tail = await consoleTail(vm.paths.console);
-      throw new IsletError('GUEST_TIMEOUT', `${e.message}${tail ? `; console:\n${tail}` : ''}`, e.hint, { ...e.details, console: vm.paths.console }, { retryable: true });
+      throw new GuestTimeoutError(String(e.details?.op ?? 'agent handshake'), Number(e.details?.ms ?? timeoutMs), '',
+        { message: `${e.message}${tail ? `; console:\n${tail}` : ''}`, hint: e.hint, details: { ...e.details, console: vm.paths.console } });
     }
     throw e;
   }

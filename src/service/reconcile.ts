@@ -8,7 +8,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Progress } from '../core/progress.js';
 import { vmPaths } from '../vmm/argv.js';
-import { isQemuOf } from '../vmm/qemu.js';
+import { isQemuOf } from '../vmm/pid.js';
 import type { Machine } from './machine.js';
 import type { Runtime } from './runtime.js';
 import type { Store } from './store.js';

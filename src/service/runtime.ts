@@ -8,11 +8,13 @@ import type { Config } from '../core/config.js';
 import { firstLine, IsletError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import { ExecRequest, ExecResult } from '../guest/exec.js';
-import { run } from '../host/run.js';
+import { connectAgent } from '../guest/agent.js';
+import { qemuImgDisks } from '../storage/overlay.js';
 import type { NetSpec } from '../vmm/argv.js';
 import { AccelChoice, accelCacheKey, chooseAccel, kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
+import { QemuDriver } from '../vmm/qemu-driver.js';
 import { resolveBootArtifacts } from './artifacts.js';
-import { BootArtifacts, Machine } from './machine.js';
+import { BootArtifacts, Drivers, Machine } from './machine.js';
 import { sweepOrphans } from './sweep.js';
 
 export interface BootRequest {
@@ -40,14 +42,29 @@ export interface RunOnceRequest extends BootRequest {
   onData?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
 }
 
+/** What a Runtime is built on; tests pass fakes (test/unit/service-fixture.ts). */
+export interface RuntimeDeps {
+  drivers?: Drivers;
+  /** Where an image's kernel, initramfs and root filesystem are; default: the image cache (artifacts.ts). */
+  artifacts?: (config: Config, image: string) => Promise<BootArtifacts & { kernelKey: string }>;
+}
+
+export function realDrivers(config: Config): Drivers {
+  return { vmm: new QemuDriver(config.vm.qemu_binary), connectAgent, disks: qemuImgDisks };
+}
+
 export class Runtime {
   private accelChoice: AccelChoice | undefined;
-  private qemuVersionCache: string | undefined;
+  readonly drivers: Drivers;
+  private readonly resolveArtifacts: NonNullable<RuntimeDeps['artifacts']>;
 
-  private constructor(readonly config: Config, private readonly progress: Progress) {}
+  private constructor(readonly config: Config, private readonly progress: Progress, deps: RuntimeDeps) {
+    this.drivers = deps.drivers ?? realDrivers(config);
+    this.resolveArtifacts = deps.artifacts ?? resolveBootArtifacts;
+  }
 
-  static async open(config: Config, o: { progress?: Progress } = {}): Promise<Runtime> {
-    const rt = new Runtime(config, o.progress ?? silent);
+  static async open(config: Config, o: { progress?: Progress } & RuntimeDeps = {}): Promise<Runtime> {
+    const rt = new Runtime(config, o.progress ?? silent, o);
     await Promise.all([
       mkdir(config.paths.runDir, { recursive: true, mode: 0o700 }),
       mkdir(rt.diskDir, { recursive: true, mode: 0o700 }),
@@ -62,15 +79,11 @@ export class Runtime {
   }
 
   async artifacts(image = 'base'): Promise<BootArtifacts & { kernelKey: string }> {
-    return resolveBootArtifacts(this.config, image);
+    return this.resolveArtifacts(this.config, image);
   }
 
-  async qemuVersion(): Promise<string> {
-    if (!this.qemuVersionCache) {
-      const r = await run([this.config.vm.qemu_binary, '--version'], { timeoutMs: 10_000 });
-      this.qemuVersionCache = /version ([0-9.]+)/.exec(r.stdout)?.[1] ?? 'unknown';
-    }
-    return this.qemuVersionCache;
+  qemuVersion(): Promise<string> {
+    return this.drivers.vmm.version();
   }
 
   /** The accelerator verdict, from config, the cache, or a canary boot now. */
@@ -133,6 +146,7 @@ export class Runtime {
       requestTimeoutMs: c.vm.request_timeout_ms,
       detached: req.detached,
       signal: req.signal,
+      drivers: this.drivers,
     });
   }
 
@@ -141,7 +155,7 @@ export class Runtime {
     const art = await this.artifacts(req.image).catch(() => undefined);
     const dir = path.join(this.config.paths.runDir, 'vm', req.id);
     return Machine.reattach({
-      id: req.id, runDir: this.config.paths.runDir, disk: req.disk, timeoutMs: 5_000, requestTimeoutMs: this.config.vm.request_timeout_ms,
+      id: req.id, disk: req.disk, timeoutMs: 5_000, requestTimeoutMs: this.config.vm.request_timeout_ms, drivers: this.drivers,
       vmSpec: {
         id: req.id, dir, disk: req.disk, kernel: art?.vmlinux ?? '', initrd: art?.initrd ?? '', vcpus: req.vcpus, memoryMb: req.memoryMb,
         accel: this.accelChoice?.accel ?? 'tcg', initMode: art?.initMode ?? 'fast', hostname: req.id,

@@ -13,7 +13,7 @@ import { chmod, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { GuestStepError, InternalError, InvalidArgumentError, IsletError, SnapshotInUseError, SnapshotNotFoundError, VmExitedError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
-import { createChildOverlay, overlayInfo } from '../storage/overlay.js';
+import type { DiskDriver } from '../storage/overlay.js';
 import type { Machine } from './machine.js';
 import type { SnapshotRow, Store, WorkspaceRow } from './store.js';
 import type { SnapshotCreateOutput, SnapshotInfo } from './types.js';
@@ -24,10 +24,9 @@ export interface SnapCtx {
   /** <data_dir>/disks: active overlays. */
   diskDir: string;
   progress: Progress;
+  disks: DiskDriver;
 }
 
-/** The drive id QEMU knows the root disk by (src/vmm/argv.ts: -drive id=root). */
-const ROOT_DRIVE = 'root';
 const SYNC_TIMEOUT_MS = 120_000;
 
 export const legacyDisk = (ctx: SnapCtx, id: string) => path.join(ctx.diskDir, `${id}.qcow2`);
@@ -79,7 +78,7 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
   const base: SnapshotRow = {
     id, workspace_id: row.id, name: input.name, created_at: new Date().toISOString(), parent_id: row.backing_snapshot_id,
     file: active, description: input.description ?? null, size_bytes: null, has_memory: 0, state: 'creating', op_disk: null,
-    qemu_version: m?.vm.qemuVersion ?? null,
+    qemu_version: m?.vm.version ?? null,
   };
   if (m) {
     // No fsfreeze in the base image: sync makes every completed write durable; a write racing the snapshot may
@@ -91,14 +90,7 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
     if (mem) await mkdir(path.dirname(mem), { recursive: true, mode: 0o700 });
     ctx.store.insertSnapshot({ ...base, op_disk: next, has_memory: mem ? 1 : 0 });
     try {
-      // With memory: the guest is stopped across both, so the disk and the memory are of the same instant.
-      if (mem) await m.vm.qmp.execute('stop');
-      try {
-        await m.vm.qmp.execute('blockdev-snapshot-sync', { device: ROOT_DRIVE, 'snapshot-file': next, format: 'qcow2' });
-        if (mem) await m.saveMemory(mem, MEMORY_SAVE_TIMEOUT_MS);
-      } finally {
-        if (mem) await m.vm.qmp.execute('cont').catch(() => undefined);
-      }
+      await m.checkpoint(next, mem, MEMORY_SAVE_TIMEOUT_MS);
     } catch (e) {
       // Once QEMU switched to the new overlay it cannot be undone here: keep a disk-only snapshot then.
       if (await settle(ctx, { ...base, op_disk: next, has_memory: mem ? 1 : 0 }) === 'finished') {
@@ -116,7 +108,7 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
   ctx.store.insertSnapshot(s);
   try {
     await rename(active, file);
-    await createChildOverlay(file, `${active}.new`, signal);
+    await ctx.disks.createChildOverlay(file, `${active}.new`, signal);
     await rename(`${active}.new`, active); // the file-system commit point: both files exist
   } catch (e) {
     await settle(ctx, s);
@@ -146,7 +138,7 @@ async function settle(ctx: SnapCtx, s: SnapshotRow): Promise<'finished' | 'rolle
   const live = s.file === activeDisk(ctx, ws);
   if (live) {
     // QEMU creates the new overlay (backed by the old file) and switches to it in one command.
-    const switched = await exists(target) && (await overlayInfo(target).catch(() => undefined))?.backingFile === s.file;
+    const switched = await exists(target) && (await ctx.disks.overlayInfo(target).catch(() => undefined))?.backingFile === s.file;
     if (switched) {
       await chmod(s.file, 0o444);
       if (s.has_memory) {
@@ -183,7 +175,7 @@ async function settle(ctx: SnapCtx, s: SnapshotRow): Promise<'finished' | 'rolle
 export async function restoreDisk(ctx: SnapCtx, row: WorkspaceRow, snap: SnapshotRow, signal?: AbortSignal): Promise<void> {
   const old = activeDisk(ctx, row);
   const next = path.join(ctx.diskDir, `${row.id}.${hex(4)}.qcow2`);
-  await createChildOverlay(snap.file, next, signal);
+  await ctx.disks.createChildOverlay(snap.file, next, signal);
   ctx.store.setDisk(row.id, next, snap.id);
   if (!ctx.store.allSnapshots().some((s) => s.file === old)) await rm(old, { force: true });
 }
@@ -203,7 +195,7 @@ export async function deleteSnapshot(ctx: SnapCtx, row: WorkspaceRow, snap: Snap
 /** A fork's disk: a new overlay at the fork's own (legacy) path, backed by the snapshot. */
 export async function forkDisk(ctx: SnapCtx, snap: SnapshotRow, forkId: string, signal?: AbortSignal): Promise<string> {
   const disk = legacyDisk(ctx, forkId);
-  await createChildOverlay(snap.file, disk, signal);
+  await ctx.disks.createChildOverlay(snap.file, disk, signal);
   return disk;
 }
 

@@ -4,7 +4,7 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { vmPaths } from '../vmm/argv.js';
-import { isQemuOf } from '../vmm/qemu.js';
+import { isQemuOf } from '../vmm/pid.js';
 import { OWNER_FILE, OwnerRecord } from './machine.js';
 import { pidAlive } from '../host/pid.js';
 

@@ -20,7 +20,7 @@ import { NetworkOps } from './network-ops.js';
 import type { Machine } from './machine.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
-import { Runtime } from './runtime.js';
+import { Runtime, type RuntimeDeps } from './runtime.js';
 import { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey, removeWorkspaceKey, sweepKeys } from './ssh.js';
@@ -57,12 +57,12 @@ export class WorkspaceService extends ServiceCore {
    * pool of a one-shot process would die with it, and libraries and tests
    * should not pay for idle VMs they did not ask for.
    */
-  static async open(config: Config, o: { progress?: Progress; pool?: boolean } = {}): Promise<WorkspaceService> {
+  static async open(config: Config, o: { progress?: Progress; pool?: boolean; runtime?: RuntimeDeps } = {}): Promise<WorkspaceService> {
     const progress = o.progress ?? silent;
     const lock = acquireLock(config.paths.dataDir);
     let store: Store | undefined;
     try {
-      const rt = await Runtime.open(config, { progress });
+      const rt = await Runtime.open(config, { progress, ...o.runtime });
       store = Store.open(config.paths.stateDb);
       const svc = new WorkspaceService(config, rt, store, lock, progress);
       await snaps.recover(svc.snap);

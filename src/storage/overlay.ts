@@ -33,3 +33,12 @@ export async function overlayInfo(overlay: string): Promise<OverlayInfo> {
 export async function removeOverlay(overlay: string): Promise<void> {
   await rm(overlay, { force: true });
 }
+
+/** The disk operations the service uses, so its unit tests can run on storage/fake.ts instead of qemu-img. */
+export interface DiskDriver {
+  createOverlay(base: string, overlay: string, sizeBytes?: number, signal?: AbortSignal): Promise<void>;
+  createChildOverlay(backing: string, overlay: string, signal?: AbortSignal): Promise<void>;
+  overlayInfo(overlay: string): Promise<OverlayInfo>;
+}
+
+export const qemuImgDisks: DiskDriver = { createOverlay, createChildOverlay, overlayInfo };

@@ -7,7 +7,10 @@ import { mkdir, readFile, rm } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import { CancelledError, VmStartError } from '../core/errors.js';
 import { buildQemuArgv, VmPaths, vmPaths, VmSpec } from './argv.js';
+import { isQemuOf } from './pid.js';
 import { QmpClient } from './qmp.js';
+
+export { isQemuOf };
 
 export interface ExitInfo {
   code: number | null;
@@ -156,16 +159,5 @@ async function readPid(file: string): Promise<number | undefined> {
     return Number.isInteger(n) && n > 1 ? n : undefined;
   } catch {
     return undefined;
-  }
-}
-
-/** A pid file can outlive its process and the pid be reused: check the name. */
-export function isQemuOf(pid: number, id: string): boolean {
-  try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const i = argv.indexOf('-name');
-    return i >= 0 && argv[i + 1] === `islet-${id}`;
-  } catch {
-    return false;
   }
 }

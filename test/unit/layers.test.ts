@@ -34,6 +34,11 @@ export const FORBIDDEN: Rule[] = [
   { from: 'guest/', to: 'vmm/', why: 'the agent driver speaks the agent protocol over a socket; QEMU is not its business' },
   { from: 'service/', to: 'surfaces/', why: 'the service is surface-agnostic: MCP and the CLI call it, not the reverse' },
   { from: 'service/', to: 'vmm/qmp.ts', why: 'QMP stays inside src/vmm: the service drives VMs through the Vm interface (vmm/driver.ts)' },
+  { from: 'service/', to: 'vmm/qemu.ts', why: 'the service reaches QEMU only through the VmDriver interface, so it runs on the fake (vmm/fake.ts)' },
+  { from: 'service/', to: 'vmm/qemu-driver.ts', except: ['service/runtime.ts'], why: 'runtime.ts alone picks the real drivers (realDrivers); the rest of the service takes whatever Drivers it is given' },
+  { from: 'service/', to: 'vmm/hostfwd.ts', why: 'port forwards are a Vm method; HMP text parsing stays in vmm' },
+  { from: 'service/', to: 'guest/client.ts', why: 'the service talks to the agent through the GuestAgent interface (guest/agent.ts), so it runs on the fake' },
+  { from: 'service/', to: 'guest/frame.ts', why: 'agent frames are the agent driver\'s wire format; the service uses GuestAgent methods' },
   ...['vmm/', 'guest/', 'storage/', 'net/'].map((to): Rule => ({
     from: 'surfaces/', to, why: 'surfaces parse, call the service, render; VMs, agents, disks and networks are reached through it',
   })),

@@ -1,0 +1,105 @@
+// An in-process GuestAgent for unit tests: the same contract as
+// AgentConnection (test/contract/guest.ts runs against both). Files live in
+// the VM's JSON guest image (vmm/fake.ts), so they survive a saved and
+// loaded state as a real guest's page cache does. exec answers from a
+// handler the test sets; by default every command exits 0 with no output.
+import { CancelledError, FileNotFoundError, FileTooLargeError, GuestDisconnectedError, GuestTimeoutError } from '../core/errors.js';
+import type { ExecOptions, ExecRequest, ExecResult, GuestAgent, GuestConnector, ReadFileOptions, WriteFileOptions } from './agent.js';
+
+/** What guest/fake needs of a fake VM; vmm/fake.ts's FakeVm has this shape (the two layers do not import each other). */
+export interface FakeGuestHost {
+  guest: Record<string, unknown>;
+  readonly exited: Promise<unknown>;
+  readonly gone: unknown;
+  agentUp: boolean;
+  exit(x?: { code: number | null; signal: string | null }): void;
+}
+
+export type ExecHandler = (req: ExecRequest) => Partial<ExecResult> | undefined;
+
+export class FakeGuest {
+  /** Every exec, in order, across all agents of this fake. */
+  readonly execs: ExecRequest[] = [];
+  clockSyncs = 0;
+  handler: ExecHandler = () => undefined;
+
+  constructor(private readonly lookup: (socketPath: string) => FakeGuestHost | undefined) {}
+
+  readonly connect: GuestConnector = async (socketPath, o) => {
+    const host = this.lookup(socketPath);
+    if (!host || host.gone) throw new GuestDisconnectedError(`agent connection closed: no VM on ${socketPath}`);
+    if (!host.agentUp) {
+      // A guest that never says hello: the handshake runs into its deadline, or the VM exits first.
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(resolve, Math.min(o.timeoutMs, 50));
+        o.signal?.addEventListener('abort', () => { clearTimeout(t); reject(new CancelledError('agent handshake', o.signal?.reason)); }, { once: true });
+        void host.exited.then(() => { clearTimeout(t); reject(new GuestDisconnectedError('agent connection closed')); });
+      });
+      throw new GuestTimeoutError('agent handshake', o.timeoutMs, o.timeoutSetting ?? '[vm] boot_timeout_ms');
+    }
+    return new FakeAgent(host, this);
+  };
+}
+
+const files = (h: FakeGuestHost) => ((h.guest.files ??= {}) as Record<string, { data: string; mode: number }>);
+
+class FakeAgent implements GuestAgent {
+  private closed = false;
+
+  constructor(private readonly host: FakeGuestHost, private readonly g: FakeGuest) {
+    void host.exited.then(() => { this.closed = true; });
+  }
+
+  get isClosed(): boolean { return this.closed || this.host.gone !== undefined; }
+
+  private live(op: string): void {
+    if (this.isClosed) throw new GuestDisconnectedError(`${op}: agent connection closed`);
+  }
+
+  async exec(req: ExecRequest, o: ExecOptions = {}): Promise<ExecResult> {
+    this.live('exec');
+    if (o.signal?.aborted) throw new CancelledError('exec', o.signal.reason);
+    this.g.execs.push(req);
+    const r = this.g.handler(req) ?? {};
+    const out: ExecResult = {
+      pid: 100, exitCode: 0, signal: null, timedOut: false, truncated: false, durationMs: 1, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), ...r,
+    };
+    if (out.stdout.length) o.onData?.('stdout', out.stdout);
+    if (out.stderr.length) o.onData?.('stderr', out.stderr);
+    return out;
+  }
+
+  async writeFile(p: string, data: Buffer, o: WriteFileOptions = {}): Promise<{ bytes: number }> {
+    this.live('write');
+    const f = files(this.host);
+    const prev = o.append && f[p] ? Buffer.from(f[p].data, 'base64') : Buffer.alloc(0);
+    f[p] = { data: Buffer.concat([prev, data]).toString('base64'), mode: o.mode ?? 0o644 };
+    return { bytes: data.length };
+  }
+
+  async readFile(p: string, o: ReadFileOptions): Promise<{ data: Buffer; mode: number | undefined }> {
+    this.live('read');
+    const f = files(this.host)[p];
+    if (!f) throw new FileNotFoundError(`read ${p}: no such file or directory`);
+    const data = Buffer.from(f.data, 'base64');
+    if (data.length > o.maxBytes) throw new FileTooLargeError(`read ${p}: guest sent more than ${o.maxBytes} bytes`);
+    return { data, mode: f.mode };
+  }
+
+  async health(): Promise<Record<string, unknown>> {
+    this.live('health');
+    return { ok: true, fake: true };
+  }
+
+  async syncClock(): Promise<void> {
+    this.live('time sync');
+    this.g.clockSyncs++;
+  }
+
+  async powerOff(): Promise<void> {
+    this.live('poweroff');
+    this.host.exit({ code: 0, signal: null });
+  }
+
+  close(): void { this.closed = true; }
+}
