@@ -6,7 +6,9 @@ import { InternalError, IsletError, InvalidArgumentError, NotSupportedError, Por
 import type { NetworkPolicyInput, PortForwardInput, PortForwardRemoveInput, WorkspaceRef } from '../core/schemas.js';
 import { FORWARD_HOST, probePort } from '../host/ports.js';
 import { isPort, USER_NET } from '../vmm/argv.js';
-import { forwardInfo, ServiceCore, stateConflict } from './core.js';
+import { forwardInfo } from './workspace-network.js';
+import type { WorkspaceContext } from './workspace-context.js';
+import { assertState } from './transitions.js';
 import type { Machine } from './machine.js';
 import type { ForwardRow, WorkspaceRow } from './store.js';
 import type { Caller, ForwardInfo, NetworkPolicy, NetworkPolicyOutput, OpOptions, WorkspaceIpOutput } from './types.js';
@@ -21,14 +23,14 @@ const checkPort = (name: string, v: unknown) => {
 const sameList = <T>(a: readonly T[], b: readonly T[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 export class NetworkOps {
-  constructor(private readonly s: ServiceCore) {}
+  constructor(private readonly s: WorkspaceContext) {}
 
   /** Forwards 127.0.0.1:host_port on the host to guest_port in a running workspace, live; recorded and re-applied on start. */
   async portForward(c: Caller, input: PortForwardInput, _o: OpOptions = {}): Promise<ForwardInfo & { workspace_id: string }> {
     const row0 = this.s.resolve(c, input.workspace_id);
     checkPort('guest_port', input.guest_port);
     if (input.host_port !== undefined) checkPort('host_port', input.host_port);
-    this.s.requireNet('port_forward');
+    this.s.net.requireNet('port_forward');
     return this.s.serial(row0.id, async () => {
       const m = this.s.running(c, row0.id);
       const guestPort = input.guest_port;
@@ -39,7 +41,7 @@ export class NetworkOps {
             ? `this workspace already forwards it to guest port ${taken.guest_port}` : 'another workspace has a forward recorded on it');
         }
       }
-      const hostPort = this.s.bridgeNet
+      const hostPort = this.s.net.bridgeNet
         ? await this.bridgeForward(row0, m, input.host_port ?? 0, guestPort)
         : await this.userForward(m, input.host_port, guestPort);
       const row: ForwardRow = { workspace_id: row0.id, host_port: hostPort, guest_port: guestPort, created_at: new Date().toISOString() };
@@ -58,14 +60,14 @@ export class NetworkOps {
   private async userForward(m: Machine, wanted: number | undefined, guestPort: number): Promise<number> {
     if (wanted !== undefined) {
       await probePort(wanted);
-      await m.addForward({ hostPort: wanted, guestPort });
+      await m.vm.addForward({ hostPort: wanted, guestPort });
       return wanted;
     }
     for (let attempt = 1; ; attempt++) {
       const p = await probePort(0);
       try {
         if (this.s.store.forwardOnHostPort(p)) throw new PortInUseError(p);
-        await m.addForward({ hostPort: p, guestPort });
+        await m.vm.addForward({ hostPort: p, guestPort });
         return p;
       } catch (e) {
         if (!(e instanceof IsletError && e.code === 'PORT_IN_USE') || attempt >= AUTO_PORT_ATTEMPTS) throw e;
@@ -75,7 +77,7 @@ export class NetworkOps {
 
   /** Bridge mode: islet holds the host port (nothing else can bind it) and a DNAT rule sends its connections to the guest. */
   private async bridgeForward(row: WorkspaceRow, m: Machine, wanted: number, guestPort: number): Promise<number> {
-    const b = this.s.bridgeNet!;
+    const b = this.s.net.bridgeNet!;
     const ip = this.s.store.lease(row.id);
     if (!ip) throw new InternalError(`workspace "${row.name}" runs without a bridge address`);
     const hostPort = await b.reserve({ id: row.id, ip, hostPort: wanted, guestPort, owner: m });
@@ -94,11 +96,11 @@ export class NetworkOps {
 
   /** Takes a forward off the live network (bridge: the held port and its rule; user: QEMU's hostfwd). */
   private async dropLive(m: Machine | undefined, hostPort: number): Promise<void> {
-    const b = this.s.bridgeNet;
+    const b = this.s.net.bridgeNet;
     if (b) {
       b.release(hostPort);
       await b.sync();
-    } else if (m) await m.removeForward(hostPort);
+    } else if (m) await m.vm.removeForward(hostPort);
   }
 
   /** Removes a forward (live if the workspace runs) and its record. */
@@ -112,8 +114,8 @@ export class NetworkOps {
           'list its forwards with workspace_ip', { workspace: row.id, host_port: input.host_port });
       }
       const m = this.s.live.get(row.id);
-      if (this.s.bridgeNet) await this.dropLive(m, input.host_port);
-      else if (row.state === 'running' && m) await m.removeForward(input.host_port);
+      if (this.s.net.bridgeNet) await this.dropLive(m, input.host_port);
+      else if (row.state === 'running' && m) await m.vm.removeForward(input.host_port);
       this.s.store.removeForward(row.id, input.host_port);
       return { workspace_id: row.id, host_port: input.host_port, removed: true as const };
     });
@@ -122,10 +124,10 @@ export class NetworkOps {
   /** The workspace's network: mode, guest address, gateway, policy and forwards. */
   async workspaceIp(c: Caller, input: WorkspaceRef): Promise<WorkspaceIpOutput> {
     const row = this.s.resolve(c, input.workspace_id);
-    const n = this.s.networkOf(row);
-    const gw = n.mode === 'user' ? USER_NET.gateway : n.mode === 'bridge' ? this.s.bridgeNet?.gateway ?? null : null;
+    const n = this.s.net.networkOf(row);
+    const gw = n.mode === 'user' ? USER_NET.gateway : n.mode === 'bridge' ? this.s.net.bridgeNet?.gateway ?? null : null;
     const dns = n.mode === 'user' ? USER_NET.dns : gw;
-    return { workspace_id: row.id, ...n, gateway: gw, dns, ...this.s.policyOf(row) };
+    return { workspace_id: row.id, ...n, gateway: gw, dns, ...this.s.net.policyOf(row) };
   }
 
   /**
@@ -153,7 +155,7 @@ export class NetworkOps {
     for (const p of input.allowed_ports ?? []) checkPort('allowed_ports', p);
     return this.s.serial(row0.id, async () => {
       const row = this.s.mustGet(row0.id);
-      const cur = this.s.policyOf(row);
+      const cur = this.s.net.policyOf(row);
       const want: NetworkPolicy = {
         allow_internet: input.allow_internet ?? cur.allow_internet,
         allow_inter_vm: input.allow_inter_vm ?? cur.allow_inter_vm,
@@ -165,7 +167,7 @@ export class NetworkOps {
       const changed = want.allow_internet !== cur.allow_internet || want.allow_inter_vm !== cur.allow_inter_vm
         || !sameList(want.allowed_ports, cur.allowed_ports) || !sameList(want.allowed_domains, cur.allowed_domains);
       if (!changed) return out('unchanged');
-      if (row.state === 'creating') throw stateConflict(row, 'change the network policy of', ['running', 'stopped', 'failed'], 'wait for it to finish');
+      assertState(row, 'policy');
       const record = () => {
         this.s.store.setAllowInternet(row.id, want.allow_internet);
         this.s.store.setNetPolicy({
@@ -174,7 +176,7 @@ export class NetworkOps {
         });
       };
       const m = this.s.live.get(row.id);
-      const b = this.s.bridgeNet;
+      const b = this.s.net.bridgeNet;
       if (b) {
         record();
         if (row.state !== 'running' || !m || !b.isAttached(row.id, m)) return out('recorded');
@@ -191,9 +193,7 @@ export class NetworkOps {
           + 'or stop the workspace, change the policy, and start it', { workspace: row.id, state: row.state, allow_internet: cur.allow_internet });
       }
       const t0 = performance.now();
-      this.s.live.delete(row.id);
-      await m.shutdown();
-      this.s.store.setState(row.id, 'stopped');
+      await this.s.stopLive(row.id);
       record();
       await this.s.bootInto(this.s.mustGet(row.id), false, o.signal);
       return out('restarted', Math.round(performance.now() - t0));

@@ -11,7 +11,7 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { CancelledError, firstLine, IsletError } from '../core/errors.js';
-import type { ServiceCore } from './core.js';
+import type { WorkspaceContext } from './workspace-context.js';
 import type { Machine } from './machine.js';
 import * as snaps from './snapshots.js';
 import type { NewWorkspaceRow, PoolVmRow } from './store.js';
@@ -53,7 +53,7 @@ export class WarmPool {
   private readonly abort = new AbortController();
   readonly stats = { hits: 0, misses: 0, filled: 0 };
 
-  constructor(private readonly s: ServiceCore, private readonly templates: Templates | undefined, private readonly cfg: Config['pool'], defaultShape: PoolSpec) {
+  constructor(private readonly s: WorkspaceContext, private readonly templates: Templates | undefined, private readonly cfg: Config['pool'], defaultShape: PoolSpec) {
     this.shapes = [defaultShape];
   }
 
@@ -157,7 +157,7 @@ export class WarmPool {
     this.s.store.insertPoolVm(row);
     const entry: Entry = { id, spec };
     this.entries.set(id, entry);
-    const net = this.s.netSpec(spec.allow_internet);
+    const net = this.s.net.netSpec(spec.allow_internet);
     const signal = this.abort.signal;
     let m: Machine | undefined;
     let source = 'cold';

@@ -5,17 +5,17 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { firstLine, NotSupportedError, VmExitedError } from '../core/errors.js';
 import type { ForkInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../core/schemas.js';
-import { ServiceCore, stateConflict } from './core.js';
+import type { WorkspaceContext } from './workspace-context.js';
+import { assertState } from './transitions.js';
 import { freshIdentity } from './identity.js';
 import * as snaps from './snapshots.js';
-import { removeWorkspaceKey } from './ssh.js';
 import type { SnapshotRow, WorkspaceRow } from './store.js';
 import type {
   Caller, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput, SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo,
 } from './types.js';
 
 export class SnapshotOps {
-  constructor(private readonly s: ServiceCore) {}
+  constructor(private readonly s: WorkspaceContext) {}
 
   /** Snapshots the disk; a running workspace keeps running (its filesystem is synced first). */
   async snapshotCreate(c: Caller, input: SnapshotCreateInput, o: OpOptions = {}): Promise<SnapshotCreateOutput> {
@@ -35,7 +35,7 @@ export class SnapshotOps {
     const row0 = this.s.resolve(c, input.workspace_id);
     return this.s.serial(row0.id, async () => {
       const row = this.s.mustGet(row0.id);
-      if (row.state === 'creating') throw stateConflict(row, 'restore', ['running', 'stopped', 'failed'], 'wait for it to finish');
+      assertState(row, 'restore');
       const s = snaps.findSnapshot(this.s.store, row, input.snapshot);
       const memory = await this.memoryOf(s);
       const t0 = performance.now();
@@ -43,11 +43,7 @@ export class SnapshotOps {
       const restart = row.state === 'running' && m !== undefined;
       if (row.state === 'paused') await rm(snaps.memoryFile(this.s.snap, row.id), { force: true }); // memory of the old disk
       if (row.state === 'paused') this.s.store.setState(row.id, 'stopped');
-      if (m) {
-        this.s.live.delete(row.id);
-        await m.shutdown();
-        this.s.store.setState(row.id, 'stopped');
-      }
+      if (m) await this.s.stopLive(row.id);
       await snaps.restoreDisk(this.s.snap, this.s.mustGet(row.id), s, o.signal);
       // A memory snapshot resumes its processes, whatever the workspace was doing; a disk one boots if it ran.
       if (restart || memory) await this.s.bootInto(this.s.mustGet(row.id), false, o.signal, memory);
@@ -71,7 +67,7 @@ export class SnapshotOps {
   /** A new, independent workspace whose disk starts as the snapshot (taken now if none is named); booted with its own identity. */
   async fork(c: Caller, input: ForkInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
     const src0 = this.s.resolve(c, input.workspace_id);
-    this.s.netSpec(false);
+    this.s.net.netSpec(false);
     const r = this.s.config.resources;
     const id = `ws-${randomBytes(4).toString('hex')}`;
     // In the source's queue, so the snapshot cannot be deleted before the fork's row (which depends on it) exists.
@@ -98,12 +94,7 @@ export class SnapshotOps {
         await this.s.bootInto(row, false, o.signal, memory);
         await freshIdentity(this.s.live.get(id)!, row.name, o.signal);
       } catch (e) {
-        const m = this.s.live.get(id);
-        this.s.live.delete(id);
-        await m?.shutdown();
-        this.s.store.delete(id);
-        await rm(snaps.legacyDisk(this.s.snap, id), { force: true });
-        await removeWorkspaceKey(this.s.config.paths.dataDir, id);
+        await this.s.rollbackCreate(id);
         throw e;
       }
       return this.s.infoOf(this.s.mustGet(id));
@@ -116,7 +107,8 @@ export class SnapshotOps {
     return this.s.serial(row0.id, async () => {
       const row = this.s.mustGet(row0.id);
       const m = this.s.live.get(row.id);
-      if (row.state !== 'running' || !m) throw stateConflict(row, 'pause', ['running'], 'only a running workspace can be paused');
+      assertState(row, 'pause');
+      if (!m) throw new VmExitedError(`workspace "${row.name}" lost its VM`, { workspace: row.id });
       const t0 = performance.now();
       const file = snaps.memoryFile(this.s.snap, row.id);
       await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -138,14 +130,14 @@ export class SnapshotOps {
     const row0 = this.s.resolve(c, input.workspace_id);
     return this.s.serial(row0.id, async () => {
       const row = this.s.mustGet(row0.id);
-      if (row.state !== 'paused') throw stateConflict(row, 'resume', ['paused'], 'workspace_start boots a stopped workspace');
+      assertState(row, 'resume');
       return this.resumeNow(row, o.signal);
     });
   }
 
   async resumeNow(row: WorkspaceRow, signal?: AbortSignal): Promise<WorkspaceInfo> {
     const file = snaps.memoryFile(this.s.snap, row.id);
-    this.s.netSpec(false);
+    this.s.net.netSpec(false);
     try {
       await this.s.bootInto(row, false, signal, file);
     } catch (e) {
@@ -169,7 +161,7 @@ export class SnapshotOps {
 
   private async snapshotNow(id: string, input: { name: string; description?: string; include_memory?: boolean }, signal?: AbortSignal): Promise<SnapshotCreateOutput> {
     const row = this.s.mustGet(id);
-    if (row.state === 'creating') throw stateConflict(row, 'snapshot', ['running', 'stopped', 'failed'], 'wait for it to finish');
+    assertState(row, 'snapshot');
     const m = row.state === 'running' ? this.s.live.get(id) : undefined;
     if (row.state === 'running' && (!m || m.agent.isClosed)) throw new VmExitedError(`workspace "${row.name}" lost its VM`, { workspace: row.id });
     return snaps.takeSnapshot(this.s.snap, row, m, input, signal);

@@ -1,20 +1,21 @@
 // WorkspaceService: the one place that orchestrates workspace lifecycle —
 // ownership, quotas, state transitions, persistence, cleanup. Surfaces (MCP,
-// CLI, HTTP) only parse, call one of these methods, and render. Shared state
-// and rules live in core.ts; network and snapshot operations in their own
-// files, reached through the methods below.
+// CLI, HTTP) only parse, call one of these methods, and render. It is built
+// by composition: the shared state and rules (WorkspaceContext, with the
+// state table in transitions.ts), and collaborators for the network
+// (network-ops.ts) and snapshot (snapshot-ops.ts) operations, which the
+// methods at the bottom hand their calls to.
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { firstLine, QuotaExceededError } from '../core/errors.js';
+import { firstLine, QuotaExceededError, WorkspaceNotFoundError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
 import { readConfined, writeConfined } from '../host/confine.js';
-import { ServiceCore, stateConflict, workspaceNotFound } from './core.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
 import type { Machine } from './machine.js';
@@ -24,6 +25,8 @@ import { Runtime, type RuntimeDeps } from './runtime.js';
 import { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey, removeWorkspaceKey, sweepKeys } from './ssh.js';
+import { assertState } from './transitions.js';
+import { WorkspaceContext } from './workspace-context.js';
 import { Store, WorkspaceRow } from './store.js';
 import { freshIdentity } from './identity.js';
 import { Templates } from './templates.js';
@@ -32,23 +35,32 @@ import type {
   SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo, WorkspaceIpOutput,
 } from './types.js';
 
-export { workspaceNotFound } from './core.js';
 
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
 const DEFAULT_READ_MAX = 1 << 20;
 
-export class WorkspaceService extends ServiceCore {
-  private readonly net = new NetworkOps(this);
-  private readonly snapshots = new SnapshotOps(this);
+export class WorkspaceService {
+  private readonly ctx: WorkspaceContext;
+  private readonly net: NetworkOps;
+  private readonly snapshots: SnapshotOps;
   /** Template snapshots ([pool] template); undefined when off or under bridge networking (each VM's address is in its memory). */
   readonly templates: Templates | undefined;
   /** The warm pool, in processes that asked for it (see open). */
   pool: WarmPool | undefined;
 
   private constructor(config: Config, rt: Runtime, store: Store, private readonly lock: Lock, progress: Progress) {
-    super(config, rt, store, progress);
+    this.ctx = new WorkspaceContext(config, rt, store, progress);
+    this.net = new NetworkOps(this.ctx);
+    this.snapshots = new SnapshotOps(this.ctx);
     this.templates = config.pool.template && config.network.mode !== 'bridge' ? new Templates(rt, progress) : undefined;
   }
+
+  get config(): Config { return this.ctx.config; }
+  get rt(): Runtime { return this.ctx.rt; }
+  /** true once close() ran. */
+  get closed(): boolean { return this.ctx.closed; }
+  private get store(): Store { return this.ctx.store; }
+  private get progress(): Progress { return this.ctx.progress; }
 
   /**
    * Opens the state database, reconciles it with live VMs, and returns the
@@ -65,15 +77,16 @@ export class WorkspaceService extends ServiceCore {
       const rt = await Runtime.open(config, { progress, ...o.runtime });
       store = Store.open(config.paths.stateDb);
       const svc = new WorkspaceService(config, rt, store, lock, progress);
-      await snaps.recover(svc.snap);
-      const attached = await reconcile(rt, store, svc.diskPath.bind(svc), progress);
-      for (const [id, m] of attached) svc.adopt(id, m);
-      await svc.netOpen(attached);
-      await snaps.sweep(svc.snap);
+      const ctx = svc.ctx;
+      await snaps.recover(ctx.snap);
+      const attached = await reconcile(rt, store, ctx.diskPath.bind(ctx), progress);
+      for (const [id, m] of attached) ctx.adopt(id, m);
+      await ctx.net.open(attached);
+      await snaps.sweep(ctx.snap);
       await sweepKeys(config.paths.dataDir, new Set(store.all().map((r) => r.id)));
       if (o.pool === true && config.network.mode !== 'bridge') {
         const r = config.resources;
-        svc.pool = new WarmPool(svc, svc.templates, config.pool, {
+        svc.pool = new WarmPool(ctx, svc.templates, config.pool, {
           image: r.default_image, vcpus: r.default_vcpus, memory_mb: r.default_memory_mb, disk_gb: r.default_disk_gb,
           allow_internet: config.network.default_allow_internet,
         });
@@ -89,13 +102,14 @@ export class WorkspaceService extends ServiceCore {
 
   /** Detaches from every VM (they keep running) and closes the database. */
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    const ctx = this.ctx;
+    if (ctx.closed) return;
+    ctx.closed = true;
     await this.pool?.close(); // pool VMs hold no user state: they end with the service
-    await Promise.allSettled([...this.queues.values()]);
-    await this.netClose();
-    for (const m of this.live.values()) m.detach();
-    this.live.clear();
+    await Promise.allSettled([...ctx.queues.values()]);
+    await ctx.net.close(ctx.live.values());
+    for (const m of ctx.live.values()) m.detach();
+    ctx.live.clear();
     this.store.close();
     this.lock.release();
   }
@@ -113,8 +127,9 @@ export class WorkspaceService extends ServiceCore {
     if (spec.vcpus > r.max_vcpus) throw over('vcpus', spec.vcpus, r.max_vcpus, 'max_vcpus');
     if (spec.memory_mb > r.max_memory_mb) throw over('memory_mb', spec.memory_mb, r.max_memory_mb, 'max_memory_mb');
     if (spec.disk_gb > r.max_disk_gb) throw over('disk_gb', spec.disk_gb, r.max_disk_gb, 'max_disk_gb');
-    this.netSpec(false); // NOT_SUPPORTED (bridge mode) before any row exists
-    await this.rt.artifacts(spec.image); // IMAGE_NOT_FOUND before any row exists
+    const ctx = this.ctx;
+    ctx.net.netSpec(false); // NOT_SUPPORTED (bridge mode) before any row exists
+    await ctx.rt.artifacts(spec.image); // IMAGE_NOT_FOUND before any row exists
 
     const now = new Date().toISOString();
     const allow = input.allow_internet ?? this.config.network.default_allow_internet;
@@ -126,26 +141,24 @@ export class WorkspaceService extends ServiceCore {
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
     const hit = await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
     if (hit) {
-      this.adopt(hit.id, hit.m);
+      ctx.adopt(hit.id, hit.m);
       this.pool!.kick();
-      this.progress(`workspace ${this.mustGet(hit.id).name}: assigned a warm pool VM`);
-      return this.infoOf(this.mustGet(hit.id));
+      this.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
+      return ctx.infoOf(ctx.mustGet(hit.id));
     }
     const id = `ws-${randomBytes(4).toString('hex')}`;
     const row = rowOf(id);
     // Intent first: the row exists before the VM, so a crash mid-create is found and undone by reconcile.
     this.store.insertChecked(row, limits);
-    return this.serial(id, async () => {
+    return ctx.serial(id, async () => {
       try {
-        if (!(await this.bootFromTemplate(row, o.signal))) await this.bootInto(row, true, o.signal);
+        if (!(await this.bootFromTemplate(row, o.signal))) await ctx.bootInto(row, true, o.signal);
         this.pool?.kick(); // refill only once this create is done, so it never competes with it
       } catch (e) {
-        this.store.delete(id);
-        await rm(this.diskPath(id), { force: true });
-        await removeWorkspaceKey(this.config.paths.dataDir, id);
+        await ctx.rollbackCreate(id);
         throw e;
       }
-      return this.infoOf(this.mustGet(id));
+      return ctx.infoOf(ctx.mustGet(id));
     });
   }
 
@@ -153,11 +166,12 @@ export class WorkspaceService extends ServiceCore {
   private async bootFromTemplate(row: WorkspaceRow, signal?: AbortSignal): Promise<boolean> {
     if (!this.templates) return false;
     const t0 = performance.now();
-    const net = this.netSpec(row.allow_internet === 1);
+    const ctx = this.ctx;
+    const net = ctx.net.netSpec(row.allow_internet === 1);
     let m: Machine | undefined;
     try {
       const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net }, signal);
-      m = await this.templates.restore(t, { id: row.id, disk: this.diskPath(row.id), hostname: row.name, net, detached: true, signal });
+      m = await this.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       await freshIdentity(m, row.name, signal);
       await ensureWorkspaceKey(this.config, row, m, signal);
     } catch (e) {
@@ -166,57 +180,52 @@ export class WorkspaceService extends ServiceCore {
       this.progress(`workspace ${row.name}: template restore failed (${firstLine(e)}); booting instead`);
       return false;
     }
-    this.adopt(row.id, m);
+    ctx.adopt(row.id, m);
     this.store.setState(row.id, 'running', { pid: m.vm.pid });
     this.progress(`workspace ${row.name}: restored from template in ${Math.round(performance.now() - t0)} ms`);
     return true;
   }
 
   async start(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<WorkspaceInfo> {
-    const row0 = this.resolve(c, input.workspace_id);
-    return this.serial(row0.id, async () => {
-      const row = this.mustGet(row0.id);
+    const ctx = this.ctx;
+    const row0 = ctx.resolve(c, input.workspace_id);
+    return ctx.serial(row0.id, async () => {
+      const row = ctx.mustGet(row0.id);
+      assertState(row, 'start');
       if (row.state === 'paused') return this.snapshots.resumeNow(row, o.signal);
-      if (row.state !== 'stopped' && row.state !== 'failed') {
-        throw stateConflict(row, 'start', ['stopped', 'failed', 'paused'], row.state === 'running' ? 'it is already running' : 'wait for it to finish');
-      }
-      this.netSpec(false);
-      await this.bootInto(row, false, o.signal);
-      return this.infoOf(this.mustGet(row.id));
+      ctx.net.netSpec(false);
+      await ctx.bootInto(row, false, o.signal);
+      return ctx.infoOf(ctx.mustGet(row.id));
     });
   }
 
   async stop(c: Caller, input: WorkspaceRef, _o: OpOptions = {}): Promise<WorkspaceInfo> {
-    const row0 = this.resolve(c, input.workspace_id);
-    return this.serial(row0.id, async () => {
-      const row = this.mustGet(row0.id);
-      if (row.state === 'paused') { // discard the saved memory: the disk is what remains, as after a power cut
-        await rm(snaps.memoryFile(this.snap, row.id), { force: true });
-        this.store.setState(row.id, 'stopped');
-        return this.infoOf(this.mustGet(row.id));
-      }
-      if (row.state !== 'running') throw stateConflict(row, 'stop', ['running', 'paused'], 'start it first with workspace_start');
-      const m = this.live.get(row.id);
-      this.live.delete(row.id);
-      await m?.shutdown();
-      this.store.setState(row.id, 'stopped');
-      return this.infoOf(this.mustGet(row.id));
+    const ctx = this.ctx;
+    const row0 = ctx.resolve(c, input.workspace_id);
+    return ctx.serial(row0.id, async () => {
+      const row = ctx.mustGet(row0.id);
+      assertState(row, 'stop');
+      // Paused: the saved memory is discarded; the disk is what remains, as after a power cut.
+      if (row.state === 'paused') await rm(snaps.memoryFile(ctx.snap, row.id), { force: true });
+      await ctx.stopLive(row.id);
+      return ctx.infoOf(ctx.mustGet(row.id));
     });
   }
 
   async destroy(c: Caller, input: WorkspaceRef, _o: OpOptions = {}): Promise<{ workspace_id: string; destroyed: true }> {
-    const row0 = this.resolve(c, input.workspace_id);
-    return this.serial(row0.id, async () => {
+    const ctx = this.ctx;
+    const row0 = ctx.resolve(c, input.workspace_id);
+    return ctx.serial(row0.id, async () => {
       const row = this.store.get(row0.id);
-      if (!row) throw workspaceNotFound(input.workspace_id);
-      snaps.checkDestroy(this.snap, row); // SNAPSHOT_IN_USE while a fork builds on its snapshots
-      const m = this.live.get(row.id);
-      this.live.delete(row.id);
+      if (!row) throw new WorkspaceNotFoundError(input.workspace_id);
+      snaps.checkDestroy(ctx.snap, row); // SNAPSHOT_IN_USE while a fork builds on its snapshots
+      const m = ctx.live.get(row.id);
+      ctx.live.delete(row.id);
       if (m) await m.shutdown();
       const own = this.store.snapshots(row.id);
       this.store.delete(row.id); // then the files: a crash in between leaves only unreferenced files, swept at startup
       await Promise.all([
-        snaps.removeFiles(this.snap, row, own),
+        snaps.removeFiles(ctx.snap, row, own),
         rm(path.join(this.config.paths.runDir, 'vm', row.id), { recursive: true, force: true }),
         removeWorkspaceKey(this.config.paths.dataDir, row.id),
       ]);
@@ -227,16 +236,16 @@ export class WorkspaceService extends ServiceCore {
   async list(c: Caller, input: ListInput = {}): Promise<WorkspaceInfo[]> {
     const rows = c.admin ? this.store.all() : this.store.byOwner(c.owner);
     const picked = input.state ? rows.filter((r) => r.state === input.state) : rows;
-    return Promise.all(picked.map((r) => this.infoOf(r)));
+    return Promise.all(picked.map((r) => this.ctx.infoOf(r)));
   }
 
   async info(c: Caller, input: WorkspaceRef): Promise<WorkspaceInfo> {
-    return this.infoOf(this.resolve(c, input.workspace_id));
+    return this.ctx.infoOf(this.ctx.resolve(c, input.workspace_id));
   }
 
   async exec(c: Caller, input: ExecInput, o: ExecHooks = {}): Promise<ExecOutput> {
-    const m = this.running(c, input.workspace_id);
-    const r = await m.exec({
+    const m = this.ctx.running(c, input.workspace_id);
+    const r = await m.agent.exec({
       ...(typeof input.command === 'string' ? { shell: input.command } : { argv: input.command }),
       env: input.env,
       cwd: input.cwd,
@@ -251,32 +260,32 @@ export class WorkspaceService extends ServiceCore {
   }
 
   async fileWrite(c: Caller, input: FileWriteInput, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
-    const m = this.running(c, input.workspace_id);
+    const m = this.ctx.running(c, input.workspace_id);
     const data = Buffer.from(input.content, input.encoding ?? 'utf8');
-    const r = await m.writeFile(input.path, data, { mode: input.mode, createParents: input.create_parents ?? true, signal: o.signal });
+    const r = await m.agent.writeFile(input.path, data, { mode: input.mode, createParents: input.create_parents ?? true, signal: o.signal });
     return { path: input.path, bytes: r.bytes };
   }
 
   async fileRead(c: Caller, input: FileReadInput, o: OpOptions = {}): Promise<{ path: string; content: string; encoding: 'utf8' | 'base64'; bytes: number }> {
-    const m = this.running(c, input.workspace_id);
+    const m = this.ctx.running(c, input.workspace_id);
     const encoding = input.encoding ?? 'utf8';
-    const r = await m.readFile(input.path, { maxBytes: input.max_bytes ?? DEFAULT_READ_MAX, signal: o.signal });
+    const r = await m.agent.readFile(input.path, { maxBytes: input.max_bytes ?? DEFAULT_READ_MAX, signal: o.signal });
     return { path: input.path, content: r.data.toString(encoding), encoding, bytes: r.data.length };
   }
 
   async fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
-    const m = this.running(c, input.workspace_id);
+    const m = this.ctx.running(c, input.workspace_id);
     const { data, abs } = await readConfined(this.config.paths.transferDir, input.host_path, this.config.server.max_transfer_bytes);
-    await m.writeFile(input.guest_path, data, { mode: input.mode, createParents: true, signal: o.signal });
+    await m.agent.writeFile(input.guest_path, data, { mode: input.mode, createParents: true, signal: o.signal });
     return { host_path: abs, guest_path: input.guest_path, bytes: data.length };
   }
 
   async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
-    const m = this.running(c, input.workspace_id);
+    const m = this.ctx.running(c, input.workspace_id);
     const root = this.config.paths.transferDir;
     // Refuse a bad destination before moving any bytes out of the guest.
     await writeConfined(root, input.host_path, Buffer.alloc(0), input.overwrite ?? false).then((p) => rm(p, { force: true }));
-    const r = await m.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
+    const r = await m.agent.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
     const abs = await writeConfined(root, input.host_path, r.data, true);
     return { host_path: abs, guest_path: input.guest_path, bytes: r.data.length };
   }

@@ -1,55 +1,27 @@
-// The state and the rules every workspace operation shares: the live VMs,
-// the per-workspace queue, ownership checks, booting into a row, and the
-// rendering of a row. WorkspaceService and its operation groups
-// (network-ops.ts, snapshot-ops.ts) build on it; surfaces never see it.
-import { stat } from 'node:fs/promises';
+// The host side of workspace networking that every boot needs: the NetSpec
+// for a boot under the configured mode, bridge leases and frozen policies,
+// the bridge itself (bridge mode), attaching a booted VM, and re-applying
+// recorded forwards. The network operations callers ask for (port_forward,
+// network_policy, ...) are in network-ops.ts, built on this.
 import type { Config } from '../core/config.js';
-import { firstLine, IsletError, NotSupportedError, QuotaExceededError, StateConflictError, VmExitedError, WorkspaceNotFoundError } from '../core/errors.js';
+import { IsletError, NotSupportedError, QuotaExceededError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
-import type { WorkspaceState } from '../core/schemas.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { BridgeGuest, BridgeNet } from '../net/bridge.js';
 import { allocate, contains, macOf, tapName } from '../net/ipam.js';
 import { NetSpec, USER_NET } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
-import type { Runtime } from './runtime.js';
-import * as snaps from './snapshots.js';
-import { ensureWorkspaceKey, sshInfo } from './ssh.js';
 import type { ForwardRow, Store, WorkspaceRow } from './store.js';
-import type { Caller, ForwardInfo, NetworkInfo, NetworkPolicy, WorkspaceInfo } from './types.js';
-
-export const workspaceNotFound = (ref: string) => new WorkspaceNotFoundError(ref);
+import type { ForwardInfo, NetworkInfo, NetworkPolicy } from './types.js';
 
 export const forwardInfo = (f: ForwardRow): ForwardInfo =>
   ({ host_address: FORWARD_HOST, host_port: f.host_port, guest_port: f.guest_port, created_at: f.created_at });
 
-export const stateConflict = (row: WorkspaceRow, op: string, allowed: WorkspaceState[], hint: string) =>
-  StateConflictError.of(row, op, allowed, hint);
-
-export class ServiceCore {
-  /** VMs this process is attached to, by workspace id. */
-  readonly live = new Map<string, Machine>();
-  /** Per-workspace lifecycle queue: start/stop/destroy of one workspace never overlap. */
-  readonly queues = new Map<string, Promise<unknown>>();
-  closed = false;
-  readonly snap: snaps.SnapCtx;
-  /** Bridge mode's host side (bridge, TAPs, nft tables, DNS forwarder); set up by netOpen. */
+export class WorkspaceNetwork {
+  /** Bridge mode's host side (bridge, TAPs, nft tables, DNS forwarder); set up by open. */
   bridgeNet: BridgeNet | undefined;
 
-  constructor(
-    readonly config: Config,
-    readonly rt: Runtime,
-    readonly store: Store,
-    readonly progress: Progress,
-  ) {
-    this.snap = { store, dataDir: config.paths.dataDir, diskDir: rt.diskDir, progress, disks: rt.drivers.disks };
-  }
-
-  /** A workspace's active disk overlay (it moves with snapshots and restores). */
-  diskPath(id: string): string {
-    const row = this.store.get(id);
-    return row ? snaps.activeDisk(this.snap, row) : snaps.legacyDisk(this.snap, id);
-  }
+  constructor(private readonly config: Config, private readonly store: Store, private readonly progress: Progress) {}
 
   /**
    * The VM network for a boot under the configured mode. Bridge mode: with a
@@ -132,14 +104,15 @@ export class ServiceCore {
   }
 
   /** Bridge mode: sets up the host side, taking over the VMs reconcile re-attached (their TAPs are still on the bridge). */
-  async netOpen(attached: Map<string, Machine>): Promise<void> {
+  async open(attached: Map<string, Machine>): Promise<void> {
     if (this.config.network.mode !== 'bridge') return;
     const running = [...attached].filter(([id]) => this.store.lease(id)).map(([id, m]) => ({ id, owner: m }));
     this.bridgeNet = await BridgeNet.open({ config: this.config, progress: this.progress, guestOf: (id) => this.bridgeGuest(id) }, running);
     for (const [id, m] of attached) {
-      if (!this.store.lease(id)) continue;
-      await this.netAttach(this.mustGet(id), m); // idempotent: puts the TAP back on the bridge should it have left it
-      await this.reapplyForwards(this.mustGet(id), m);
+      const row = this.store.get(id);
+      if (!row || !this.store.lease(id)) continue;
+      await this.attach(row, m); // idempotent: puts the TAP back on the bridge should it have left it
+      await this.reapplyForwards(row, m);
     }
   }
 
@@ -148,17 +121,17 @@ export class ServiceCore {
    * go; the bridge, TAPs and tables go too unless VMs still run (they keep
    * running, as in user mode, and keep their rules).
    */
-  async netClose(): Promise<void> {
+  async close(live: Iterable<Machine>): Promise<void> {
     const b = this.bridgeNet;
     if (!b) return;
     this.bridgeNet = undefined;
-    const running = [...this.live.values()].filter((m) => !m.agent.isClosed).length;
+    const running = [...live].filter((m) => !m.agent.isClosed).length;
     if (running) this.progress(`bridge ${b.bridge}: kept for ${running} running VM(s); their DNS answers stop until islet runs again`);
     await b.close({ keepNetwork: running > 0 });
   }
 
   /** Bridge mode, after a boot: the VM's rules, then its TAP on the bridge; the rules and forwards go when its QEMU exits. */
-  private async netAttach(row: WorkspaceRow, m: Machine): Promise<void> {
+  async attach(row: WorkspaceRow, m: Machine): Promise<void> {
     const b = this.bridgeNet;
     if (!b) return;
     void m.vm.exited.then(() => this.bridgeNet?.vmGone(row.id, m));
@@ -167,13 +140,14 @@ export class ServiceCore {
 
   /** Re-applies recorded forwards after a boot; one that can no longer bind is dropped, with a message. */
   async reapplyForwards(row: WorkspaceRow, m: Machine): Promise<void> {
+    if (this.config.network.mode === 'none') return;
     const b = this.bridgeNet;
     const ip = b && this.store.lease(row.id);
     let held = 0;
     for (const f of this.store.forwards(row.id)) {
       try {
         if (b && ip) held += await b.reserve({ id: row.id, ip, hostPort: f.host_port, guestPort: f.guest_port, owner: m }) ? 1 : 0;
-        else await m.addForward({ hostPort: f.host_port, guestPort: f.guest_port });
+        else await m.vm.addForward({ hostPort: f.host_port, guestPort: f.guest_port });
       } catch (e) {
         this.store.removeForward(row.id, f.host_port);
         const why = e instanceof IsletError ? `${e.code}: ${e.message}` : String(e);
@@ -182,81 +156,4 @@ export class ServiceCore {
     }
     if (b && held) await b.sync();
   }
-
-  async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal, memoryFile?: string): Promise<void> {
-    this.progress(`workspace ${row.name}: booting (${row.image}, ${row.vcpus} vcpu, ${row.memory_mb} MiB, ${row.disk_gb} GiB)`);
-    let m: Machine;
-    try {
-      m = await this.rt.boot({
-        id: row.id, disk: snaps.activeDisk(this.snap, row), createDisk, image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
-        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net: this.netSpec(row.allow_internet === 1, row.id), detached: true, signal, memoryFile,
-      });
-      await this.netAttach(row, m).catch(async (e: unknown) => { await m.shutdown().catch(() => undefined); throw e; });
-    } catch (e) {
-      if (!createDisk) this.store.setState(row.id, 'failed', { error: firstLine(e) });
-      throw e;
-    }
-    // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
-    try {
-      await ensureWorkspaceKey(this.config, row, m, signal);
-    } catch (e) {
-      await m.shutdown().catch(() => undefined);
-      if (!createDisk) this.store.setState(row.id, 'failed', { error: firstLine(e) });
-      throw e;
-    }
-    this.adopt(row.id, m);
-    this.store.setState(row.id, 'running', { pid: m.vm.pid });
-    if (this.config.network.mode !== 'none') await this.reapplyForwards(row, m);
-  }
-
-  /** Tracks a live VM; if it dies without us asking, the workspace becomes stopped with the reason. */
-  adopt(id: string, m: Machine): void {
-    this.live.set(id, m);
-    void m.vm.exited.then((exit) => {
-      if (this.closed || this.live.get(id) !== m) return;
-      this.live.delete(id);
-      m.detach();
-      this.store.setState(id, 'stopped', { error: `VM exited unexpectedly (code ${exit.code}, signal ${exit.signal})` });
-    });
-  }
-
-  serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.queues.get(id) ?? Promise.resolve();
-    const next = prev.catch(() => undefined).then(fn);
-    this.queues.set(id, next);
-    void next.finally(() => { if (this.queues.get(id) === next) this.queues.delete(id); }).catch(() => undefined);
-    return next;
-  }
-
-  /** Unknown and foreign workspaces look the same: existence is not leaked across owners. */
-  resolve(c: Caller, ref: string): WorkspaceRow {
-    const row = this.store.find(ref, c.admin ? undefined : c.owner);
-    if (!row || (!c.admin && row.owner !== c.owner)) throw workspaceNotFound(ref);
-    return row;
-  }
-
-  mustGet(id: string): WorkspaceRow {
-    const row = this.store.get(id);
-    if (!row) throw workspaceNotFound(id);
-    return row;
-  }
-
-  running(c: Caller, ref: string): Machine {
-    const row = this.resolve(c, ref);
-    const m = this.live.get(row.id);
-    if (row.state !== 'running' || !m) throw stateConflict(row, 'use', ['running'], 'start it with workspace_start');
-    if (m.agent.isClosed) throw new VmExitedError(`workspace "${row.name}" lost its VM`, { workspace: row.id });
-    return m;
-  }
-
-  async infoOf(row: WorkspaceRow): Promise<WorkspaceInfo> {
-    const used = await stat(snaps.activeDisk(this.snap, row)).then((s) => s.blocks * 512, () => null);
-    const network = this.networkOf(row);
-    return {
-      workspace_id: row.id, name: row.name, state: row.state, image: row.image, vcpus: row.vcpus, memory_mb: row.memory_mb,
-      disk_gb: row.disk_gb, allow_internet: row.allow_internet === 1, owner: row.owner, created_at: row.created_at,
-      updated_at: row.updated_at, pid: row.pid, network, snapshot_count: this.store.snapshotCount(row.id),
-      snapshots: snaps.readySnapshots(this.store, row.id).map(snaps.snapshotInfo), current_snapshot_id: row.backing_snapshot_id,
-      error: row.error, disk_used_bytes: used, ssh: await sshInfo(this.config.paths.dataDir, row.id, network.forwards),
-    };
-  }}
+}
