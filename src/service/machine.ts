@@ -209,22 +209,6 @@ export class Machine {
     await this.stopped;
   }
 
-  /**
-   * A checkpoint of the running VM: its disk switches to a new overlay at
-   * `nextDisk` (the current file becomes the snapshot) and, with `memoryFile`,
-   * its memory is saved too, with the vCPUs stopped across both so disk and
-   * memory are of the same instant. The guest runs on afterwards.
-   */
-  async checkpoint(nextDisk: string, memoryFile: string | undefined, timeoutMs: number): Promise<void> {
-    if (memoryFile) await this.vm.pause();
-    try {
-      await this.vm.snapshotDisk(nextDisk);
-      if (memoryFile) await this.vm.saveState(memoryFile, { timeoutMs });
-    } finally {
-      if (memoryFile) await this.vm.resume().catch(() => undefined);
-    }
-  }
-
   /** Closes this process's connections; the VM keeps running (daemon shutdown). */
   detach(): void {
     this.agent.close();

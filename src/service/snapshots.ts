@@ -90,7 +90,14 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
     if (mem) await mkdir(path.dirname(mem), { recursive: true, mode: 0o700 });
     ctx.store.insertSnapshot({ ...base, op_disk: next, has_memory: mem ? 1 : 0 });
     try {
-      await m.checkpoint(next, mem, MEMORY_SAVE_TIMEOUT_MS);
+      // With memory: the vCPUs are stopped across both, so the disk and the memory are of the same instant.
+      if (mem) await m.vm.pause();
+      try {
+        await m.vm.snapshotDisk(next);
+        if (mem) await m.vm.saveState(mem, { timeoutMs: MEMORY_SAVE_TIMEOUT_MS });
+      } finally {
+        if (mem) await m.vm.resume().catch(() => undefined);
+      }
     } catch (e) {
       // Once QEMU switched to the new overlay it cannot be undone here: keep a disk-only snapshot then.
       if (await settle(ctx, { ...base, op_disk: next, has_memory: mem ? 1 : 0 }) === 'finished') {
