@@ -2,16 +2,15 @@
 // survives pause -> resume and keeps counting, the QEMU process is gone while
 // paused (host memory freed), and the guest clock is resynced on resume.
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, resolveConfig } from '../../src/core/config.js';
 import { IsletError } from '../../src/core/errors.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { destroyAll, vmEnv } from './factory.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-pause-'));
-const config = resolveConfig({ storage: { data_dir: dataDir, cache_dir: loadConfig().paths.cacheDir } });
+const env = vmEnv('pause');
+const dataDir = env.dir;
 const me = { owner: 'pause-test' };
 const coded = (c: string) => (e: unknown) => e instanceof IsletError && e.code === c;
 let svc: WorkspaceService;
@@ -25,12 +24,11 @@ const count = async () => Number((await sh('cat /tmp/count')).trim());
 
 describe('pause and resume with memory state', { timeout: 600_000 }, () => {
   before(async () => {
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     await svc.create(me, { name: 'p' });
   }, { timeout: 300_000 });
   after(async () => {
-    for (const w of await svc.list(me)) await svc.destroy(me, { workspace_id: w.workspace_id });
-    await svc.close();
+    assert.deepEqual(await destroyAll(svc), []);
     assert.deepEqual(readdirSync(path.join(dataDir, 'memory')), []);
   });
 
