@@ -14,7 +14,7 @@ import type { NetSpec } from '../vmm/argv.js';
 import { AccelChoice, accelCacheKey, chooseAccel, kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
 import { QemuDriver } from '../vmm/qemu-driver.js';
 import { resolveBootArtifacts } from './artifacts.js';
-import { BootArtifacts, Drivers, Machine } from './machine.js';
+import { BootArtifacts, Drivers, Machine, MachineSpec } from './machine.js';
 import { sweepOrphans } from './sweep.js';
 
 export interface BootRequest {
@@ -113,17 +113,26 @@ export class Runtime {
   }
 
   async boot(req: BootRequest = {}): Promise<Machine> {
-    const art = await this.artifacts(req.image ?? 'base');
-    const { accel } = await this.accel();
-    this.progress(`booting a ${req.image ?? 'base'} VM under ${accel}`);
-    const m = await this.bootWith(art, accel, req);
+    const m = await Machine.boot(await this.machineSpec(req));
     this.progress(`VM ${m.id} ready in ${m.bootMs} ms`);
     return m;
   }
 
+  /** The whole spec of a boot: the request, completed from the config, the image's artifacts and the accelerator. */
+  async machineSpec(req: BootRequest = {}): Promise<MachineSpec> {
+    const art = await this.artifacts(req.image ?? 'base');
+    const { accel } = await this.accel();
+    this.progress(`booting a ${req.image ?? 'base'} VM under ${accel}`);
+    return this.specWith(art, accel, req);
+  }
+
   private bootWith(art: BootArtifacts, accel: 'kvm' | 'tcg', req: BootRequest & { bootTimeoutMs?: number }): Promise<Machine> {
+    return Machine.boot(this.specWith(art, accel, req));
+  }
+
+  private specWith(art: BootArtifacts, accel: 'kvm' | 'tcg', req: BootRequest & { bootTimeoutMs?: number }): MachineSpec {
     const c = this.config;
-    return Machine.boot({
+    return {
       id: req.id,
       disk: req.disk,
       createDisk: req.createDisk,
@@ -147,7 +156,7 @@ export class Runtime {
       detached: req.detached,
       signal: req.signal,
       drivers: this.drivers,
-    });
+    };
   }
 
   /** Finds a VM that an earlier islet process left running; undefined if it is gone. */

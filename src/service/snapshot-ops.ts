@@ -1,13 +1,11 @@
-// Snapshot operations (logic in snapshots.ts): checkpoints, rollback, forks,
+// Snapshot operations (logic in snapshots.ts): checkpoints, rollback,
 // and pause/resume through QEMU's migration-to-file.
-import { randomBytes } from 'node:crypto';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { firstLine, NotSupportedError, VmExitedError } from '../core/errors.js';
-import type { ForkInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../core/schemas.js';
+import type { SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../core/schemas.js';
 import type { WorkspaceContext } from './workspace-context.js';
 import { assertState } from './transitions.js';
-import { freshIdentity } from './identity.js';
 import * as snaps from './snapshots.js';
 import type { SnapshotRow, WorkspaceRow } from './store.js';
 import type {
@@ -64,43 +62,6 @@ export class SnapshotOps {
     });
   }
 
-  /** A new, independent workspace whose disk starts as the snapshot (taken now if none is named); booted with its own identity. */
-  async fork(c: Caller, input: ForkInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
-    const src0 = this.s.resolve(c, input.workspace_id);
-    this.s.net.netSpec(false);
-    const r = this.s.config.resources;
-    const id = `ws-${randomBytes(4).toString('hex')}`;
-    // In the source's queue, so the snapshot cannot be deleted before the fork's row (which depends on it) exists.
-    const { row, snap } = await this.s.serial(src0.id, async () => {
-      const src = this.s.mustGet(src0.id);
-      let snap: SnapshotRow;
-      if (input.snapshot) snap = snaps.findSnapshot(this.s.store, src, input.snapshot);
-      else {
-        const name = `fork-${new Date().toISOString().replace(/[-:.TZ]/g, '')}-${randomBytes(2).toString('hex')}`;
-        snap = this.s.store.getSnapshot((await this.snapshotNow(src.id, { name, description: `taken for fork ${input.name ?? id}` }, o.signal)).snapshot_id)!;
-      }
-      const now = new Date().toISOString();
-      const row: WorkspaceRow = {
-        ...src, id, name: input.name ?? id, owner: c.owner, state: 'creating', pid: null, error: null, created_at: now, updated_at: now,
-        disk_path: null, backing_snapshot_id: snap.id,
-      };
-      this.s.store.insertChecked(row, { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner });
-      return { row, snap };
-    });
-    return this.s.serial(id, async () => {
-      try {
-        const memory = await this.memoryOf(snap);
-        await snaps.forkDisk(this.s.snap, snap, id, o.signal);
-        await this.s.bootInto(row, false, o.signal, memory);
-        await freshIdentity(this.s.live.get(id)!, row.name, o.signal);
-      } catch (e) {
-        await this.s.rollbackCreate(id);
-        throw e;
-      }
-      return this.s.infoOf(this.s.mustGet(id));
-    });
-  }
-
   /** Saves the running workspace's memory to disk and ends its VM: host memory is freed, processes come back on resume. */
   async pause(c: Caller, input: WorkspaceRef, _o: OpOptions = {}): Promise<WorkspaceInfo & { pause_ms: number }> {
     const row0 = this.s.resolve(c, input.workspace_id);
@@ -149,7 +110,7 @@ export class SnapshotOps {
   }
 
   /** A memory snapshot's state file, after checking this QEMU can load it; undefined for a disk-only snapshot. */
-  private async memoryOf(s: SnapshotRow): Promise<string | undefined> {
+  async memoryOf(s: SnapshotRow): Promise<string | undefined> {
     if (!s.has_memory) return undefined;
     const here = await this.s.rt.qemuVersion();
     if (s.qemu_version && s.qemu_version !== here) {
@@ -159,7 +120,7 @@ export class SnapshotOps {
     return snaps.snapMemory(this.s.snap, s);
   }
 
-  private async snapshotNow(id: string, input: { name: string; description?: string; include_memory?: boolean }, signal?: AbortSignal): Promise<SnapshotCreateOutput> {
+  async snapshotNow(id: string, input: { name: string; description?: string; include_memory?: boolean }, signal?: AbortSignal): Promise<SnapshotCreateOutput> {
     const row = this.s.mustGet(id);
     assertState(row, 'snapshot');
     const m = row.state === 'running' ? this.s.live.get(id) : undefined;

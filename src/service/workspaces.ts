@@ -27,7 +27,7 @@ import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey, removeWorkspaceKey, sweepKeys } from './ssh.js';
 import { assertState } from './transitions.js';
 import { WorkspaceContext } from './workspace-context.js';
-import { Store, WorkspaceRow } from './store.js';
+import { SnapshotRow, Store, WorkspaceRow } from './store.js';
 import { freshIdentity } from './identity.js';
 import { Templates } from './templates.js';
 import type {
@@ -233,6 +233,44 @@ export class WorkspaceService {
     });
   }
 
+  /** A new, independent workspace whose disk starts as the snapshot (taken now if none is named); booted with its own identity. */
+  async fork(c: Caller, input: ForkInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
+    const ctx = this.ctx;
+    const src0 = ctx.resolve(c, input.workspace_id);
+    ctx.net.netSpec(false);
+    const r = ctx.config.resources;
+    const id = `ws-${randomBytes(4).toString('hex')}`;
+    // In the source's queue, so the snapshot cannot be deleted before the fork's row (which depends on it) exists.
+    const { row, snap } = await ctx.serial(src0.id, async () => {
+      const src = ctx.mustGet(src0.id);
+      let snap: SnapshotRow;
+      if (input.snapshot) snap = snaps.findSnapshot(ctx.store, src, input.snapshot);
+      else {
+        const name = `fork-${new Date().toISOString().replace(/[-:.TZ]/g, '')}-${randomBytes(2).toString('hex')}`;
+        snap = ctx.store.getSnapshot((await this.snapshots.snapshotNow(src.id, { name, description: `taken for fork ${input.name ?? id}` }, o.signal)).snapshot_id)!;
+      }
+      const now = new Date().toISOString();
+      const row: WorkspaceRow = {
+        ...src, id, name: input.name ?? id, owner: c.owner, state: 'creating', pid: null, error: null, created_at: now, updated_at: now,
+        disk_path: null, backing_snapshot_id: snap.id,
+      };
+      ctx.store.insertChecked(row, { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner });
+      return { row, snap };
+    });
+    return ctx.serial(id, async () => {
+      try {
+        const memory = await this.snapshots.memoryOf(snap);
+        await snaps.forkDisk(ctx.snap, snap, id, o.signal);
+        await ctx.bootInto(row, false, o.signal, memory);
+        await freshIdentity(ctx.live.get(id)!, row.name, o.signal);
+      } catch (e) {
+        await ctx.rollbackCreate(id);
+        throw e;
+      }
+      return ctx.infoOf(ctx.mustGet(id));
+    });
+  }
+
   async list(c: Caller, input: ListInput = {}): Promise<WorkspaceInfo[]> {
     const rows = c.admin ? this.store.all() : this.store.byOwner(c.owner);
     const picked = input.state ? rows.filter((r) => r.state === input.state) : rows;
@@ -330,11 +368,6 @@ export class WorkspaceService {
 
   snapshotDelete(c: Caller, input: SnapshotRefInput, o: OpOptions = {}): Promise<SnapshotDeleteOutput> {
     return this.snapshots.snapshotDelete(c, input, o);
-  }
-
-  /** A new, independent workspace from a snapshot (taken now if none is named). */
-  fork(c: Caller, input: ForkInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
-    return this.snapshots.fork(c, input, o);
   }
 
   /** Saves a running workspace's memory to disk and ends its VM. */
