@@ -5,19 +5,15 @@
 // server and stop after removal; bad input gets coded errors. Nothing but
 // 127.0.0.1 and the guests is ever contacted.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, resolveConfig } from '../../src/core/config.js';
 import { IsletError } from '../../src/core/errors.js';
 import type { WorkspaceInfo } from '../../src/service/types.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-net-'));
-const config = resolveConfig({ storage: { data_dir: dataDir, cache_dir: loadConfig().paths.cacheDir } });
+const env = vmEnv('net');
 const caller = { owner: 'net-test' };
 const coded = (code: string) => (e: unknown) => e instanceof IsletError && e.code === code;
 
@@ -62,7 +58,7 @@ describe('user-mode networking', { timeout: 900_000 }, () => {
     sh(ws, `echo ${line} | timeout 8 busybox nc 10.0.2.2 ${listener.port}; echo rc=$?`);
 
   before(async () => {
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     listener = await hostListener();
     [off, on] = await Promise.all([
       svc.create(caller, { name: 'net-off', allow_internet: false }),
@@ -70,10 +66,7 @@ describe('user-mode networking', { timeout: 900_000 }, () => {
     ]);
   });
   after(async () => {
-    for (const w of await svc.list(caller)) await svc.destroy(caller, { workspace_id: w.workspace_id }).catch(() => undefined);
-    await svc.close();
     await listener.close();
-    rmSync(dataDir, { recursive: true, force: true });
   });
 
   test('the guest has 10.0.2.15/24 on eth0, a default route via 10.0.2.2 and resolv.conf', async () => {

@@ -2,17 +2,16 @@
 // WorkspaceService. VM boots are few (create, restore, fork, one start):
 // every check shares the one source workspace.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, statSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, resolveConfig } from '../../src/core/config.js';
 import { IsletError } from '../../src/core/errors.js';
 import type { WorkspaceInfo } from '../../src/service/types.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { destroyAll, vmEnv } from './factory.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-snap-'));
-const config = resolveConfig({ storage: { data_dir: dataDir, cache_dir: loadConfig().paths.cacheDir } });
+const env = vmEnv('snap');
+const dataDir = env.dir;
 const me = { owner: 'snap-test' };
 const coded = (c: string) => (e: unknown) => e instanceof IsletError && e.code === c;
 let svc: WorkspaceService;
@@ -27,16 +26,11 @@ async function sh(ws: string, command: string): Promise<string> {
 
 describe('snapshots and forks', { timeout: 900_000 }, () => {
   before(async () => {
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     src = await svc.create(me, { name: 'src' });
   }, { timeout: 300_000 });
   after(async () => {
-    const admin = { owner: 'x', admin: true };
-    // Forks first: a source whose snapshots a fork uses cannot be destroyed.
-    const all = await svc.list(admin);
-    for (const w of all.filter((w) => w.name !== 'src')) await svc.destroy(admin, { workspace_id: w.workspace_id }).catch(() => undefined);
-    for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
-    await svc.close();
+    assert.deepEqual(await destroyAll(svc), []); // forks first: a source whose snapshots a fork uses cannot go before it
     // Nothing of any workspace is left on disk.
     assert.deepEqual(readdirSync(path.join(dataDir, 'disks')), []);
     assert.deepEqual(readdirSync(path.join(dataDir, 'snapshots')), []);

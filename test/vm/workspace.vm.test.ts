@@ -1,19 +1,13 @@
 // WorkspaceService rules against real VMs: state machine, quotas, disk size,
 // per-owner names, and a VM that dies behind the service's back.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { loadConfig, resolveConfig } from '../../src/core/config.js';
 import { IsletError } from '../../src/core/errors.js';
 import type { WorkspaceInfo } from '../../src/service/types.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 
-const config = resolveConfig({
-  storage: { data_dir: mkdtempSync(path.join(os.tmpdir(), 'islet-ws-')), cache_dir: loadConfig().paths.cacheDir },
-  resources: { max_workspaces: 2, max_vcpus: 2, max_disk_gb: 8 },
-});
+const env = vmEnv('ws', { resources: { max_workspaces: 2, max_vcpus: 2, max_disk_gb: 8 } });
 const alice = { owner: 'alice' };
 const bob = { owner: 'bob' };
 const code = (c: string) => (e: unknown) => e instanceof IsletError && e.code === c;
@@ -22,13 +16,9 @@ let a: WorkspaceInfo;
 
 describe('workspace service rules', { timeout: 600_000 }, () => {
   before(async () => {
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     a = await svc.create(alice, { name: 'same', disk_gb: 3 });
   }, { timeout: 300_000 });
-  after(async () => {
-    for (const w of await svc.list({ owner: 'x', admin: true })) await svc.destroy({ owner: 'x', admin: true }, { workspace_id: w.workspace_id });
-    await svc.close();
-  });
 
   test('disk_gb sizes the overlay and the guest grows its filesystem to it', async () => {
     const r = await svc.exec(alice, { workspace_id: 'same', command: "df -B1M / | awk 'NR==2{print $2}'" });
