@@ -192,6 +192,13 @@ export class QmpError extends IsletError {
   }
 }
 
+/** A human-monitor command answered with an error text (HMP reports failure inside a successful QMP reply). */
+export class HmpError extends IsletError {
+  constructor(command: string, output: string, hint?: string) {
+    super('QMP_ERROR', `QEMU ${command} failed: ${firstLine(output)}`, hint, { command, output });
+  }
+}
+
 /** A memory save or restore (a QEMU migration to or from a file) ended without completing. */
 export class MigrationError extends IsletError {
   constructor(status: string, desc?: string) {

@@ -2,7 +2,7 @@
 // human-monitor-command (QEMU has no QMP command for hostfwd). HMP reports
 // failure as text with a successful QMP reply, so its output is mapped to
 // errors here, once.
-import { firstLine, IsletError, PortInUseError, QmpError } from '../core/errors.js';
+import { HmpError, IsletError, PortInUseError } from '../core/errors.js';
 import { hostfwdRule, PortForward, USER_NET } from './argv.js';
 import type { QmpClient } from './qmp.js';
 
@@ -29,5 +29,5 @@ export async function hostfwdRemove(qmp: QmpClient, hostPort: number): Promise<b
 }
 
 function hmpError(command: string, out: string): IsletError {
-  return new QmpError(command, 'HmpError', firstLine(out), 'the VM may have no user-mode network (check [network] mode); see details', { output: out });
+  return new HmpError(command, out, 'the VM may have no user-mode network (check [network] mode); see details');
 }
