@@ -219,9 +219,7 @@ export class WorkspaceService {
       const row = this.store.get(row0.id);
       if (!row) throw new WorkspaceNotFoundError(input.workspace_id);
       snaps.checkDestroy(ctx.snap, row); // SNAPSHOT_IN_USE while a fork builds on its snapshots
-      const m = ctx.live.get(row.id);
-      ctx.live.delete(row.id);
-      if (m) await m.shutdown();
+      await ctx.stopLive(row.id);
       const own = this.store.snapshots(row.id);
       this.store.delete(row.id); // then the files: a crash in between leaves only unreferenced files, swept at startup
       await Promise.all([

@@ -188,3 +188,22 @@ describe('ownership', () => {
     assert.equal(existsSync(path.join(w.config.paths.dataDir, 'disks', `${ws.workspace_id}.qcow2`)), false);
   });
 });
+
+describe('reopening the service', () => {
+  test('running VMs are re-attached; one that died meanwhile is marked stopped', async () => {
+    await svc.create(alice, { name: 'keep' });
+    await svc.create(alice, { name: 'dies' });
+    await svc.close();
+    assert.equal(w.vmm.running().length, 2, 'closing the service leaves the VMs running');
+    const dying = w.vmm.running().find((v) => v.spec.hostname === 'dies')!;
+    dying.exit({ code: null, signal: 'SIGKILL' });
+    svc = await fakeService(w);
+    assert.equal((await svc.info(alice, { workspace_id: 'keep' })).state, 'running');
+    assert.equal((await svc.exec(alice, { workspace_id: 'keep', command: 'true' })).exit_code, 0, 'the re-attached agent answers');
+    const gone = await svc.info(alice, { workspace_id: 'dies' });
+    assert.equal(gone.state, 'stopped');
+    assert.match(gone.error ?? '', /gone when islet started/);
+    await svc.destroy(alice, { workspace_id: 'keep' });
+    await svc.destroy(alice, { workspace_id: 'dies' });
+  });
+});
