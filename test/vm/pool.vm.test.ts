@@ -9,6 +9,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import { destroyAll } from './factory.js';
 import { qemuProcesses } from './procs.js';
 import { readPool } from '../../src/surfaces/cli/status.js';
 
@@ -35,10 +36,11 @@ async function until(what: string, ok: () => boolean, ms = 300_000): Promise<voi
 let svc: WorkspaceService | undefined;
 after(async () => {
   const s = svc && !svc.closed ? svc : await WorkspaceService.open(config, { pool: false });
-  for (const w of await s.list({ owner: 'x', admin: true })) await s.destroy({ owner: 'x', admin: true }, { workspace_id: w.workspace_id });
+  const failed = await destroyAll(s);
   await s.close();
   assert.equal(qemus().size, 0, 'no QEMU of this data dir is left');
   rmSync(dataDir, { recursive: true, force: true });
+  assert.deepEqual(failed, []);
 });
 
 describe('warm pool', { timeout: 900_000 }, () => {

@@ -3,13 +3,14 @@
 // an interrupted create.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
 import { Store } from '../../src/service/store.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import { destroyAll } from './factory.js';
 import { qemuProcesses } from './procs.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-restart-'));
@@ -48,9 +49,11 @@ async function runAndKill(steps: string[], until: RegExp, also: () => boolean = 
 let svc: WorkspaceService | undefined;
 after(async () => {
   const s = svc ?? await WorkspaceService.open(config);
-  for (const w of await s.list({ owner: 'x', admin: true })) await s.destroy({ owner: 'x', admin: true }, { workspace_id: w.workspace_id });
+  const failed = await destroyAll(s);
   await s.close();
   assert.equal(qemus().size, 0);
+  rmSync(dataDir, { recursive: true, force: true });
+  assert.deepEqual(failed, []);
 });
 
 describe('service crash and restart', { timeout: 600_000 }, () => {

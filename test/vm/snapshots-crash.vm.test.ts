@@ -3,7 +3,7 @@
 // file that nothing references, and listing always works.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -11,6 +11,7 @@ import { loadConfig } from '../../src/core/config.js';
 import { Store } from '../../src/service/store.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
 import { createChildOverlay } from '../../src/storage/overlay.js';
+import { destroyAll } from './factory.js';
 import { qemuProcesses } from './procs.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-snapcrash-'));
@@ -75,10 +76,10 @@ async function checkConsistent(svc: WorkspaceService): Promise<void> {
 let svc: WorkspaceService | undefined;
 after(async () => {
   const s = svc ?? await WorkspaceService.open(config);
-  const admin = { owner: 'x', admin: true };
-  for (const w of (await s.list(admin)).reverse()) await s.destroy(admin, { workspace_id: w.workspace_id }).catch(() => undefined);
-  for (const w of await s.list(admin)) await s.destroy(admin, { workspace_id: w.workspace_id });
+  const failed = await destroyAll(s); // forks before their sources
   await s.close();
+  rmSync(dataDir, { recursive: true, force: true });
+  assert.deepEqual(failed, []);
 });
 
 describe('service crash during snapshots and forks', { timeout: 900_000 }, () => {
