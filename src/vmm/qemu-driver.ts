@@ -26,7 +26,7 @@ const setCaps = (qmp: QmpClient, caps: Record<string, boolean>) =>
  * QEMU's MIGRATION event with a final status. The listener is in place
  * before the migration starts, so a fast one cannot be missed.
  */
-async function migrate(qmp: QmpClient, op: string, timeoutMs: number, start: () => Promise<unknown>): Promise<void> {
+export async function migrate(qmp: QmpClient, op: string, timeoutMs: number, start: () => Promise<unknown>): Promise<void> {
   const deadline = AbortSignal.timeout(timeoutMs);
   const done = qmp.waitEvent('MIGRATION', deadline, (e) => TERMINAL.has(String(e.data?.status)));
   done.catch(() => undefined); // consumed below; start() may fail first
