@@ -1,7 +1,7 @@
 // The CLI as a user runs it: real processes, real VMs.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -45,8 +45,9 @@ describe('islet CLI', { timeout: 900_000 }, () => {
     assert.match(JSON.stringify(v.checks.find((c) => c.name === 'kvm')), /accelerator (kvm|tcg)/);
   });
 
-  test('islet check fails clearly when the kernel path is wrong', () => {
+  test('islet check fails clearly when the kernel path is wrong', (t) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-check-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     const cfg = path.join(dir, 'islet.toml');
     writeFileSync(cfg, '[vm]\nkernel_path = "/nonexistent/vmlinux"\n');
     const r = islet(['check', '--no-canary', '--config', cfg]);

@@ -4,7 +4,7 @@
 // `npm run test:images`.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -25,8 +25,9 @@ describe('islet image', { timeout: 1_800_000 }, () => {
     assert.match(r.stdout, /base: (\d+)\/\1 checks passed/);
   });
 
-  test('a failing check prints [FAIL] and exits 1; editing checks does not rebuild', () => {
+  test('a failing check prints [FAIL] and exits 1; editing checks does not rebuild', (t) => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-images-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     cpSync(path.resolve('images/base'), path.join(dir, 'base'), { recursive: true });
     const file = path.join(dir, 'base', 'recipe.json');
     const recipe = JSON.parse(readFileSync(file, 'utf8')) as { verify: unknown[] };
@@ -69,9 +70,10 @@ describe('islet image', { timeout: 1_800_000 }, () => {
     assert.match(text.stdout, /^dev +base +fast +\d/m);
   });
 
-  test('rm is refused while a workspace uses the image, and fails clearly when nothing is built', () => {
+  test('rm is refused while a workspace uses the image, and fails clearly when nothing is built', (t) => {
     // A scratch data dir with its own state DB; the cache stays the real one, so nothing built is touched.
     const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-image-rm-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     const cfg = path.join(dir, 'islet.toml');
     writeFileSync(cfg, `[storage]\ndata_dir = "${dir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n`);
     const db = new Database(path.join(dir, 'state.db'));
@@ -86,9 +88,10 @@ describe('islet image', { timeout: 1_800_000 }, () => {
     assert.match(r2.stderr, /error\[IMAGE_NOT_FOUND\]: image "never-built" has no build to remove/);
   });
 
-  test('import registers a real ext4 + vmlinux, and refuses a non-ext4 file, a missing kernel and a path outside', () => {
+  test('import registers a real ext4 + vmlinux, and refuses a non-ext4 file, a missing kernel and a path outside', (t) => {
     // Scratch data and cache dirs: the import lands there, not in the real cache.
     const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-image-import-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
     const cfg = path.join(dir, 'islet.toml');
     writeFileSync(cfg, `[storage]\ndata_dir = "${dir}"\ncache_dir = "${path.join(dir, 'cache')}"\n`);
     const real = loadConfig().paths.cacheDir;
