@@ -138,6 +138,8 @@ export class FakeVmDriver implements VmDriver {
     if (this.running().some((v) => v.spec.id === spec.id)) throw new StateConflictError(`VM ${spec.id} already runs`, 'a bug in the caller');
     await mkdir(spec.dir, { recursive: true, mode: 0o700 });
     await stat(spec.disk).catch(() => { throw new VmStartError(`QEMU exited during start: could not open disk ${spec.disk}`); });
+    // QEMU creates a memory-backend-file's file; the template code checks it is there.
+    if (spec.ramFile) await writeFile(spec.ramFile.path, '', { flag: 'a', mode: 0o600 });
     const vm = new FakeVm(spec, this.nextPid++, this);
     await writeFile(vm.paths.pidfile, String(vm.pid));
     await writeFile(vm.paths.console, `fake console of ${spec.id}\n`);

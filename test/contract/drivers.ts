@@ -86,6 +86,14 @@ export function driverContract(label: string, env: ContractEnv): void {
       void rt;
     });
 
+    test('a file-backed RAM: the launch creates the file', async () => {
+      await mkdir(env.scratch, { recursive: true });
+      const ram = path.join(env.scratch, `ram-${Date.now()}`);
+      const m = await boot({ ramFile: { path: ram, shared: true } });
+      assert.equal(existsSync(ram), true);
+      assert.equal((await m.agent.exec({ argv: ['true'], timeoutMs: 30_000 })).exitCode, 0);
+    });
+
     test('pause/resume stop and restart the vCPUs; a failed save leaves the VM running', async () => {
       const m = await boot();
       await m.vm.pause();
