@@ -2,7 +2,7 @@
 // a port is free (or, with port 0, picks one). The probe socket is closed
 // before QEMU binds, so a race is possible; the caller retries on PORT_IN_USE.
 import net from 'node:net';
-import { InvalidArgumentError, IsletError, PortInUseError } from '../core/errors.js';
+import { InternalError, InvalidArgumentError, PortInUseError } from '../core/errors.js';
 
 export const FORWARD_HOST = '127.0.0.1';
 
@@ -16,7 +16,7 @@ export function probePort(port: number): Promise<number> {
       else if (e.code === 'EACCES') {
         reject(new InvalidArgumentError(`host port ${port} needs privileges islet does not have`, 'use a host port of 1024 or above, or omit host_port',
           { host_port: port }));
-      } else reject(new IsletError('INTERNAL', `probe bind of ${FORWARD_HOST}:${port} failed: ${e.message}`, undefined, { host_port: port }, { cause: e }));
+      } else reject(new InternalError(`probe bind of ${FORWARD_HOST}:${port} failed: ${e.message}`, { details: { host_port: port }, cause: e }));
     });
     srv.listen({ host: FORWARD_HOST, port, exclusive: true }, () => {
       const got = (srv.address() as net.AddressInfo).port;
