@@ -104,6 +104,10 @@ const ServerSchema = z.object({
   stdio_admin: z.boolean().default(false),
   max_transfer_bytes: z.number().int().min(1).max(1 << 30).default(64 << 20),
   exec_progress_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
+  daemon_tcp: z.boolean().default(false).describe('islet daemon also listens on http_host:http_port (REST /v1 and /mcp); the unix socket is always on'),
+  daemon_idle_exit_s: z.number().int().min(0).max(7 * 86_400).default(300)
+    .describe('a daemon with no workspaces, no pool and no client connection for this long exits; 0 = never'),
+  socket_group: z.string().min(1).max(64).optional().describe('group given the daemon socket (mode 0660); default: owner only (0600)'),
 }).strict();
 
 const ImagesSchema = z.object({
