@@ -1,7 +1,7 @@
 // The config schema: TOML with agentiso's sections, every key optional with a
 // documented default (docs/config.md), unknown keys rejected with their path.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -169,8 +169,14 @@ export function resolveConfig(raw: unknown, source?: string): Config {
 }
 
 /** Loads a TOML config file; with no file, the defaults (and $ISLET_CONFIG if set). */
+/** Where a config is found without --config or ISLET_CONFIG: the user's, then the system's. */
+export function defaultConfigFiles(): string[] {
+  const xdg = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config');
+  return [path.join(xdg, 'islet', 'config.toml'), '/etc/islet/config.toml'];
+}
+
 export function loadConfig(file?: string): Config {
-  const f = file ?? process.env.ISLET_CONFIG;
+  const f = file ?? process.env.ISLET_CONFIG ?? defaultConfigFiles().find((p) => existsSync(p));
   if (!f) return resolveConfig({});
   let text: string;
   try {

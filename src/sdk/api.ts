@@ -40,7 +40,8 @@ export class ApiClient {
   async exec(id: string, input: Body<ExecInput>, o: ExecStreamHooks = {}): Promise<ExecResult> {
     const res = await this.http.send('POST', ws(id, '/exec'), { json: input, signal: o.signal });
     const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
-    for await (const ev of ndjson(res)) {
+    try {
+      for await (const ev of ndjson(res)) {
       if (ev.type === 'stdout' || ev.type === 'stderr') {
         const chunk = Buffer.from(String(ev.data), 'base64');
         out[ev.type].push(chunk);
@@ -51,6 +52,10 @@ export class ApiClient {
       } else if (ev.type === 'error') {
         throw errorFromBody(ev.error, 200);
       }
+      }
+    } catch (e) {
+      // A stream cut short (daemon killed, connection reset) is the daemon's absence, not a command failure.
+      throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
     }
     throw IsletApiError.unavailable(new Error('the exec stream ended without a result'));
   }

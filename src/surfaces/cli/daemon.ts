@@ -21,6 +21,13 @@ export async function runDaemonForeground(flags: RunFlags): Promise<void> {
   const tcp = wantTcp ? { host: flags.host ?? config.server.http_host, port: flags.port === undefined ? config.server.http_port : portFlag(flags.port) } : undefined;
   const d = await runDaemon(config, { progress: flags.quiet ? undefined : stderrProgress(), tcp });
   process.stderr.write(`islet daemon: pid ${process.pid}, listening on unix:${d.socket}${d.tcpUrl ? ` and ${d.tcpUrl}` : ''}\n`);
+  if (d.tcpUrl) {
+    process.stderr.write(`islet: MCP Streamable HTTP on ${d.tcpUrl}/mcp\n`);
+    if (config.server.tokens.length === 0) {
+      process.stderr.write('islet: no [server] tokens: each MCP session owns its own workspaces and a reconnect starts with none; '
+        + 'REST over TCP is refused (use the unix socket) (see docs/daemon.md)\n');
+    }
+  }
   const onSignal = (sig: NodeJS.Signals) => { void d.stop(sig); };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
