@@ -56,7 +56,7 @@ function daemons(): number[] {
 }
 
 after(() => {
-  for (const w of ['a1', 'b1', 'c1', 's1', 's1-fork', 'k1', 'r1', 'r1-fork']) islet(['ws', 'destroy', w, '--all', '-q'], 60_000);
+  for (const w of ['a1', 'b1', 'c1', 's1', 's1-fork', 'k1', 'r1', 'r1-fork', 'm1']) islet(['ws', 'destroy', w, '--all', '-q'], 60_000);
   islet(['daemon', 'stop'], 60_000);
   for (const q of qemuProcesses(runDir)) { try { process.kill(q.pid, 'SIGKILL'); } catch { /* gone */ } }
   rmSync(runDir, { recursive: true, force: true });
@@ -188,14 +188,17 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
       ['POST /v1/workspaces/{id}/snapshots', () => raw('POST', `${w}/snapshots`, { json: { name: 'rs' } })],
       ['GET /v1/workspaces/{id}/snapshots', () => raw('GET', `${w}/snapshots`)],
       ['POST /v1/workspaces/{id}/fork', () => raw('POST', `${w}/fork`, { json: { snapshot: 'rs', name: 'r1-fork' } })],
-      ['POST /v1/workspaces/{id}/snapshots/{snapshot}/restore', () => raw('POST', `${w}/snapshots/rs/restore`)],
+      ['POST /v1/workspaces/{id}/snapshots/{snapshot}/restore', async () => {
+        (await raw('POST', `${w}/snapshots`, { json: { name: 'rs2' } })).resume(); // a later one, on a branch after the restore
+        return raw('POST', `${w}/snapshots/rs/restore`);
+      }],
       ['POST /v1/workspaces/{id}/pause', () => raw('POST', `${w}/pause`)],
       ['POST /v1/workspaces/{id}/resume', () => raw('POST', `${w}/resume`)],
       ['POST /v1/workspaces/{id}/stop', () => raw('POST', `${w}/stop`)],
       ['POST /v1/workspaces/{id}/start', () => raw('POST', `${w}/start`)],
       ['DELETE /v1/workspaces/{id}/snapshots/{snapshot}', async () => {
-        await raw('DELETE', '/v1/workspaces/r1-fork');
-        return raw('DELETE', `${w}/snapshots/rs`);
+        (await raw('DELETE', '/v1/workspaces/r1-fork')).resume();
+        return raw('DELETE', `${w}/snapshots/rs2`); // nothing builds on it: the disk went back to rs
       }],
       ['DELETE /v1/workspaces/{id}', () => raw('DELETE', w)],
     ];
@@ -223,8 +226,31 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
     assert.equal(back.info.state, 'running');
     assert.equal((await back.exec(['cat', '/root/keep.txt'])).stdout, 'kept\n');
     assert.equal(daemons().length, 1);
-    assert.equal(qemuProcesses(runDir).length, 1, 'one QEMU, nothing orphaned or duplicated');
+    const mine = () => qemuProcesses(runDir).filter((q) => q.id === ws.id).length;
+    assert.equal(mine(), 1, 'one QEMU, nothing orphaned or duplicated');
     await back.destroy();
-    assert.equal(qemuProcesses(runDir).length, 0);
+    assert.equal(mine(), 0);
+  });
+
+  test('a stdio MCP client keeps its session across a daemon kill -9: the call in flight is a DAEMON_UNAVAILABLE tool error', async () => {
+    const t = new StdioClientTransport({ command: process.execPath, args: [bin, 'serve', '--config', cfg, '--owner', 'mcp-k', '-q'], stderr: 'pipe' });
+    const c = new Client({ name: 'test-reconnect', version: '1' });
+    await c.connect(t);
+    const sc = (r: unknown) => (r as { structuredContent: Record<string, unknown> }).structuredContent;
+    await c.callTool({ name: 'workspace_create', arguments: { name: 'm1', image: 'base' } }, undefined, { timeout: 300_000 });
+    const [pid] = daemons();
+    assert.ok(pid);
+    const inFlight = c.callTool({ name: 'exec', arguments: { workspace_id: 'm1', command: 'sleep 20' } }, undefined, { timeout: 120_000 });
+    setTimeout(() => process.kill(pid, 'SIGKILL'), 1_500);
+    const lost = await inFlight;
+    assert.equal(lost.isError, true);
+    assert.match(JSON.stringify(lost.content), /DAEMON_UNAVAILABLE/);
+    // Same client, same session: the front started a new daemon, which re-attached the VM.
+    const e = sc(await c.callTool({ name: 'exec', arguments: { workspace_id: 'm1', command: 'echo again' } }, undefined, { timeout: 120_000 }));
+    assert.equal(e.stdout, 'again\n');
+    const d = await c.callTool({ name: 'workspace_destroy', arguments: { workspace_id: 'm1' } }, undefined, { timeout: 120_000 });
+    assert.notEqual(d.isError, true);
+    await c.close();
+    assert.equal(daemons().length, 1);
   });
 });

@@ -43,9 +43,8 @@ export function registerServe(program: Command): void {
         throw new InvalidArgumentError(`--owner ${JSON.stringify(flags.owner)}: 1 to 64 letters, digits, "_", ".", "@" or "-"`);
       }
       const owner = flags.owner ?? config.server.stdio_owner;
-      const socket = await ensureDaemon(config);
-      if (!flags.quiet) process.stderr.write(`islet: MCP on stdio through the daemon at ${socket} (owner "${owner}")\n`);
-      const why = await bridgeStdio(socket, owner);
+      if (!flags.quiet) process.stderr.write(`islet: MCP on stdio through the daemon of ${config.paths.dataDir} (owner "${owner}")\n`);
+      const why = await bridgeStdio(() => ensureDaemon(config), owner);
       if (!flags.quiet) process.stderr.write(`islet: stopping (${why}); VMs keep running\n`);
       setTimeout(() => process.exit(), 1_000).unref();
     });

@@ -8,6 +8,8 @@ export interface DaemonPaths {
   socket: string;
   /** The daemon's pid, written once it listens. */
   pidFile: string;
+  /** Held by the one client that is starting a daemon. */
+  startLock: string;
   /** stdout and stderr of a daemon that a client started in the background. */
   log: string;
 }
@@ -16,6 +18,7 @@ export function daemonPaths(config: Config): DaemonPaths {
   return {
     socket: path.join(config.paths.runDir, 'islet.sock'),
     pidFile: path.join(config.paths.runDir, 'daemon.pid'),
+    startLock: path.join(config.paths.runDir, 'daemon.start'),
     log: path.join(config.paths.dataDir, 'daemon.log'),
   };
 }
