@@ -47,7 +47,9 @@ export class Transport {
       ? { socketPath: this.endpoint.socketPath, path: pathWithQuery, host: 'localhost' }
       : (() => { const u = new URL(pathWithQuery, this.endpoint.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request({ ...target, method, headers, signal: o.signal }, resolve);
+      // A fresh connection per request: a kept-alive socket the daemon is closing (idle timeout, restart)
+      // would fail a request with ECONNRESET that never reached it; local connections cost little.
+      const req = request({ ...target, method, headers, signal: o.signal, agent: false }, resolve);
       req.once('error', (e) => reject(o.signal?.aborted ? e : IsletApiError.unavailable(e)));
       req.end(payload);
     });

@@ -13,7 +13,7 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import type { Progress } from '../../core/progress.js';
 import type { Caller } from '../../service/types.js';
 import { WorkspaceService } from '../../service/workspaces.js';
-import { assertSafeBind, createMcpHttpHandler, MCP_PATH } from '../mcp/http.js';
+import { assertSafeBind, createMcpHttpHandler, MAX_BODY_BYTES, MCP_PATH } from '../mcp/http.js';
 import { createMcpServer, SERVER_INFO } from '../mcp/server.js';
 import { createRestApp, callerOf } from '../rest/app.js';
 import { bearerAuth } from './auth.js';
@@ -105,7 +105,9 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
     if (head.length > 0) socket.unshift(head);
     const caller = socketCaller(req);
     const server = createMcpServer(svc, () => caller);
-    server.connect(new StdioServerTransport(socket, socket)).catch(() => socket.destroy());
+    // Requests as big as HTTP takes (file_write content); a transport the SDK closed (an oversized message) ends the connection.
+    server.server.onclose = () => socket.destroy();
+    server.connect(new StdioServerTransport(socket, socket, { maxBufferSize: MAX_BODY_BYTES } as never)).catch(() => socket.destroy());
     socket.once('close', () => { server.close().catch(() => undefined); });
     socket.on('error', () => socket.destroy());
   });
