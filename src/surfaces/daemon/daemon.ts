@@ -107,7 +107,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
     const server = createMcpServer(svc, () => caller);
     // Requests as big as HTTP takes (file_write content); a transport the SDK closed (an oversized message) ends the connection.
     server.server.onclose = () => socket.destroy();
-    server.connect(new StdioServerTransport(socket, socket, { maxBufferSize: MAX_BODY_BYTES } as never)).catch(() => socket.destroy());
+    server.connect(new StdioServerTransport(socket, socket, { maxBufferSize: MAX_BODY_BYTES })).catch(() => socket.destroy());
     socket.once('close', () => { server.close().catch(() => undefined); });
     socket.on('error', () => socket.destroy());
   });
