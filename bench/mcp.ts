@@ -2,6 +2,7 @@
 // over stdio and the official client, and 20 concurrent exec calls on one
 // workspace. Baselines in the same run: a Runtime cold boot (no MCP, no
 // service) and the same 20 execs sent straight to the agent client.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,6 +63,7 @@ export async function benchMcp(config: Config, rt: Runtime, n: number, record: (
     await call('workspace_destroy', { workspace_id: keep });
   } finally {
     await client.close();
+    spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'daemon', 'stop', '--config', cfg], { stdio: 'ignore', timeout: 60_000 });
     rmSync(dataDir, { recursive: true, force: true });
   }
 }

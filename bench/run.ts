@@ -13,6 +13,7 @@ import { Runtime } from '../src/service/runtime.js';
 import { createOverlay } from '../src/storage/overlay.js';
 import { tscKhz } from '../src/vmm/accel.js';
 import { buildQemuArgv } from '../src/vmm/argv.js';
+import { benchDaemon } from './daemon.js';
 import { benchMcp, Row } from './mcp.js';
 import { benchKernel } from './kernel.js';
 import { benchDensity } from './density.js';
@@ -131,6 +132,7 @@ async function main(): Promise<void> {
       await m.destroy();
     }
     await benchMcp(config, rt, Math.min(N, 3), record);
+    await benchDaemon(config, Math.min(EXECS, 100), record);
     await benchNet(config, record);
     await benchSnapshots(config, Math.min(N, 3), record);
     await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);

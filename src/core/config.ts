@@ -1,7 +1,7 @@
 // The config schema: TOML with agentiso's sections, every key optional with a
 // documented default (docs/config.md), unknown keys rejected with their path.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -104,6 +104,10 @@ const ServerSchema = z.object({
   stdio_admin: z.boolean().default(false),
   max_transfer_bytes: z.number().int().min(1).max(1 << 30).default(64 << 20),
   exec_progress_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
+  daemon_tcp: z.boolean().default(false).describe('islet daemon also listens on http_host:http_port (REST /v1 and /mcp); the unix socket is always on'),
+  daemon_idle_exit_s: z.number().int().min(0).max(7 * 86_400).default(300)
+    .describe('a daemon with no workspaces, no pool and no client connection for this long exits; 0 = never'),
+  socket_group: z.string().min(1).max(64).optional().describe('group given the daemon socket (mode 0660); default: owner only (0600)'),
 }).strict();
 
 const ImagesSchema = z.object({
@@ -165,8 +169,14 @@ export function resolveConfig(raw: unknown, source?: string): Config {
 }
 
 /** Loads a TOML config file; with no file, the defaults (and $ISLET_CONFIG if set). */
+/** Where a config is found without --config or ISLET_CONFIG: the user's, then the system's. */
+export function defaultConfigFiles(): string[] {
+  const xdg = process.env.XDG_CONFIG_HOME || path.join(os.homedir(), '.config');
+  return [path.join(xdg, 'islet', 'config.toml'), '/etc/islet/config.toml'];
+}
+
 export function loadConfig(file?: string): Config {
-  const f = file ?? process.env.ISLET_CONFIG;
+  const f = file ?? process.env.ISLET_CONFIG ?? defaultConfigFiles().find((p) => existsSync(p));
   if (!f) return resolveConfig({});
   let text: string;
   try {

@@ -1,6 +1,6 @@
 // One WorkspaceService per data dir: two would fight over the VMs' agent
 // sockets (one host client per port) and reconcile each other's VMs away.
-import { openSync, closeSync, readFileSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { StateConflictError } from '../core/errors.js';
 import { pidAlive } from '../host/pid.js';
@@ -14,9 +14,14 @@ export function acquireLock(dataDir: string): Lock {
   const file = path.join(dataDir, 'service.lock');
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      const fd = openSync(file, 'wx', 0o600);
+      // The pid is written to a private file first and linked into place, so a
+      // racing process never reads a lock file that exists but is still empty
+      // (and takes it over as a dead process's).
+      const tmp = `${file}.${process.pid}.tmp`;
+      const fd = openSync(tmp, 'w', 0o600);
       writeSync(fd, String(process.pid));
       closeSync(fd);
+      try { linkSync(tmp, file); } finally { unlinkSync(tmp); }
       let held = true;
       const release = () => {
         if (!held) return;

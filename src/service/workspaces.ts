@@ -326,6 +326,23 @@ export class WorkspaceService {
     return { host_path: abs, guest_path: input.guest_path, bytes: r.data.length };
   }
 
+  /** Raw bytes into a guest file (REST bodies): no text encoding on the way; bounded by [server] max_transfer_bytes. */
+  async writeBytes(c: Caller, input: { workspace_id: string; path: string; mode?: number }, data: Buffer, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
+    const m = this.running(c, input.workspace_id);
+    const max = this.config.server.max_transfer_bytes;
+    if (data.length > max) {
+      throw new IsletError('FILE_TOO_LARGE', `${data.length} bytes is over the ${max}-byte transfer limit`, 'raise [server] max_transfer_bytes', { bytes: data.length, max });
+    }
+    const r = await m.writeFile(input.path, data, { mode: input.mode, createParents: true, signal: o.signal });
+    return { path: input.path, bytes: r.bytes };
+  }
+
+  /** A guest file's raw bytes (REST bodies), up to [server] max_transfer_bytes. */
+  async readBytes(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<Buffer> {
+    const m = this.running(c, input.workspace_id);
+    return (await m.readFile(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal })).data;
+  }
+
   // --- network (network-ops.ts) ---
 
   /** Forwards 127.0.0.1:host_port on the host to guest_port in a running workspace, live; recorded and re-applied on start. */

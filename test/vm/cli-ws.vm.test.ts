@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { loadConfig } from '../../src/core/config.js';
+import { daemonPidFor, stopDaemon } from './daemon-stop.js';
 
 // A fresh data dir (its own state database), the real cache so the images
 // `islet setup` built are reused, and a short run dir: unix socket paths must
@@ -36,6 +37,7 @@ const statusOf = (name: string) => (JSON.parse(ok(['status', '--json']).out) as 
 after(() => {
   // Best effort: a failed step must not leave a VM running.
   islet(['ws', 'destroy', 't1', '-q']);
+  stopDaemon(cfg);
   rmSync(runDir, { recursive: true, force: true });
   rmSync(dataDir, { recursive: true, force: true });
 });

@@ -13,6 +13,7 @@ import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
 import * as calls from './mcp-calls.js';
 import { SLOW } from './mcp-calls.js';
+import { daemonPidFor, stopDaemon } from './daemon-stop.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-mcp-stdio-'));
 const runDir = mkdtempSync('/tmp/islet-mcp-');
@@ -49,6 +50,7 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
   after(async () => {
     for (const w of [a, b]) if (w) await call('workspace_destroy', { workspace_id: w.workspace_id }).catch(() => undefined);
     await client.close(); // closes stdin: the server must exit by itself
+    stopDaemon(cfgFile); // the daemon it started keeps the VMs; the in-process cleanup below needs the data dir
     // VMs outlive the server by design: whatever a failed test left behind goes now.
     const svc = await WorkspaceService.open(loadConfig(cfgFile));
     const admin = { owner: 'cleanup', admin: true };

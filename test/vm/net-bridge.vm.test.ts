@@ -18,6 +18,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, NetworkPolicyOutput, WorkspaceInfo, WorkspaceIpOutput } from '../../src/service/types.js';
 import { inetPeerArgs, makeTopology, netnsUnavailable, SITE_A, SITE_B, SITE_PORT, Topology } from '../fixtures/netns.js';
+import { daemonPidFor, stopDaemon } from './daemon-stop.js';
 
 const skip = await netnsUnavailable();
 const SLOW = { timeout: 300_000 };
@@ -105,6 +106,7 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
 
   after(async () => {
     await client?.close().catch(() => undefined);
+    stopDaemon(cfgFile);
     // A failed test may leave VMs: a service in the namespace destroys them (and so removes the bridge).
     if (topo) {
       const cleanup = `import { loadConfig } from '${path.resolve('dist/src/core/config.js')}';
@@ -230,6 +232,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     const f = await ok<{ host_port: number }>('port_forward', { workspace_id: b.workspace_id, guest_port: 9090 });
     assert.ok(servePid);
     process.kill(servePid, 'SIGKILL');
+    const daemon = daemonPidFor(cfgFile); // the service itself: the stdio front only relays to it
+    assert.ok(daemon);
+    process.kill(daemon, 'SIGKILL');
     await Promise.race([serverGone, new Promise((r) => setTimeout(r, 10_000))]);
     await client.close().catch(() => undefined);
     // No service: the VMs run on with their rules in place.
@@ -248,8 +253,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
 
   test('after destroy and shutdown nothing islet made is left: no bridge, no TAP, no nft table; ip_forward restored', () => evidence(async () => {
     for (const ws of [a, b]) await ok('workspace_destroy', { workspace_id: ws.workspace_id });
-    await client.close(); // stdin closes: the server shuts down by itself
+    await client.close(); // stdin closes: the front exits; the daemon behind it is stopped as `islet daemon stop` does
     await Promise.race([serverGone, new Promise((r) => setTimeout(r, 30_000))]);
+    stopDaemon(cfgFile);
     let links = '';
     let tables = '';
     for (let i = 0; i < 100; i++) { // the server process may still be finishing its cleanup

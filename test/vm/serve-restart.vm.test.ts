@@ -10,6 +10,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig } from '../../src/core/config.js';
+import { daemonPidFor, stopDaemon } from './daemon-stop.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-serve-restart-'));
 const cfgFile = path.join(dataDir, 'islet.toml');
@@ -47,6 +48,7 @@ after(async () => {
   const { workspaces } = await last.call('workspace_list', {}) as { workspaces: Array<{ workspace_id: string }> };
   for (const w of workspaces) await last.call('workspace_destroy', { workspace_id: w.workspace_id });
   await last.client.close();
+  stopDaemon(cfgFile);
 });
 
 describe('islet serve killed with -9', { timeout: 600_000 }, () => {
@@ -59,6 +61,10 @@ describe('islet serve killed with -9', { timeout: 600_000 }, () => {
     const pid = s1.transport.pid;
     assert.ok(pid);
     process.kill(pid, 'SIGKILL');
+    // The daemon behind it too: the next `islet serve` starts a new one, which must re-attach.
+    const daemon = daemonPidFor(cfgFile);
+    assert.ok(daemon);
+    process.kill(daemon, 'SIGKILL');
     await s1.client.close().catch(() => undefined);
     assert.equal(qemuCount(String(a.workspace_id)), 1, 'the running VM survives its server');
 

@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { exitCodeFor, toIsletError } from '../../core/errors.js';
 import { registerCheck } from './check.js';
+import { registerDaemon } from './daemon.js';
 import { registerImage } from './image.js';
 import { registerKernel } from './kernel.js';
 import { registerRun } from './run.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerCheck(program);
   registerRun(program);
   registerServe(program);
+  registerDaemon(program);
   registerStatus(program);
   registerWs(program);
   registerImage(program);

@@ -1,80 +1,56 @@
-// `islet serve`: the MCP server, over stdio (default) or Streamable HTTP.
+// `islet serve`: what MCP clients launch. Over stdio (default) it is a front
+// for the data dir's daemon, starting it when none runs, so any number of MCP
+// clients, CLI commands and SDK programs share one set of VMs. With --http it
+// runs the daemon itself in the foreground with its TCP listener.
 // stdout belongs to the stdio protocol, so everything human goes to stderr.
-// Stopping the server leaves VMs running; the next serve reattaches to them.
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { Command } from 'commander';
-import { loadConfig } from '../../core/config.js';
+import { ConfigSchema, loadConfig } from '../../core/config.js';
 import { InvalidArgumentError } from '../../core/errors.js';
-import { WorkspaceService } from '../../service/workspaces.js';
-import { assertSafeBind, startHttpServer } from '../mcp/http.js';
-import { createMcpServer } from '../mcp/server.js';
-import { stderrProgress } from './progress.js';
+import { ensureDaemon } from '../daemon/connect.js';
+import { runDaemonForeground } from './daemon.js';
+import { bridgeStdio } from './stdio-bridge.js';
 
 interface ServeFlags {
   config?: string;
   http?: boolean;
   host?: string;
   port?: string;
+  owner?: string;
   quiet?: boolean;
 }
 
+const Owner = ConfigSchema.shape.server.removeDefault().shape.stdio_owner.removeDefault();
+
 export function registerServe(program: Command): void {
   program.command('serve')
-    .description('serve the islet MCP tools over stdio (default) or Streamable HTTP (--http)')
+    .description('serve the islet MCP tools over stdio (default; through the daemon) or Streamable HTTP (--http: run the daemon here with TCP)')
     .option('-c, --config <file>', 'config file (TOML)')
-    .option('--http', 'serve Streamable HTTP on [server] http_host:http_port instead of stdio')
+    .option('--http', 'run the daemon in the foreground, serving /mcp (and REST /v1) on [server] http_host:http_port too')
     .option('--host <host>', 'HTTP bind address (default [server] http_host)')
     .option('--port <port>', 'HTTP port, 0 = any free port (default [server] http_port)')
+    .option('--owner <owner>', 'stdio: owner of this client\'s workspaces (default [server] stdio_owner)')
     .option('-q, --quiet', 'no progress lines on stderr')
     .action(async (flags: ServeFlags) => {
       if (!flags.http && (flags.host !== undefined || flags.port !== undefined)) {
         throw new InvalidArgumentError('--host and --port only apply with --http', 'islet serve --http --port 7420');
       }
-      const config = loadConfig(flags.config);
-      const host = flags.host ?? config.server.http_host;
-      const port = flags.port === undefined ? config.server.http_port : portFlag(flags.port);
-      if (flags.http) assertSafeBind(config, host);
-      const progress = flags.quiet ? undefined : stderrProgress();
-      // A long-lived server is where a warm pool pays: it follows [pool] enabled.
-      const svc = await WorkspaceService.open(config, { progress, pool: config.pool.enabled });
-      let closeTransport: () => Promise<void>;
-      const stopped = new Promise<string>((resolve) => {
-        const onSignal = (sig: NodeJS.Signals) => resolve(sig);
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-        // A stdio client that goes away closes our stdin: that is the end of the session.
-        if (!flags.http) {
-          process.stdin.once('end', () => resolve('stdin closed'));
-          process.stdin.once('close', () => resolve('stdin closed'));
-        }
-      });
-      try {
-        if (flags.http) {
-          const http = await startHttpServer(svc, config, { host, port });
-          closeTransport = http.close;
-          process.stderr.write(`islet: MCP Streamable HTTP on ${http.url}\n`);
-          if (config.server.tokens.length === 0) {
-            process.stderr.write('islet: no [server] tokens: each MCP session owns its own workspaces and a reconnect starts '
-              + 'with none (see docs/mcp.md)\n');
-          }
-        } else {
-          const server = createMcpServer(svc, () => ({ owner: config.server.stdio_owner, admin: config.server.stdio_admin }));
-          await server.connect(new StdioServerTransport());
-          closeTransport = () => server.close();
-          if (!flags.quiet) process.stderr.write(`islet: MCP on stdio (owner "${config.server.stdio_owner}")\n`);
-        }
-        const why = await stopped;
-        if (!flags.quiet) process.stderr.write(`islet: stopping (${why}); VMs keep running\n`);
-        await closeTransport();
-      } finally {
-        await svc.close();
-        // Anything still holding the event loop (a stuck client socket) must not keep a stopped server alive.
-        setTimeout(() => process.exit(), 3_000).unref();
+      if (flags.http) {
+        await runDaemonForeground({ config: flags.config, tcp: true, host: flags.host, port: flags.port, quiet: flags.quiet });
+        return;
       }
+      const config = loadConfig(flags.config);
+      if (flags.owner !== undefined && !Owner.safeParse(flags.owner).success) {
+        throw new InvalidArgumentError(`--owner ${JSON.stringify(flags.owner)}: 1 to 64 letters, digits, "_", ".", "@" or "-"`);
+      }
+      const owner = flags.owner ?? config.server.stdio_owner;
+      if (!flags.quiet) process.stderr.write(`islet: MCP on stdio through the daemon of ${config.paths.dataDir} (owner "${owner}")\n`);
+      const why = await bridgeStdio(() => ensureDaemon(config), owner);
+      if (!flags.quiet) process.stderr.write(`islet: stopping (${why}); VMs keep running\n`);
+      setTimeout(() => process.exit(), 1_000).unref();
     });
 }
 
-function portFlag(v: string): number {
+export function portFlag(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) {
     throw new InvalidArgumentError(`--port must be an integer from 0 to 65535, got ${JSON.stringify(v)}`);

@@ -7,9 +7,8 @@ import { ConfigSchema, loadConfig } from '../../core/config.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { WorkspaceRef } from '../../core/schemas.js';
 import type { Caller, WorkspaceInfo } from '../../service/types.js';
-import { WorkspaceService } from '../../service/workspaces.js';
 import { age } from './format.js';
-import { stderrProgress } from './progress.js';
+import { RemoteService } from './remote.js';
 
 export interface Common { config?: string; json?: boolean; owner?: string; all?: boolean; quiet?: boolean }
 
@@ -38,14 +37,15 @@ export function int(flag: string, v: string | undefined): number | undefined {
 }
 
 /** Opens the service for one call; Ctrl-C aborts the call (a second one kills the process). */
-export async function withService<T>(flags: Common, fn: (svc: WorkspaceService, caller: Caller, signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withService<T>(flags: Common, fn: (svc: RemoteService, caller: Caller, signal: AbortSignal) => Promise<T>): Promise<T> {
   const config = loadConfig(flags.config);
   if (flags.owner !== undefined && !Owner.safeParse(flags.owner).success) {
     throw new InvalidArgumentError(`--owner ${JSON.stringify(flags.owner)}: 1 to 64 letters, digits, "_", ".", "@" or "-"`);
   }
   const owner = flags.owner ?? config.server.stdio_owner;
   const caller: Caller = { owner, admin: flags.all === true };
-  const svc = await WorkspaceService.open(config, { progress: flags.quiet ? undefined : stderrProgress() });
+  // The daemon owns the VMs; the CLI is one of its clients (started here when none runs).
+  const svc = await RemoteService.connect(config);
   const abort = new AbortController();
   const onSignal = () => abort.abort(new Error('interrupted'));
   process.once('SIGINT', onSignal);

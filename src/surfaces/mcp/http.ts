@@ -49,28 +49,40 @@ export function assertSafeBind(config: Config, host: string): void {
 /** Tokens are compared as SHA-256 digests so timingSafeEqual always sees equal lengths. */
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
-export async function startHttpServer(
+export interface McpHttpHandler {
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** Closes every session. */
+  close(): Promise<void>;
+}
+
+/**
+ * The /mcp endpoint for one listener. On TCP: Host/Origin checks and bearer
+ * tokens. On the daemon's unix socket (socketCaller set) the file mode is the
+ * authentication and browsers cannot connect, so the caller is the peer's claim.
+ */
+export function createMcpHttpHandler(
   svc: WorkspaceService,
   config: Config,
-  o: { host: string; port: number },
-): Promise<HttpServerHandle> {
-  const tokens = config.server.tokens;
-  assertSafeBind(config, o.host);
+  o: { host: string; port: () => number; socketCaller?: (req: IncomingMessage) => Caller },
+): McpHttpHandler {
+  const tokens = o.socketCaller ? [] : config.server.tokens;
   const loopback = isLoopbackHost(o.host);
   const tokenDigests = tokens.map((t) => digest(t.token));
   const sessions = new Map<string, Session>();
-  let port = o.port;
   const bracketed = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
   const hostNames = [...new Set([...LOOPBACK_NAMES, bracketed])];
 
   // Without a token the caller has nothing to prove, so a browser page on another
   // origin must not be able to reach us: that is the DNS rebinding attack.
   const hostAllowed = (h: string | undefined): boolean => {
+    if (o.socketCaller) return true;
+    const port = o.port();
     if (!loopback) return true; // bound publicly: reachable under any name, tokens guard it
     if (!h) return false;
     return hostNames.some((n) => h === `${n}:${port}` || (port === 80 && h === n));
   };
   const originAllowed = (origin: string | undefined): boolean => {
+    const port = o.port();
     if (origin === undefined) return true; // not a browser
     if (config.server.allowed_origins.includes(origin)) return true;
     return hostNames.some((n) => origin === `http://${n}:${port}` || origin === `https://${n}:${port}`);
@@ -86,7 +98,11 @@ export async function startHttpServer(
     tokenDigests.forEach((t, i) => { if (timingSafeEqual(t, d) && found === undefined) found = i; });
     return found;
   };
-  const callerFor = (tokenIndex: number, transport: StreamableHTTPServerTransport) => (): Caller => {
+  const callerFor = (tokenIndex: number, transport: StreamableHTTPServerTransport, req: IncomingMessage) => {
+    const fromSocket = o.socketCaller?.(req);
+    return (): Caller => fromSocket ?? sessionCaller(tokenIndex, transport);
+  };
+  const sessionCaller = (tokenIndex: number, transport: StreamableHTTPServerTransport): Caller => {
     const t = tokens[tokenIndex];
     if (t) return { owner: t.owner, admin: t.admin };
     return { owner: `session:${transport.sessionId ?? 'uninitialized'}` };
@@ -128,15 +144,33 @@ export async function startHttpServer(
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => { sessions.set(id, session); },
     });
-    const session: Session = { transport, server: createMcpServer(svc, callerFor(tokenIndex, transport)), tokenIndex };
+    const session: Session = { transport, server: createMcpServer(svc, callerFor(tokenIndex, transport, req)), tokenIndex };
     // Set before connect(): the SDK chains its own handler after ours.
     transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); };
     await session.server.connect(transport);
     await transport.handleRequest(req, res, body);
   };
 
+  return {
+    handle,
+    async close() {
+      await Promise.allSettled([...sessions.values()].map((s) => s.server.close()));
+      sessions.clear();
+    },
+  };
+}
+
+export async function startHttpServer(
+  svc: WorkspaceService,
+  config: Config,
+  o: { host: string; port: number },
+): Promise<HttpServerHandle> {
+  assertSafeBind(config, o.host);
+  let port = o.port;
+  const bracketed = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
+  const mcp = createMcpHttpHandler(svc, config, { host: o.host, port: () => port });
   const http = createServer((req, res) => {
-    handle(req, res).catch((e: unknown) => {
+    mcp.handle(req, res).catch((e: unknown) => {
       process.stderr.write(`islet: MCP HTTP request failed: ${e instanceof Error ? e.stack : String(e)}\n`);
       if (!res.headersSent) reply(res, 500, -32603, 'Internal error');
       else res.end();
@@ -157,8 +191,7 @@ export async function startHttpServer(
   return {
     url: `http://${bracketed}:${port}${MCP_PATH}`,
     async close() {
-      await Promise.allSettled([...sessions.values()].map((s) => s.server.close()));
-      sessions.clear();
+      await mcp.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());
         // Open SSE streams would otherwise hold close() forever.

@@ -1,0 +1,98 @@
+// One method per REST route: the SDK's low level, also what the CLI calls.
+// Input types come from the operations' zod schemas (core/schemas.ts).
+import type {
+  CreateInput, ExecInput, FileDownloadInput, FileUploadInput, ForkInput, ListInput, NetworkPolicyInput, PortForwardInput, SnapshotCreateInput,
+} from '../core/schemas.js';
+import type {
+  ExecOutput, ForwardInfo, NetworkPolicyOutput, SnapshotCreateOutput, SnapshotDeleteOutput, SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo,
+  WorkspaceIpOutput,
+} from '../service/types.js';
+import { errorFromBody, IsletApiError } from './errors.js';
+import { ndjson, readAll, Transport, type Endpoint } from './transport.js';
+
+type Body<T extends { workspace_id: string }> = Omit<T, 'workspace_id'>;
+export interface Signal { signal?: AbortSignal }
+export interface ExecStreamHooks extends Signal {
+  onStdout?: (chunk: Buffer) => void;
+  onStderr?: (chunk: Buffer) => void;
+}
+export type ExecResult = Omit<ExecOutput, 'stdout' | 'stderr'> & { stdout: string; stderr: string };
+
+const enc = encodeURIComponent;
+const ws = (id: string, rest = '') => `/v1/workspaces/${enc(id)}${rest}`;
+
+export class ApiClient {
+  readonly http: Transport;
+  constructor(endpoint: Endpoint) { this.http = new Transport(endpoint); }
+
+  node(): Promise<Record<string, unknown>> { return this.http.json('GET', '/v1/node'); }
+  create(input: CreateInput, o: Signal = {}): Promise<WorkspaceInfo> { return this.http.json('POST', '/v1/workspaces', { json: input, ...o }); }
+  async list(input: ListInput = {}): Promise<WorkspaceInfo[]> {
+    return (await this.http.json<{ workspaces: WorkspaceInfo[] }>('GET', '/v1/workspaces', { query: { state: input.state } })).workspaces;
+  }
+  info(id: string): Promise<WorkspaceInfo> { return this.http.json('GET', ws(id)); }
+  destroy(id: string, o: Signal = {}): Promise<{ workspace_id: string; destroyed: true }> { return this.http.json('DELETE', ws(id), o); }
+  lifecycle(id: string, op: 'start' | 'stop' | 'pause' | 'resume', o: Signal = {}): Promise<WorkspaceInfo & { pause_ms?: number }> {
+    return this.http.json('POST', ws(id, `/${op}`), o);
+  }
+
+  /** Runs a command, streaming its output to the hooks as it arrives; the result carries the whole (capped) output too. */
+  async exec(id: string, input: Body<ExecInput>, o: ExecStreamHooks = {}): Promise<ExecResult> {
+    const res = await this.http.send('POST', ws(id, '/exec'), { json: input, signal: o.signal });
+    const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    try {
+      for await (const ev of ndjson(res)) {
+      if (ev.type === 'stdout' || ev.type === 'stderr') {
+        const chunk = Buffer.from(String(ev.data), 'base64');
+        out[ev.type].push(chunk);
+        (ev.type === 'stdout' ? o.onStdout : o.onStderr)?.(chunk);
+      } else if (ev.type === 'exit') {
+        const { type: _t, ...rest } = ev;
+        return { ...(rest as Omit<ExecResult, 'stdout' | 'stderr'>), stdout: Buffer.concat(out.stdout).toString('utf8'), stderr: Buffer.concat(out.stderr).toString('utf8') };
+      } else if (ev.type === 'error') {
+        throw errorFromBody(ev.error, 200);
+      }
+      }
+    } catch (e) {
+      // A stream cut short (daemon killed, connection reset) is the daemon's absence, not a command failure.
+      throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
+    }
+    throw IsletApiError.unavailable(new Error('the exec stream ended without a result'));
+  }
+
+  writeFile(id: string, path: string, data: Buffer, o: Signal & { mode?: number } = {}): Promise<{ path: string; bytes: number }> {
+    return this.http.json('PUT', ws(id, '/files'), { query: { path, mode: o.mode === undefined ? undefined : o.mode.toString(8) }, body: data, signal: o.signal });
+  }
+  async readFile(id: string, path: string, o: Signal & { maxBytes?: number } = {}): Promise<Buffer> {
+    const res = await this.http.send('GET', ws(id, '/files'), { query: { path }, signal: o.signal });
+    return readAll(res, o.maxBytes ?? 1 << 30);
+  }
+  upload(id: string, input: Body<FileUploadInput>, o: Signal = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+    return this.http.json('POST', ws(id, '/files/upload'), { json: input, ...o });
+  }
+  download(id: string, input: Body<FileDownloadInput>, o: Signal = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+    return this.http.json('POST', ws(id, '/files/download'), { json: input, ...o });
+  }
+
+  snapshotCreate(id: string, input: Body<SnapshotCreateInput>, o: Signal = {}): Promise<SnapshotCreateOutput> {
+    return this.http.json('POST', ws(id, '/snapshots'), { json: input, ...o });
+  }
+  snapshotList(id: string): Promise<SnapshotListOutput> { return this.http.json('GET', ws(id, '/snapshots')); }
+  snapshotRestore(id: string, snapshot: string, o: Signal = {}): Promise<SnapshotRestoreOutput> {
+    return this.http.json('POST', ws(id, `/snapshots/${enc(snapshot)}/restore`), o);
+  }
+  snapshotDelete(id: string, snapshot: string, o: Signal = {}): Promise<SnapshotDeleteOutput> {
+    return this.http.json('DELETE', ws(id, `/snapshots/${enc(snapshot)}`), o);
+  }
+  fork(id: string, input: Body<ForkInput> = {}, o: Signal = {}): Promise<WorkspaceInfo> { return this.http.json('POST', ws(id, '/fork'), { json: input, ...o }); }
+  portForward(id: string, input: Body<PortForwardInput>, o: Signal = {}): Promise<ForwardInfo & { workspace_id: string }> {
+    return this.http.json('POST', ws(id, '/forwards'), { json: input, ...o });
+  }
+  portForwardRemove(id: string, hostPort: number, o: Signal = {}): Promise<Record<string, unknown>> {
+    return this.http.json('DELETE', ws(id, `/forwards/${hostPort}`), o);
+  }
+  ip(id: string): Promise<WorkspaceIpOutput> { return this.http.json('GET', ws(id, '/ip')); }
+  networkPolicy(id: string, input: Body<NetworkPolicyInput>, o: Signal = {}): Promise<NetworkPolicyOutput> {
+    return this.http.json('PUT', ws(id, '/policy'), { json: input, ...o });
+  }
+}

@@ -1,0 +1,92 @@
+// islet/sdk: drive islet workspaces from TypeScript.
+//
+//   const islet = new Islet();                      // the local daemon (started if needed)
+//   const ws = await islet.workspaces.create({ image: 'dev' });
+//   const r = await ws.exec('make test', { onStdout: (b) => process.stdout.write(b) });
+//   await ws.files.write('/root/a.txt', Buffer.from('hi'));
+//   await ws.destroy();
+import { loadConfig } from '../core/config.js';
+import type { CreateInput, ListInput } from '../core/schemas.js';
+import type { WorkspaceInfo } from '../service/types.js';
+import { ensureDaemon } from '../surfaces/daemon/connect.js';
+import { ApiClient, type ExecResult, type ExecStreamHooks } from './api.js';
+
+export * from './errors.js';
+export { ApiClient } from './api.js';
+export type { ExecResult, ExecStreamHooks } from './api.js';
+export type { WorkspaceInfo } from '../service/types.js';
+
+export interface IsletOptions {
+  /** A daemon over TCP, e.g. http://127.0.0.1:7420 (needs a token). Default: the local daemon's unix socket. */
+  url?: string;
+  token?: string;
+  /** Config file for the local daemon (default: the usual search). */
+  config?: string;
+  /** Owner to act as on the local socket (default [server] stdio_owner). */
+  owner?: string;
+}
+
+export class Islet {
+  private api: Promise<ApiClient> | undefined;
+  readonly workspaces = {
+    create: async (input: CreateInput = {}, o: { signal?: AbortSignal } = {}) => this.wrap(await (await this.client()).create(input, o)),
+    list: async (input: ListInput = {}) => (await (await this.client()).list(input)).map((w) => this.wrap(w)),
+    get: async (id: string) => this.wrap(await (await this.client()).info(id)),
+  };
+
+  constructor(private readonly o: IsletOptions = {}) {}
+
+  /** The REST client underneath, for routes the high level does not cover. */
+  client(): Promise<ApiClient> {
+    return this.api ??= (async () => {
+      if (this.o.url) return new ApiClient({ url: this.o.url, token: this.o.token });
+      const config = loadConfig(this.o.config);
+      const socketPath = await ensureDaemon(config);
+      return new ApiClient({ socketPath, headers: this.o.owner ? { 'x-islet-owner': this.o.owner } : {} });
+    })();
+  }
+
+  node(): Promise<Record<string, unknown>> { return this.client().then((c) => c.node()); }
+
+  private wrap(info: WorkspaceInfo): Workspace { return new Workspace(this, info); }
+}
+
+export class Workspace {
+  constructor(private readonly islet: Islet, public info: WorkspaceInfo) {}
+  get id(): string { return this.info.workspace_id; }
+  private api(): Promise<ApiClient> { return this.islet.client(); }
+
+  /** A string runs with /bin/sh -c; an array is an argv. Output streams to the hooks; the result has it all (capped). */
+  async exec(command: string | string[], o: ExecStreamHooks & { timeoutMs?: number; env?: Record<string, string>; cwd?: string; stdin?: string } = {}): Promise<ExecResult> {
+    return (await this.api()).exec(this.id, { command, timeout_ms: o.timeoutMs, env: o.env, cwd: o.cwd, stdin: o.stdin }, o);
+  }
+
+  readonly files = {
+    write: async (path: string, data: Buffer | string, o: { mode?: number; signal?: AbortSignal } = {}) =>
+      (await this.api()).writeFile(this.id, path, typeof data === 'string' ? Buffer.from(data) : data, o),
+    read: async (path: string, o: { signal?: AbortSignal } = {}) => (await this.api()).readFile(this.id, path, o),
+    /** Copies a file of the daemon's host (inside its transfer_dir) into the guest. */
+    upload: async (hostPath: string, guestPath: string, o: { mode?: number } = {}) => (await this.api()).upload(this.id, { host_path: hostPath, guest_path: guestPath, mode: o.mode }),
+    /** Copies a guest file to the daemon's host (inside its transfer_dir). */
+    download: async (guestPath: string, hostPath: string, o: { overwrite?: boolean } = {}) =>
+      (await this.api()).download(this.id, { guest_path: guestPath, host_path: hostPath, overwrite: o.overwrite }),
+  };
+
+  readonly snapshots = {
+    create: async (name: string, o: { description?: string; includeMemory?: boolean } = {}) =>
+      (await this.api()).snapshotCreate(this.id, { name, description: o.description, include_memory: o.includeMemory }),
+    list: async () => (await this.api()).snapshotList(this.id),
+    restore: async (snapshot: string) => (await this.api()).snapshotRestore(this.id, snapshot),
+    delete: async (snapshot: string) => (await this.api()).snapshotDelete(this.id, snapshot),
+  };
+
+  async fork(o: { snapshot?: string; name?: string } = {}): Promise<Workspace> {
+    return new Workspace(this.islet, await (await this.api()).fork(this.id, o));
+  }
+  async refresh(): Promise<WorkspaceInfo> { return (this.info = await (await this.api()).info(this.id)); }
+  async start(): Promise<void> { this.info = await (await this.api()).lifecycle(this.id, 'start'); }
+  async stop(): Promise<void> { this.info = await (await this.api()).lifecycle(this.id, 'stop'); }
+  async pause(): Promise<void> { this.info = await (await this.api()).lifecycle(this.id, 'pause'); }
+  async resume(): Promise<void> { this.info = await (await this.api()).lifecycle(this.id, 'resume'); }
+  async destroy(): Promise<void> { await (await this.api()).destroy(this.id); }
+}

@@ -1,0 +1,99 @@
+// HTTP to the islet daemon over its unix socket or TCP, on node:http (which
+// speaks to unix sockets natively). Error bodies {code, message, hint} become
+// the SDK's error classes; a dropped connection becomes DaemonUnavailableError.
+import { request, type IncomingMessage } from 'node:http';
+import { errorFromBody, IsletApiError } from './errors.js';
+
+export interface Endpoint {
+  /** Unix socket path of a local daemon. */
+  socketPath?: string;
+  /** Base URL of a daemon over TCP, e.g. http://127.0.0.1:7420. */
+  url?: string;
+  token?: string;
+  /** Extra headers on every request (the CLI's owner claim on the unix socket). */
+  headers?: Record<string, string>;
+}
+
+export interface CallOptions {
+  query?: Record<string, string | undefined>;
+  json?: unknown;
+  body?: Buffer;
+  signal?: AbortSignal;
+}
+
+/** Bounds what the SDK buffers from one JSON reply. */
+const MAX_JSON_REPLY = 64 << 20;
+
+export class Transport {
+  constructor(readonly endpoint: Endpoint) {}
+
+  /** Sends a request and returns the raw response (status checked: an error status throws the mapped error). */
+  async send(method: string, p: string, o: CallOptions = {}): Promise<IncomingMessage> {
+    const qs = new URLSearchParams();
+    for (const [k, v] of Object.entries(o.query ?? {})) if (v !== undefined) qs.set(k, v);
+    const pathWithQuery = qs.size > 0 ? `${p}?${qs}` : p;
+    const headers: Record<string, string> = { ...this.endpoint.headers };
+    if (this.endpoint.token) headers.authorization = `Bearer ${this.endpoint.token}`;
+    let payload: Buffer | undefined;
+    if (o.json !== undefined) {
+      payload = Buffer.from(JSON.stringify(o.json));
+      headers['content-type'] = 'application/json';
+    } else if (o.body) {
+      payload = o.body;
+      headers['content-type'] = 'application/octet-stream';
+    }
+    if (payload) headers['content-length'] = String(payload.length);
+    const target = this.endpoint.socketPath
+      ? { socketPath: this.endpoint.socketPath, path: pathWithQuery, host: 'localhost' }
+      : (() => { const u = new URL(pathWithQuery, this.endpoint.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      // A fresh connection per request: a kept-alive socket the daemon is closing (idle timeout, restart)
+      // would fail a request with ECONNRESET that never reached it; local connections cost little.
+      const req = request({ ...target, method, headers, signal: o.signal, agent: false }, resolve);
+      req.once('error', (e) => reject(o.signal?.aborted ? e : IsletApiError.unavailable(e)));
+      req.end(payload);
+    });
+    if (res.statusCode !== undefined && res.statusCode >= 400) {
+      const text = (await readAll(res, 1 << 20)).toString('utf8');
+      let body: unknown;
+      try { body = JSON.parse(text); } catch { body = { code: 'INTERNAL', message: `HTTP ${res.statusCode}: ${text.slice(0, 200)}` }; }
+      throw errorFromBody(body, res.statusCode);
+    }
+    return res;
+  }
+
+  async json<T>(method: string, p: string, o: CallOptions = {}): Promise<T> {
+    const res = await this.send(method, p, o);
+    return JSON.parse((await readAll(res, MAX_JSON_REPLY)).toString('utf8')) as T;
+  }
+}
+
+export async function readAll(res: IncomingMessage, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of res) {
+    size += (c as Buffer).length;
+    if (size > max) {
+      res.destroy();
+      throw new IsletApiError('FILE_TOO_LARGE', `reply over ${max} bytes`, undefined, 0);
+    }
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+/** Splits a response into NDJSON events, each line bounded. */
+export async function* ndjson(res: IncomingMessage, maxLine = 8 << 20): AsyncGenerator<Record<string, unknown>> {
+  let buf = '';
+  for await (const c of res) {
+    buf += (c as Buffer).toString('utf8');
+    if (buf.length > maxLine && !buf.includes('\n')) throw new IsletApiError('GUEST_PROTOCOL_VIOLATION', `event line over ${maxLine} bytes`, undefined, 0);
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      if (line.trim()) yield JSON.parse(line) as Record<string, unknown>;
+    }
+  }
+  if (buf.trim()) yield JSON.parse(buf) as Record<string, unknown>;
+}

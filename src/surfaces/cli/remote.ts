@@ -1,0 +1,94 @@
+// The CLI's view of the service, served by the daemon: the same methods and
+// results as WorkspaceService, each one REST call. The caller (owner, --all)
+// travels as a claim on the unix socket, whose file mode is the authentication.
+import type { Config } from '../../core/config.js';
+import { IsletError } from '../../core/errors.js';
+import type {
+  CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, SnapshotCreateInput,
+  SnapshotRefInput, WorkspaceRef,
+} from '../../core/schemas.js';
+import { ApiClient } from '../../sdk/api.js';
+import { IsletApiError } from '../../sdk/errors.js';
+import type { Caller, ExecHooks, OpOptions, WorkspaceInfo } from '../../service/types.js';
+import { ensureDaemon } from '../daemon/connect.js';
+
+export class RemoteService {
+  private constructor(private readonly socketPath: string) {}
+
+  static async connect(config: Config): Promise<RemoteService> {
+    return new RemoteService(await ensureDaemon(config));
+  }
+
+  private api(c: Caller): ApiClient {
+    return new ApiClient({ socketPath: this.socketPath, headers: { 'x-islet-owner': c.owner, ...(c.admin ? { 'x-islet-admin': '1' } : {}) } });
+  }
+
+  create(c: Caller, input: CreateInput, o: OpOptions = {}) { return call(() => this.api(c).create(input, o)); }
+  list(c: Caller, input: ListInput = {}) { return call(() => this.api(c).list(input)); }
+  info(c: Caller, input: WorkspaceRef) { return call(() => this.api(c).info(input.workspace_id)); }
+  start(c: Caller, input: WorkspaceRef, o: OpOptions = {}) { return call(() => this.api(c).lifecycle(input.workspace_id, 'start', o)); }
+  stop(c: Caller, input: WorkspaceRef, o: OpOptions = {}) { return call(() => this.api(c).lifecycle(input.workspace_id, 'stop', o)); }
+  pause(c: Caller, input: WorkspaceRef, o: OpOptions = {}) {
+    return call(() => this.api(c).lifecycle(input.workspace_id, 'pause', o)) as Promise<WorkspaceInfo & { pause_ms: number }>;
+  }
+  resume(c: Caller, input: WorkspaceRef, o: OpOptions = {}) { return call(() => this.api(c).lifecycle(input.workspace_id, 'resume', o)); }
+  destroy(c: Caller, input: WorkspaceRef, o: OpOptions = {}) { return call(() => this.api(c).destroy(input.workspace_id, o)); }
+
+  exec(c: Caller, input: ExecInput, o: ExecHooks = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).exec(workspace_id, rest, {
+      signal: o.signal, onStdout: (b) => o.onData?.('stdout', b), onStderr: (b) => o.onData?.('stderr', b),
+    }));
+  }
+
+  fileWrite(c: Caller, input: FileWriteInput, o: OpOptions = {}) {
+    const data = Buffer.from(input.content, input.encoding ?? 'utf8');
+    return call(() => this.api(c).writeFile(input.workspace_id, input.path, data, { mode: input.mode, signal: o.signal }));
+  }
+  async fileRead(c: Caller, input: FileReadInput, o: OpOptions = {}) {
+    const max = input.max_bytes ?? 1 << 20;
+    const data = await call(() => this.api(c).readFile(input.workspace_id, input.path, { signal: o.signal, maxBytes: max }));
+    const encoding = input.encoding ?? 'utf8';
+    return { path: input.path, content: data.toString(encoding), encoding, bytes: data.length };
+  }
+  fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).upload(workspace_id, rest, o));
+  }
+  fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).download(workspace_id, rest, o));
+  }
+
+  snapshotCreate(c: Caller, input: SnapshotCreateInput, o: OpOptions = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).snapshotCreate(workspace_id, rest, o));
+  }
+  snapshotList(c: Caller, input: WorkspaceRef) { return call(() => this.api(c).snapshotList(input.workspace_id)); }
+  snapshotRestore(c: Caller, input: SnapshotRefInput, o: OpOptions = {}) {
+    return call(() => this.api(c).snapshotRestore(input.workspace_id, input.snapshot, o));
+  }
+  snapshotDelete(c: Caller, input: SnapshotRefInput, o: OpOptions = {}) {
+    return call(() => this.api(c).snapshotDelete(input.workspace_id, input.snapshot, o));
+  }
+  fork(c: Caller, input: ForkInput, o: OpOptions = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).fork(workspace_id, rest, o));
+  }
+
+  /** Nothing to release: each call is one request. */
+  async close(): Promise<void> {}
+}
+
+/** The daemon's error bodies become the same IsletError the in-process service throws, so the CLI renders them alike. */
+async function call<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof IsletApiError) {
+      const code = (e.code === 'DAEMON_UNAVAILABLE' || e.code === 'UNAUTHORIZED' || e.code === 'NOT_FOUND') ? 'HOST_PREREQUISITE' : e.code;
+      throw new IsletError(code as never, e.message.replace(/ \(hint: .*\)$/s, ''), e.hint, { ...e.details, ...(code !== e.code ? { api_code: e.code } : {}) }, { cause: e, retryable: e.retryable });
+    }
+    throw e;
+  }
+}

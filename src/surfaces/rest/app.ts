@@ -1,0 +1,250 @@
+// The REST API under /v1: one route per service operation, validated by the
+// operation's zod schema (the same one MCP and the CLI use), and the OpenAPI
+// 3.1 document generated from those routes at /v1/openapi.json.
+import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
+import type { HttpBindings } from '@hono/node-server';
+import { z } from 'zod';
+import { InvalidArgumentError, IsletError, toIsletError } from '../../core/errors.js';
+import {
+  CreateInput, ExecInput, FileDownloadInput, FileUploadInput, ForkInput, GuestPath, ListInput, NetworkPolicyInput, Port, PortForwardInput, SnapshotCreateInput, SnapshotRef,
+} from '../../core/schemas.js';
+import type { Caller } from '../../service/types.js';
+import type { WorkspaceService } from '../../service/workspaces.js';
+import { WorkspaceInfoOut } from '../mcp/tools/workspace.js';
+import { statusFor } from './status.js';
+
+export const API_VERSION = '1';
+
+/** Who sent a request: set by the listener (unix socket: the peer's claim; TCP: its bearer token) before routing. */
+export const callerOf = new WeakMap<object, Caller>();
+
+type Env = { Bindings: HttpBindings };
+
+const ErrorBody = z.object({
+  code: z.string().describe('stable error code, e.g. WORKSPACE_NOT_FOUND'),
+  message: z.string(),
+  hint: z.string().optional().describe('what to do next'),
+  retryable: z.boolean(),
+  details: z.record(z.unknown()).optional(),
+}).openapi('Error');
+const errorResponses = {
+  400: { description: 'invalid input (INVALID_ARGUMENT)', content: { 'application/json': { schema: ErrorBody } } },
+  401: { description: 'missing or wrong bearer token', content: { 'application/json': { schema: ErrorBody } } },
+  404: { description: 'no such workspace, snapshot or file', content: { 'application/json': { schema: ErrorBody } } },
+  409: { description: 'the workspace is in a state that does not allow this', content: { 'application/json': { schema: ErrorBody } } },
+  500: { description: 'host or guest failure', content: { 'application/json': { schema: ErrorBody } } },
+};
+const json = <S extends z.ZodTypeAny>(schema: S, description: string) => ({ description, content: { 'application/json': { schema } } });
+
+const Info = WorkspaceInfoOut.passthrough().openapi('Workspace');
+const Id = z.object({ id: z.string().min(1).max(64).openapi({ param: { name: 'id', in: 'path' }, example: 'ws-1a2b3c4d' }) });
+const IdSnap = Id.extend({ snapshot: SnapshotRef.openapi({ param: { name: 'snapshot', in: 'path' } }) });
+const IdPort = Id.extend({ host_port: z.coerce.number().int().min(1).max(65535).openapi({ param: { name: 'host_port', in: 'path' } }) });
+const Obj = z.object({}).passthrough();
+const FileQuery = z.object({
+  path: GuestPath.openapi({ param: { name: 'path', in: 'query' } }),
+  mode: z.string().regex(/^[0-7]{3,4}$/).optional().openapi({ param: { name: 'mode', in: 'query' }, description: 'octal permission bits, e.g. 0644' }),
+});
+const ExecBody = ExecInput.omit({ workspace_id: true });
+
+/** Maps a failed request to {code, message, hint} with the code's status. */
+function errorJson(e: unknown): { status: number; body: Record<string, unknown> } {
+  const err = toIsletError(e);
+  if (err.code === 'INTERNAL') process.stderr.write(`islet daemon: internal error: ${e instanceof Error ? e.stack : String(e)}\n`);
+  return { status: statusFor(err.code), body: err.toJSON() as unknown as Record<string, unknown> };
+}
+
+export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Record<string, unknown>; maxBodyBytes: number }) {
+  const app = new OpenAPIHono<Env>({
+    // A request that fails its schema is the caller's mistake, reported like every other error.
+    defaultHook: (r, c) => {
+      if (r.success) return;
+      const msg = r.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`).join('; ');
+      const { status, body } = errorJson(new InvalidArgumentError(msg, 'see /v1/openapi.json for the request shape', { issues: r.error.issues }));
+      return c.json(body, status as 400);
+    },
+  });
+  app.onError((e, c) => {
+    const { status, body } = errorJson(e);
+    return c.json(body, status as 500);
+  });
+  app.notFound((c) => c.json({ code: 'NOT_FOUND', message: `no route ${c.req.method} ${c.req.path}`, hint: 'see /v1/openapi.json', retryable: false }, 404));
+
+  const caller = (c: { env: HttpBindings }): Caller => {
+    const who = callerOf.get(c.env.incoming);
+    if (!who) throw new IsletError('INTERNAL', 'request without a caller');
+    return who;
+  };
+  const signalOf = (c: { env: HttpBindings }): AbortSignal => {
+    const ac = new AbortController();
+    c.env.incoming.once('close', () => { if (!c.env.outgoing.writableFinished) ac.abort(new Error('client went away')); });
+    return ac.signal;
+  };
+
+  // Route bodies are checked by the service's own types; the per-route response typing of @hono/zod-openapi adds nothing here.
+  const send = (c: { json: (b: never, s: never) => Response }, body: unknown, status: number) => c.json(body as never, status as never) as never;
+
+  app.openapi(createRoute({ method: 'get', path: '/healthz', summary: 'liveness', responses: { 200: json(Obj, 'the daemon answers') } }),
+    (c) => send(c, { ok: true, ...o.nodeInfo() }, 200));
+  app.openapi(createRoute({ method: 'get', path: '/v1/node', summary: 'this host, for a scheduler: capacity, use, versions', responses: { 200: json(Obj, 'node facts') } }),
+    (c) => send(c, o.nodeInfo(), 200));
+
+  // --- workspaces ---
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces', summary: 'create and boot a workspace; returns once it answers',
+    request: { body: { content: { 'application/json': { schema: CreateInput } } } },
+    responses: { 201: json(Info, 'the new workspace'), ...errorResponses },
+  }), async (c) => send(c, await svc.create(caller(c), c.req.valid('json'), { signal: signalOf(c) }), 201));
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/workspaces', summary: 'the caller\'s workspaces',
+    request: { query: ListInput.extend({ all: z.enum(['true', 'false']).optional() }) },
+    responses: { 200: json(z.object({ workspaces: z.array(Info) }), 'workspaces'), ...errorResponses },
+  }), async (c) => {
+    const q = c.req.valid('query');
+    return send(c, { workspaces: await svc.list(caller(c), { state: q.state }) }, 200);
+  });
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/workspaces/{id}', summary: 'one workspace (id or name)', request: { params: Id },
+    responses: { 200: json(Info, 'the workspace'), ...errorResponses },
+  }), async (c) => send(c, await svc.info(caller(c), { workspace_id: c.req.valid('param').id }), 200));
+  app.openapi(createRoute({
+    method: 'delete', path: '/v1/workspaces/{id}', summary: 'stop the VM and delete its disk and snapshots', request: { params: Id },
+    responses: { 200: json(z.object({ workspace_id: z.string(), destroyed: z.literal(true) }), 'destroyed'), ...errorResponses },
+  }), async (c) => send(c, await svc.destroy(caller(c), { workspace_id: c.req.valid('param').id }), 200));
+  for (const op of ['start', 'stop', 'pause', 'resume'] as const) {
+    app.openapi(createRoute({
+      method: 'post', path: `/v1/workspaces/{id}/${op}`, summary: `${op} a workspace`, request: { params: Id },
+      responses: { 200: json(Info, 'the workspace afterwards'), ...errorResponses },
+    }), async (c) => send(c, await svc[op](caller(c), { workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 200));
+  }
+
+  // --- exec: NDJSON, one event per line, the result last ---
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/exec',
+    summary: 'run a command; the response streams NDJSON events: {"type":"stdout"|"stderr","data":<base64>} as output '
+      + 'arrives, then {"type":"exit",...} or {"type":"error","error":{code,message,hint}}',
+    request: { params: Id, body: { content: { 'application/json': { schema: ExecBody } } } },
+    responses: { 200: { description: 'NDJSON event stream', content: { 'application/x-ndjson': { schema: Obj } } }, ...errorResponses },
+  }), async (c) => {
+    const who = caller(c);
+    const input = { ...c.req.valid('json'), workspace_id: c.req.valid('param').id };
+    await svc.info(who, { workspace_id: input.workspace_id }); // fail fast (404) before the stream starts
+    const signal = signalOf(c);
+    const enc = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      start(ctl) {
+        const send = (v: unknown) => { try { ctl.enqueue(enc.encode(`${JSON.stringify(v)}\n`)); } catch { /* reader gone */ } };
+        svc.exec(who, input, { signal, onData: (stream, chunk) => send({ type: stream, data: chunk.toString('base64') }) })
+          .then((r) => send({ type: 'exit', exit_code: r.exit_code, signal: r.signal, timed_out: r.timed_out, truncated: r.truncated, duration_ms: r.duration_ms }))
+          .catch((e: unknown) => send({ type: 'error', error: errorJson(e).body }))
+          .finally(() => { try { ctl.close(); } catch { /* already closed */ } });
+      },
+    });
+    return new Response(body, { status: 200, headers: { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' } }) as never;
+  });
+
+  // --- files: raw bytes both ways ---
+  app.openapi(createRoute({
+    method: 'put', path: '/v1/workspaces/{id}/files', summary: 'write a guest file from the raw request body (parents created)',
+    request: { params: Id, query: FileQuery, body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
+    responses: { 200: json(z.object({ path: z.string(), bytes: z.number().int() }), 'written'), ...errorResponses },
+  }), async (c) => {
+    const q = c.req.valid('query');
+    const data = await readBody(c.env.incoming, o.maxBodyBytes);
+    const mode = q.mode === undefined ? undefined : Number.parseInt(q.mode, 8);
+    return send(c, await svc.writeBytes(caller(c), { workspace_id: c.req.valid('param').id, path: q.path, mode }, data, { signal: signalOf(c) }), 200);
+  });
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/workspaces/{id}/files', summary: 'read a guest file as raw bytes',
+    request: { params: Id, query: FileQuery.pick({ path: true }) },
+    responses: { 200: { description: 'the file', content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } }, ...errorResponses },
+  }), async (c) => {
+    const data = await svc.readBytes(caller(c), { workspace_id: c.req.valid('param').id, path: c.req.valid('query').path }, { signal: signalOf(c) });
+    return new Response(data, { status: 200, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) } }) as never;
+  });
+
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/files/upload', summary: 'copy a file of the daemon host (inside [server] transfer_dir) into the guest',
+    request: { params: Id, body: { content: { 'application/json': { schema: FileUploadInput.omit({ workspace_id: true }) } } } },
+    responses: { 200: json(Obj, 'copied'), ...errorResponses },
+  }), async (c) => send(c, await svc.fileUpload(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 200));
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/files/download', summary: 'copy a guest file to the daemon host (inside [server] transfer_dir)',
+    request: { params: Id, body: { content: { 'application/json': { schema: FileDownloadInput.omit({ workspace_id: true }) } } } },
+    responses: { 200: json(Obj, 'copied'), ...errorResponses },
+  }), async (c) => send(c, await svc.fileDownload(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 200));
+
+  // --- snapshots and forks ---
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/snapshots', summary: 'checkpoint the disk (and memory with include_memory)',
+    request: { params: Id, body: { content: { 'application/json': { schema: SnapshotCreateInput.omit({ workspace_id: true }) } } } },
+    responses: { 201: json(Obj, 'the snapshot'), ...errorResponses },
+  }), async (c) => send(c, await svc.snapshotCreate(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 201));
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/workspaces/{id}/snapshots', summary: 'the snapshot tree', request: { params: Id },
+    responses: { 200: json(Obj, 'snapshots'), ...errorResponses },
+  }), async (c) => send(c, await svc.snapshotList(caller(c), { workspace_id: c.req.valid('param').id }), 200));
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/snapshots/{snapshot}/restore', summary: 'roll the workspace back to a snapshot', request: { params: IdSnap },
+    responses: { 200: json(Obj, 'restored'), ...errorResponses },
+  }), async (c) => {
+    const p = c.req.valid('param');
+    return send(c, await svc.snapshotRestore(caller(c), { workspace_id: p.id, snapshot: p.snapshot }, { signal: signalOf(c) }), 200);
+  });
+  app.openapi(createRoute({
+    method: 'delete', path: '/v1/workspaces/{id}/snapshots/{snapshot}', summary: 'delete a snapshot nothing builds on', request: { params: IdSnap },
+    responses: { 200: json(Obj, 'deleted'), ...errorResponses },
+  }), async (c) => {
+    const p = c.req.valid('param');
+    return send(c, await svc.snapshotDelete(caller(c), { workspace_id: p.id, snapshot: p.snapshot }, { signal: signalOf(c) }), 200);
+  });
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/fork', summary: 'a new workspace from a snapshot (taken now if omitted)',
+    request: { params: Id, body: { content: { 'application/json': { schema: ForkInput.omit({ workspace_id: true }) } } } },
+    responses: { 201: json(Info, 'the fork'), ...errorResponses },
+  }), async (c) => send(c, await svc.fork(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 201));
+
+  // --- network ---
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/forwards', summary: 'forward a host port on 127.0.0.1 to a guest port',
+    request: { params: Id, body: { content: { 'application/json': { schema: PortForwardInput.omit({ workspace_id: true }) } } } },
+    responses: { 201: json(Obj, 'the forward'), ...errorResponses },
+  }), async (c) => send(c, await svc.portForward(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 201));
+  app.openapi(createRoute({
+    method: 'delete', path: '/v1/workspaces/{id}/forwards/{host_port}', summary: 'remove a port forward', request: { params: IdPort },
+    responses: { 200: json(Obj, 'removed'), ...errorResponses },
+  }), async (c) => {
+    const p = c.req.valid('param');
+    return send(c, await svc.portForwardRemove(caller(c), { workspace_id: p.id, host_port: Port.parse(p.host_port) }, { signal: signalOf(c) }), 200);
+  });
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/workspaces/{id}/ip', summary: 'the guest address and forwards', request: { params: Id },
+    responses: { 200: json(Obj, 'addresses'), ...errorResponses },
+  }), async (c) => send(c, await svc.workspaceIp(caller(c), { workspace_id: c.req.valid('param').id }), 200));
+  app.openapi(createRoute({
+    method: 'put', path: '/v1/workspaces/{id}/policy', summary: 'change the network policy (fields omitted are kept)',
+    request: { params: Id, body: { content: { 'application/json': { schema: NetworkPolicyInput.omit({ workspace_id: true }) } } } },
+    responses: { 200: json(Obj, 'the policy now'), ...errorResponses },
+  }), async (c) => send(c, await svc.networkPolicy(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 200));
+
+  app.doc31('/v1/openapi.json', {
+    openapi: '3.1.0',
+    info: { title: 'islet', version: API_VERSION, description: 'microVM workspaces for AI agents: REST API of the islet daemon' },
+  });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
+  return app;
+}
+
+/** Reads a request body up to max bytes, refusing (413) as soon as it passes the bound. */
+async function readBody(req: AsyncIterable<unknown> & { headers: Record<string, unknown> }, max: number): Promise<Buffer> {
+  const tooLarge = () => new IsletError('FILE_TOO_LARGE', `request body over ${max} bytes`, 'raise [server] max_transfer_bytes', { max });
+  if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > max) throw tooLarge();
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks, size);
+}

@@ -1,0 +1,21 @@
+// Test files whose `islet serve` or `islet ws` started a daemon stop it in
+// their after hook, before deleting the data dir it serves.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+
+export function stopDaemon(cfgFile: string, prefix: string[] = []): void {
+  const argv = [process.execPath, path.resolve('bin/islet.js'), 'daemon', 'stop', '--config', cfgFile];
+  const [cmd, ...args] = [...prefix, ...argv];
+  spawnSync(cmd!, args, { timeout: 60_000, stdio: 'ignore' });
+}
+
+/** The pid of the daemon serving cfgFile, from its pid file. */
+export function daemonPidFor(cfgFile: string): number | undefined {
+  const r = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'daemon', 'status', '--json', '--config', cfgFile], { encoding: 'utf8', timeout: 30_000 });
+  try {
+    const pid = (JSON.parse(r.stdout) as { pid?: number }).pid;
+    return typeof pid === 'number' ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
