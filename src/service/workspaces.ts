@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { firstLine, QuotaExceededError, WorkspaceNotFoundError } from '../core/errors.js';
+import { FileTooLargeError, firstLine, QuotaExceededError, WorkspaceNotFoundError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
@@ -328,19 +328,24 @@ export class WorkspaceService {
 
   /** Raw bytes into a guest file (REST bodies): no text encoding on the way; bounded by [server] max_transfer_bytes. */
   async writeBytes(c: Caller, input: { workspace_id: string; path: string; mode?: number }, data: Buffer, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
-    const m = this.running(c, input.workspace_id);
+    const m = this.ctx.running(c, input.workspace_id);
     const max = this.config.server.max_transfer_bytes;
     if (data.length > max) {
-      throw new IsletError('FILE_TOO_LARGE', `${data.length} bytes is over the ${max}-byte transfer limit`, 'raise [server] max_transfer_bytes', { bytes: data.length, max });
+      throw new FileTooLargeError(`${data.length} bytes is over the ${max}-byte transfer limit`, 'raise [server] max_transfer_bytes', { bytes: data.length, max });
     }
-    const r = await m.writeFile(input.path, data, { mode: input.mode, createParents: true, signal: o.signal });
+    const r = await m.agent.writeFile(input.path, data, { mode: input.mode, createParents: true, signal: o.signal });
     return { path: input.path, bytes: r.bytes };
   }
 
   /** A guest file's raw bytes (REST bodies), up to [server] max_transfer_bytes. */
   async readBytes(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<Buffer> {
-    const m = this.running(c, input.workspace_id);
-    return (await m.readFile(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal })).data;
+    const m = this.ctx.running(c, input.workspace_id);
+    return (await m.agent.readFile(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal })).data;
+  }
+
+  /** Every workspace's state and memory, cheaply (no disk stats): the daemon's idle check and node report. */
+  shapes(): Array<{ state: string; memory_mb: number }> {
+    return this.store.all().map((r) => ({ state: r.state, memory_mb: r.memory_mb }));
   }
 
   // --- network (network-ops.ts) ---

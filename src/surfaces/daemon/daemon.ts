@@ -42,7 +42,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
   const accel = (await svc.rt.accel()).accel;
 
   const nodeInfo = () => {
-    const all = svc.store.all();
+    const all = svc.shapes();
     const running = all.filter((w) => w.state === 'running');
     let disk: { total_bytes: number; free_bytes: number } | null = null;
     try {
@@ -174,7 +174,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
   const idleMs = config.server.daemon_idle_exit_s * 1000;
   const idleTimer = setInterval(() => {
     if (idleMs === 0 || active > 0 || Date.now() - lastActive < idleMs) return;
-    if (svc.store.all().some((w) => w.state !== 'destroyed')) { lastActive = Date.now(); return; }
+    if (svc.shapes().some((w) => w.state !== 'destroyed')) { lastActive = Date.now(); return; }
     void stop('idle');
   }, Math.min(5_000, Math.max(200, idleMs / 4)));
   idleTimer.unref();
