@@ -84,6 +84,8 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
     s.once('close', () => { active--; lastActive = Date.now(); });
   });
 
+  /** Upgraded stdio-bridge connections: the HTTP server no longer manages them, so stop() ends them itself. */
+  const bridges = new Set<Socket>();
   const unix = createServer((req, res) => {
     res.setHeader(NODE_HEADER, node);
     callerOf.set(req, socketCaller(req));
@@ -104,6 +106,8 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${STDIO_UPGRADE}\r\nConnection: Upgrade\r\n${NODE_HEADER}: ${node}\r\n\r\n`);
     if (head.length > 0) socket.unshift(head);
     const caller = socketCaller(req);
+    bridges.add(socket);
+    socket.once('close', () => bridges.delete(socket));
     const server = createMcpServer(svc, () => caller);
     // Requests as big as HTTP takes (file_write content); a transport the SDK closed (an oversized message) ends the connection.
     server.server.onclose = () => socket.destroy();
@@ -158,6 +162,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
   const stopped = new Promise<string>((r) => { resolveStopped = r; });
   const stop = (why: string): Promise<void> => (stopping ??= (async () => {
     clearInterval(idleTimer);
+    for (const b of bridges) b.destroy();
     const closing = [unix, tcp].filter((s): s is Server => s !== undefined).map((s) => new Promise<void>((r) => {
       s.close(() => r());
       s.closeAllConnections();
