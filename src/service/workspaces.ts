@@ -13,7 +13,7 @@ import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
-import { readConfined, writeConfined } from '../host/confine.js';
+import { checkWritable, readConfined, writeConfined } from '../host/confine.js';
 import { ServiceCore, stateConflict, workspaceNotFound } from './core.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
@@ -274,10 +274,10 @@ export class WorkspaceService extends ServiceCore {
   async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.running(c, input.workspace_id);
     const root = this.config.paths.transferDir;
-    // Refuse a bad destination before moving any bytes out of the guest.
-    await writeConfined(root, input.host_path, Buffer.alloc(0), input.overwrite ?? false).then((p) => rm(p, { force: true }));
+    // Refuse a bad destination before moving any bytes out of the guest, without touching what is there.
+    await checkWritable(root, input.host_path, input.overwrite ?? false);
     const r = await m.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
-    const abs = await writeConfined(root, input.host_path, r.data, true);
+    const abs = await writeConfined(root, input.host_path, r.data, input.overwrite ?? false);
     return { host_path: abs, guest_path: input.guest_path, bytes: r.data.length };
   }
 
