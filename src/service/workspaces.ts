@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
+import { decodeContent, encodeBytes, execStreams } from '../core/encoding.js';
 import { IsletError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import type {
@@ -245,23 +246,23 @@ export class WorkspaceService extends ServiceCore {
       maxOutputBytes: input.max_output_bytes,
     }, { signal: o.signal, onData: o.onData });
     return {
-      exit_code: r.exitCode, signal: r.signal, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'),
+      exit_code: r.exitCode, signal: r.signal, ...execStreams(r.stdout, r.stderr),
       timed_out: r.timedOut, truncated: r.truncated, duration_ms: r.durationMs,
     };
   }
 
   async fileWrite(c: Caller, input: FileWriteInput, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
     const m = this.running(c, input.workspace_id);
-    const data = Buffer.from(input.content, input.encoding ?? 'utf8');
+    const data = decodeContent(input.content, input.encoding ?? 'utf8');
     const r = await m.writeFile(input.path, data, { mode: input.mode, createParents: input.create_parents ?? true, signal: o.signal });
     return { path: input.path, bytes: r.bytes };
   }
 
   async fileRead(c: Caller, input: FileReadInput, o: OpOptions = {}): Promise<{ path: string; content: string; encoding: 'utf8' | 'base64'; bytes: number }> {
     const m = this.running(c, input.workspace_id);
-    const encoding = input.encoding ?? 'utf8';
     const r = await m.readFile(input.path, { maxBytes: input.max_bytes ?? DEFAULT_READ_MAX, signal: o.signal });
-    return { path: input.path, content: r.data.toString(encoding), encoding, bytes: r.data.length };
+    const { text, encoding } = encodeBytes(r.data, input.encoding ?? 'utf8'); // binary asked as utf8 comes back as base64
+    return { path: input.path, content: text, encoding, bytes: r.data.length };
   }
 
   async fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {

@@ -1,0 +1,41 @@
+// Bytes that must travel inside JSON (MCP results, CLI --json). Text goes as
+// text only when it survives JSON cheaply: valid UTF-8 whose escaped form is
+// no bigger than base64 would be. Anything else (invalid UTF-8, NULs and
+// other control bytes that JSON escapes as six-byte \u00XX) goes as base64
+// with an explicit flag, so the encoded size is always at most ~4/3 of the
+// raw size and no byte is silently replaced.
+import { isUtf8 } from 'node:buffer';
+import { InvalidArgumentError } from './errors.js';
+
+export type ContentEncoding = 'utf8' | 'base64';
+
+export function encodeBytes(b: Buffer, prefer: ContentEncoding = 'utf8'): { text: string; encoding: ContentEncoding } {
+  if (prefer === 'utf8' && isUtf8(b)) {
+    const text = b.toString('utf8');
+    if (Buffer.byteLength(JSON.stringify(text)) <= Math.ceil(b.length / 3) * 4 + 2) return { text, encoding: 'utf8' };
+  }
+  return { text: b.toString('base64'), encoding: 'base64' };
+}
+
+// Canonical padded base64; whitespace (line wrapping) is allowed and ignored.
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** Decodes client content; invalid base64 is refused (Node's decoder would silently skip bad characters). */
+export function decodeContent(content: string, encoding: ContentEncoding, field = 'content'): Buffer {
+  if (encoding === 'utf8') return Buffer.from(content, 'utf8');
+  const compact = content.replace(/[\t\n\r ]/g, '');
+  if (!BASE64.test(compact)) {
+    throw new InvalidArgumentError(`${field}: not valid base64 (A-Z a-z 0-9 + /, padded with = to a multiple of 4 characters)`,
+      'send base64 of the bytes, or encoding: "utf8" for text', { field });
+  }
+  return Buffer.from(compact, 'base64');
+}
+
+/** An exec result's two streams, each encoded on its own. */
+export function execStreams(stdout: Buffer, stderr: Buffer): {
+  stdout: string; stderr: string; stdout_encoding: ContentEncoding; stderr_encoding: ContentEncoding;
+} {
+  const o = encodeBytes(stdout);
+  const e = encodeBytes(stderr);
+  return { stdout: o.text, stderr: e.text, stdout_encoding: o.encoding, stderr_encoding: e.encoding };
+}
