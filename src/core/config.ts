@@ -105,7 +105,7 @@ const ServerSchema = z.object({
   max_transfer_bytes: z.number().int().min(1).max(1 << 30).default(64 << 20),
   exec_progress_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
   // Limits on what MCP clients control (docs/mcp.md, "Limits"); each refusal is a coded error.
-  max_result_bytes: z.number().int().min(64 << 10).max(6 << 20).default(4 << 20)
+  max_result_bytes: z.number().int().min(64 << 10).max(5 << 20).default(4 << 20)
     .describe('content bytes one MCP tool result may carry (exec stdout+stderr, file_read); kept well under the SDK stdio transport\'s 10 MiB message limit'),
   max_sessions: z.number().int().min(1).max(100_000).default(256).describe('open Streamable HTTP sessions; initialize beyond it fails'),
   session_idle_ms: z.number().int().min(1000).max(7 * 86_400_000).default(3_600_000)

@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { loadConfig } from '../../core/config.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { WorkspaceService } from '../../service/workspaces.js';
-import { assertSafeBind, startHttpServer } from '../mcp/http.js';
+import { MAX_BODY_BYTES, assertSafeBind, startHttpServer } from '../mcp/http.js';
 import { createMcpServer } from '../mcp/server.js';
 import { stderrProgress } from './progress.js';
 
@@ -38,7 +38,9 @@ export function registerServe(program: Command): void {
       // A long-lived server is where a warm pool pays: it follows [pool] enabled.
       const svc = await WorkspaceService.open(config, { progress, pool: config.pool.enabled });
       let closeTransport: () => Promise<void>;
+      let endStdio: (why: string) => void = () => {};
       const stopped = new Promise<string>((resolve) => {
+        endStdio = resolve;
         const onSignal = (sig: NodeJS.Signals) => resolve(sig);
         process.once('SIGINT', onSignal);
         process.once('SIGTERM', onSignal);
@@ -59,7 +61,12 @@ export function registerServe(program: Command): void {
           }
         } else {
           const server = createMcpServer(svc, () => ({ owner: config.server.stdio_owner, admin: config.server.stdio_admin }));
-          await server.connect(new StdioServerTransport());
+          // Requests as big as HTTP takes (file_write content); the SDK's default 10 MiB would drop an 11 MiB
+          // file_write and close the transport. Results stay far below the client's 10 MiB ([server] max_result_bytes).
+          const transport = new StdioServerTransport(process.stdin, process.stdout, { maxBufferSize: MAX_BODY_BYTES });
+          // A transport the SDK closed (an oversized message) must end the process, not leave it up but deaf.
+          server.server.onclose = () => endStdio('stdio transport closed');
+          await server.connect(transport);
           closeTransport = () => server.close();
           if (!flags.quiet) process.stderr.write(`islet: MCP on stdio (owner "${config.server.stdio_owner}")\n`);
         }
