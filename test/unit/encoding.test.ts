@@ -26,3 +26,9 @@ test('invalid base64 is refused with INVALID_ARGUMENT naming the field (issue 12
   assert.equal(decodeContent('', 'base64').length, 0);
   assert.equal(decodeContent('hello world', 'utf8').toString(), 'hello world');
 });
+
+test('base64 content of 24 MiB is checked without overflowing the stack', () => {
+  const big = Buffer.alloc(18 << 20, 7);
+  assert.equal(decodeContent(big.toString('base64'), 'base64').length, big.length);
+  assert.throws(() => decodeContent(`${big.toString('base64').slice(0, -4)}a#==`, 'base64'), /not valid base64/);
+});
