@@ -21,6 +21,7 @@ import { NetworkOps } from './network-ops.js';
 import type { Machine } from './machine.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
+import { Liveness } from './liveness.js';
 import { Runtime } from './runtime.js';
 import { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
@@ -41,6 +42,7 @@ const DEFAULT_READ_MAX = 1 << 20;
 export class WorkspaceService extends ServiceCore {
   private readonly net = new NetworkOps(this);
   private readonly snapshots = new SnapshotOps(this);
+  private readonly liveness = new Liveness();
   /** Template snapshots ([pool] template); undefined when off or under bridge networking (each VM's address is in its memory). */
   readonly templates: Templates | undefined;
   /** The warm pool, in processes that asked for it (see open). */
@@ -228,15 +230,22 @@ export class WorkspaceService extends ServiceCore {
   async list(c: Caller, input: ListInput = {}): Promise<WorkspaceInfo[]> {
     const rows = c.admin ? this.store.all() : this.store.byOwner(c.owner);
     const picked = input.state ? rows.filter((r) => r.state === input.state) : rows;
-    return Promise.all(picked.map((r) => this.infoOf(r)));
+    return Promise.all(picked.map((r) => this.infoOf(r).then((w) => this.withLiveness(w))));
   }
 
   async info(c: Caller, input: WorkspaceRef): Promise<WorkspaceInfo> {
-    return this.infoOf(this.resolve(c, input.workspace_id));
+    return this.withLiveness(await this.infoOf(this.resolve(c, input.workspace_id)));
+  }
+
+  /** A running workspace whose commands time out reports why (liveness.ts). */
+  private withLiveness(w: WorkspaceInfo): WorkspaceInfo {
+    const note = w.state === 'running' ? this.liveness.error(w.workspace_id) : undefined;
+    return note && !w.error ? { ...w, error: note } : w;
   }
 
   async exec(c: Caller, input: ExecInput, o: ExecHooks = {}): Promise<ExecOutput> {
     const m = this.running(c, input.workspace_id);
+    const row = this.resolve(c, input.workspace_id);
     const r = await m.exec({
       ...(typeof input.command === 'string' ? { shell: input.command } : { argv: input.command }),
       env: input.env,
@@ -244,7 +253,11 @@ export class WorkspaceService extends ServiceCore {
       stdin: input.stdin,
       timeoutMs: input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS,
       maxOutputBytes: input.max_output_bytes,
-    }, { signal: o.signal, onData: o.onData });
+    }, { signal: o.signal, onData: o.onData }).catch(async (e: unknown) => {
+      if (e instanceof IsletError && e.code === 'GUEST_TIMEOUT') await this.liveness.afterExec(row.id, m, row.vcpus, true);
+      throw e;
+    });
+    await this.liveness.afterExec(row.id, m, row.vcpus, r.timedOut);
     return {
       exit_code: r.exitCode, signal: r.signal, ...execStreams(r.stdout, r.stderr),
       timed_out: r.timedOut, truncated: r.truncated, duration_ms: r.durationMs,
