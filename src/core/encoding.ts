@@ -1,18 +1,21 @@
 // Bytes that must travel inside JSON (MCP results, CLI --json). Text goes as
-// text only when it survives JSON cheaply: valid UTF-8 whose escaped form is
-// no bigger than base64 would be. Anything else (invalid UTF-8, NULs and
-// other control bytes that JSON escapes as six-byte \u00XX) goes as base64
-// with an explicit flag, so the encoded size is always at most ~4/3 of the
-// raw size and no byte is silently replaced.
+// text only when it is text and survives JSON cheaply: valid UTF-8, no NUL,
+// and an escaped form no bigger than base64 would be (plus a little slack,
+// so a short line with a colour code stays readable). Anything else (invalid
+// UTF-8, NULs, output made mostly of control bytes that JSON escapes as
+// six-byte \u00XX) goes as base64 with an explicit flag, so the encoded size
+// stays near 4/3 of the raw size and no byte is silently replaced.
 import { isUtf8 } from 'node:buffer';
 import { InvalidArgumentError } from './errors.js';
 
 export type ContentEncoding = 'utf8' | 'base64';
 
+const SLACK_BYTES = 64;
+
 export function encodeBytes(b: Buffer, prefer: ContentEncoding = 'utf8'): { text: string; encoding: ContentEncoding } {
-  if (prefer === 'utf8' && isUtf8(b)) {
+  if (prefer === 'utf8' && isUtf8(b) && !b.includes(0)) {
     const text = b.toString('utf8');
-    if (Buffer.byteLength(JSON.stringify(text)) <= Math.ceil(b.length / 3) * 4 + 2) return { text, encoding: 'utf8' };
+    if (Buffer.byteLength(JSON.stringify(text)) <= Math.ceil(b.length / 3) * 4 + SLACK_BYTES) return { text, encoding: 'utf8' };
   }
   return { text: b.toString('base64'), encoding: 'base64' };
 }

@@ -32,3 +32,9 @@ test('base64 content of 24 MiB is checked without overflowing the stack', () => 
   assert.equal(decodeContent(big.toString('base64'), 'base64').length, big.length);
   assert.throws(() => decodeContent(`${big.toString('base64').slice(0, -4)}a#==`, 'base64'), /not valid base64/);
 });
+
+test('a short line with a colour code stays text; a NUL anywhere, or mostly escapes, does not', () => {
+  assert.deepEqual(encodeBytes(Buffer.from('\u001b[31mred\u001b[0m\n')), { text: '\u001b[31mred\u001b[0m\n', encoding: 'utf8' });
+  assert.equal(encodeBytes(Buffer.from('a\u0000b')).encoding, 'base64');
+  assert.equal(encodeBytes(Buffer.alloc(4096, 0x1b)).encoding, 'base64');
+});

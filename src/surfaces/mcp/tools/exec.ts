@@ -18,7 +18,7 @@ const execFields = {
   signal: z.string().nullable().describe('signal that ended the command, e.g. "KILL"'),
   stdout: z.string().describe('standard output, encoded as stdout_encoding says'),
   stdout_encoding: z.enum(['utf8', 'base64'])
-    .describe('"base64" when stdout is not plain UTF-8 text (NUL or other control bytes, invalid UTF-8): decode it to get the bytes'),
+    .describe('"base64" when stdout is not plain text (invalid UTF-8, a NUL byte, or mostly control bytes): decode it to get the bytes'),
   stderr: z.string().describe('standard error, encoded as stderr_encoding says'),
   stderr_encoding: z.enum(['utf8', 'base64']),
   timed_out: z.boolean().describe('true when timeout_ms expired and the command was killed'),
@@ -55,7 +55,7 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
       + 'check the log with later exec calls. Cancelling the call kills the command. Output over max_output_bytes per '
       + `stream (default 1 MiB; over MCP at most ${perStream} bytes, whatever you ask) is dropped (truncated=true): for more, `
       + 'redirect it to a file in the guest and fetch that with file_download. stdout/stderr that are not plain UTF-8 text '
-      + '(NULs, control bytes, invalid UTF-8) come base64-encoded, with stdout_encoding/stderr_encoding "base64". The output '
+      + '(invalid UTF-8, a NUL byte, or mostly control bytes) come base64-encoded, with stdout_encoding/stderr_encoding "base64". The output '
       + 'is in the structured result; the text block shows only its end. Runs as root, cwd /root by default. '
       + 'Network: outbound connections work only if the workspace allows internet (see network_policy); busybox (wget, nc) is '
       + 'in the base image.',

@@ -53,8 +53,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
   server.registerTool('file_read', {
     title: 'Read a file from a workspace',
     description:
-      'Returns a guest file\'s content, as utf8 text or base64. A file that is not plain UTF-8 text (NUL or other '
-      + 'control bytes, invalid UTF-8) comes back as base64 even when utf8 is asked: check the encoding field. Files over '
+      'Returns a guest file\'s content, as utf8 text or base64. A file that is not plain text (invalid UTF-8, a '
+      + 'NUL byte, or mostly control bytes) comes back as base64 even when utf8 is asked: check the encoding field. Files over '
       + `max_bytes (default 1 MiB; over MCP at most ${maxResult} bytes, whatever you ask) fail with FILE_TOO_LARGE: read `
       + 'a slice with exec (head -c, tail -c, dd) or copy the whole file to the host with file_download '
       + `(up to ${maxTransfer} bytes).`,
