@@ -28,9 +28,13 @@ export class Liveness {
       this.notes.delete(id);
       return;
     }
-    const probe = await m.health(AbortSignal.timeout(PROBE_MS)).then(
+    const deadline = AbortSignal.timeout(PROBE_MS);
+    const probe = await m.health(deadline).then(
       (h) => ({ ok: true as const, load1: typeof h.load1 === 'number' ? h.load1 : undefined }),
-      (e: unknown) => ({ ok: false as const, why: e instanceof Error ? e.message.slice(0, 200) : String(e) }),
+      (e: unknown) => ({
+        ok: false as const,
+        why: deadline.aborted ? `no answer within ${PROBE_MS} ms` : e instanceof Error ? e.message.slice(0, 200) : String(e),
+      }),
     );
     const note = livenessNote(probe, vcpus);
     if (note) this.notes.set(id, note);
