@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { resolveConfig } from '../../src/core/config.js';
@@ -13,6 +14,11 @@ import type { Caller, ExecHooks, ExecOutput } from '../../src/service/types.js';
 import type { WorkspaceService } from '../../src/service/workspaces.js';
 import { startHttpServer } from '../../src/surfaces/mcp/http.js';
 import { createMcpServer } from '../../src/surfaces/mcp/server.js';
+import { register as registerExec } from '../../src/surfaces/mcp/tools/exec.js';
+import { register as registerFiles } from '../../src/surfaces/mcp/tools/files.js';
+import { register as registerNetwork } from '../../src/surfaces/mcp/tools/network.js';
+import { register as registerSnapshots } from '../../src/surfaces/mcp/tools/snapshots.js';
+import { register as registerWorkspace } from '../../src/surfaces/mcp/tools/workspace.js';
 
 const textOf = (r: CallToolResult) => r.content.map((c) => (c.type === 'text' ? c.text : '')).join('');
 const errOf = (r: CallToolResult) => { assert.equal(r.isError, true, textOf(r)); return JSON.parse(textOf(r)) as { code: string; message: string }; };
@@ -61,6 +67,20 @@ describe('input validation failures are tool results with INVALID_ARGUMENT (SEP-
     assert.equal(e.code, 'INVALID_ARGUMENT');
     assert.match(e.message, /^exec: command: /);
     assert.equal(svc.calls.length, 0);
+  });
+
+  test('the guard changes no advertised input schema: the same tools registered without it list identically', async () => {
+    const bare = new McpServer({ name: 'bare', version: '0' });
+    for (const register of [registerExec, registerFiles, registerNetwork, registerSnapshots, registerWorkspace]) {
+      register(bare, svc as unknown as WorkspaceService, () => ({ owner: 'alice' }));
+    }
+    const [a, b] = InMemoryTransport.createLinkedPair();
+    await bare.connect(a);
+    const plain = new Client({ name: 'plain', version: '0' });
+    await plain.connect(b);
+    const schemas = async (c: Client) => (await c.listTools()).tools.map((t) => [t.name, t.inputSchema]);
+    assert.deepEqual(await schemas(client), await schemas(plain));
+    await plain.close();
   });
 
   test('the advertised schemas keep their bounds and required fields', async () => {
