@@ -78,7 +78,7 @@ describe('input validation failures are tool results with INVALID_ARGUMENT (SEP-
     await bare.connect(a);
     const plain = new Client({ name: 'plain', version: '0' });
     await plain.connect(b);
-    const schemas = async (c: Client) => (await c.listTools()).tools.map((t) => [t.name, t.inputSchema]);
+    const schemas = async (c: Client) => (await c.listTools()).tools.map((t) => [t.name, t.inputSchema]).sort((x, y) => String(x[0]).localeCompare(String(y[0])));
     assert.deepEqual(await schemas(client), await schemas(plain));
     await plain.close();
   });
