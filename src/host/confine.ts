@@ -126,6 +126,62 @@ export async function writeConfined(root: string, p: string, data: Buffer, overw
   return abs;
 }
 
+/**
+ * A host file written in pieces (a download streamed from the guest): the
+ * same checks and the same temp-file-then-rename as writeConfined, so the
+ * destination changes only when commit() succeeds. Writes are queued in
+ * order; the caller bounds the total.
+ */
+export interface ConfinedWriter {
+  write(chunk: Buffer): void;
+  /** Waits for the queued writes, syncs, and puts the file in place; returns the absolute path and size. */
+  commit(): Promise<{ abs: string; bytes: number }>;
+  /** Drops the temp file; the destination is untouched. */
+  abort(): Promise<void>;
+}
+
+export async function openConfinedWriter(root: string, p: string, overwrite: boolean): Promise<ConfinedWriter> {
+  const abs = await checkWritable(root, p, overwrite);
+  const { realRoot } = await resolveInside(root, p);
+  const parent = path.dirname(abs);
+  await mkdir(parent, { recursive: true, mode: 0o700 });
+  if (!within(realRoot, await realpath(parent))) throw outside(p, root);
+  const tmp = path.join(parent, `.islet-${randomBytes(8).toString('hex')}.tmp`);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
+  let queue: Promise<unknown> = Promise.resolve();
+  let failed: unknown;
+  let bytes = 0;
+  let closed = false;
+  const close = async () => { if (!closed) { closed = true; await fh.close(); } };
+  return {
+    write(chunk) {
+      bytes += chunk.length;
+      queue = queue.then(() => (failed === undefined ? fh.write(chunk) : undefined)).catch((e: unknown) => { failed ??= e; });
+    },
+    async commit() {
+      try {
+        await queue;
+        if (failed !== undefined) throw failed;
+        await fh.sync();
+        await close();
+        const target = await lstat(abs).catch(() => undefined);
+        if (target && (target.isSymbolicLink() || !target.isFile())) throw target.isSymbolicLink() ? outside(p, root) : notRegular(p);
+        if (overwrite) await rename(tmp, abs);
+        else await link(tmp, abs).catch((e: NodeJS.ErrnoException) => { throw e.code === 'EEXIST' ? exists(p) : e; });
+        return { abs, bytes };
+      } finally {
+        await close().catch(() => undefined);
+        await rm(tmp, { force: true });
+      }
+    },
+    async abort() {
+      await queue;
+      await close().catch(() => undefined);
+      await rm(tmp, { force: true });
+    },
+  };
+}
+
 export async function ensureDir(root: string): Promise<void> {
   await mkdir(root, { recursive: true, mode: 0o700 });
   await stat(root);

@@ -14,7 +14,7 @@ import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
-import { checkWritable, readConfined, writeConfined } from '../host/confine.js';
+import { openConfinedWriter, readConfined } from '../host/confine.js';
 import { ServiceCore, stateConflict, workspaceNotFound } from './core.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
@@ -288,11 +288,17 @@ export class WorkspaceService extends ServiceCore {
   async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.running(c, input.workspace_id);
     const root = this.config.paths.transferDir;
-    // Refuse a bad destination before moving any bytes out of the guest, without touching what is there.
-    await checkWritable(root, input.host_path, input.overwrite ?? false);
-    const r = await m.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
-    const abs = await writeConfined(root, input.host_path, r.data, input.overwrite ?? false);
-    return { host_path: abs, guest_path: input.guest_path, bytes: r.data.length };
+    // A bad destination is refused before any byte leaves the guest; the bytes then stream to a temp
+    // file that replaces the destination only when the whole read succeeded.
+    const w = await openConfinedWriter(root, input.host_path, input.overwrite ?? false);
+    try {
+      await m.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal, onChunk: (b) => w.write(b) });
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    const { abs, bytes } = await w.commit();
+    return { host_path: abs, guest_path: input.guest_path, bytes };
   }
 
   // --- network (network-ops.ts) ---

@@ -2,12 +2,12 @@
 // written or even created, whatever the path or symlink tricks.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { IsletError } from '../../src/core/errors.js';
-import { checkWritable, readConfined, writeConfined } from '../../src/host/confine.js';
+import { checkWritable, openConfinedWriter, readConfined, writeConfined } from '../../src/host/confine.js';
 
 const base = mkdtempSync(path.join(os.tmpdir(), 'islet-confine-'));
 const root = path.join(base, 'transfer');
@@ -80,4 +80,25 @@ test('without overwrite, a file that appears during the write is not replaced', 
   writeFileSync(path.join(root, 'race.txt'), 'first');
   await assert.rejects(writeConfined(root, 'race.txt', Buffer.from('second'), false), code('INVALID_ARGUMENT'));
   assert.equal(readFileSync(path.join(root, 'race.txt'), 'utf8'), 'first');
+});
+
+test('a streamed write lands only on commit; abort leaves the destination as it was', async () => {
+  writeFileSync(path.join(root, 'stream.txt'), 'old');
+  const w = await openConfinedWriter(root, 'stream.txt', true);
+  for (const c of ['a', 'b', 'c']) w.write(Buffer.from(c));
+  assert.equal(readFileSync(path.join(root, 'stream.txt'), 'utf8'), 'old', 'replaced before commit');
+  assert.deepEqual(await w.commit(), { abs: path.join(realpathSync(root), 'stream.txt'), bytes: 3 });
+  assert.equal(readFileSync(path.join(root, 'stream.txt'), 'utf8'), 'abc');
+  const w2 = await openConfinedWriter(root, 'stream.txt', true);
+  w2.write(Buffer.from('partial'));
+  await w2.abort();
+  assert.equal(readFileSync(path.join(root, 'stream.txt'), 'utf8'), 'abc');
+  assert.deepEqual(readdirSync(root).filter((f) => f.endsWith('.tmp')), []);
+  await assert.rejects(openConfinedWriter(root, 'stream.txt', false), code('INVALID_ARGUMENT'));
+  await assert.rejects(openConfinedWriter(root, 'link-dir/x', true), code('PATH_OUTSIDE_ALLOWED'));
+  const w3 = await openConfinedWriter(root, 'late.txt', false);
+  writeFileSync(path.join(root, 'late.txt'), 'first');
+  w3.write(Buffer.from('second'));
+  await assert.rejects(w3.commit(), code('INVALID_ARGUMENT'));
+  assert.equal(readFileSync(path.join(root, 'late.txt'), 'utf8'), 'first');
 });
