@@ -26,6 +26,7 @@ const { values } = parseArgs({
     soak: { type: 'boolean', default: false },
     minutes: { type: 'string', default: '10' },
     workers: { type: 'string', default: '2' },
+    'server-heap-mb': { type: 'string' },
   },
 });
 const N = Number(values.vms);
@@ -146,10 +147,11 @@ if (values.soak) {
   const minutes = Number(values.minutes);
   const workers = Number(values.workers);
   if (!(minutes > 0) || !Number.isInteger(workers) || workers < 1) {
-    console.error('usage: npm run stress -- --soak [--minutes N] [--workers W] [--image I]');
+    console.error('usage: npm run stress -- --soak [--minutes N] [--workers W] [--image I] [--server-heap-mb M]');
     process.exit(64);
   }
-  await runSoak({ minutes, workers, image: values.image });
+  const heap = values['server-heap-mb'] === undefined ? undefined : Number(values['server-heap-mb']);
+  await runSoak({ minutes, workers, image: values.image, serverHeapMb: heap });
 } else {
   await main();
 }
