@@ -215,6 +215,7 @@ export class WorkspaceService extends ServiceCore {
       snaps.checkDestroy(this.snap, row); // SNAPSHOT_IN_USE while a fork builds on its snapshots
       const m = this.live.get(row.id);
       this.live.delete(row.id);
+      this.liveness.forget(row.id);
       if (m) await m.shutdown();
       const own = this.store.snapshots(row.id);
       this.store.delete(row.id); // then the files: a crash in between leaves only unreferenced files, swept at startup
