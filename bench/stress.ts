@@ -7,12 +7,14 @@
 // dir, so nothing of the user's is touched. Creates take islet's default
 // path (a template restore, the template built by the first one); --cold
 // turns templates off, so every VM boots its kernel: the baseline.
+// `--soak [--minutes N]` runs the soak instead (bench/soak.ts).
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig, resolveConfig } from '../src/core/config.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
+import { runSoak } from './soak.js';
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +23,10 @@ const { values } = parseArgs({
     memory: { type: 'string', default: '128' },
     image: { type: 'string', default: 'base' },
     cold: { type: 'boolean', default: false },
+    soak: { type: 'boolean', default: false },
+    minutes: { type: 'string', default: '10' },
+    workers: { type: 'string', default: '2' },
+    'server-heap-mb': { type: 'string' },
   },
 });
 const N = Number(values.vms);
@@ -137,4 +143,15 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (values.soak) {
+  const minutes = Number(values.minutes);
+  const workers = Number(values.workers);
+  if (!(minutes > 0) || !Number.isInteger(workers) || workers < 1) {
+    console.error('usage: npm run stress -- --soak [--minutes N] [--workers W] [--image I] [--server-heap-mb M]');
+    process.exit(64);
+  }
+  const heap = values['server-heap-mb'] === undefined ? undefined : Number(values['server-heap-mb']);
+  await runSoak({ minutes, workers, image: values.image, serverHeapMb: heap });
+} else {
+  await main();
+}

@@ -1,7 +1,7 @@
 // The config schema: TOML with agentiso's sections, every key optional with a
 // documented default (docs/config.md), unknown keys rejected with their path.
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -108,6 +108,15 @@ const ServerSchema = z.object({
   daemon_idle_exit_s: z.number().int().min(0).max(7 * 86_400).default(300)
     .describe('a daemon with no workspaces, no pool and no client connection for this long exits; 0 = never'),
   socket_group: z.string().min(1).max(64).optional().describe('group given the daemon socket (mode 0660); default: owner only (0600)'),
+  // Limits on what MCP clients control (docs/mcp.md, "Limits"); each refusal is a coded error.
+  max_result_bytes: z.number().int().min(64 << 10).max(5 << 20).default(4 << 20)
+    .describe('content bytes one MCP tool result may carry (exec stdout+stderr, file_read); kept well under the SDK stdio transport\'s 10 MiB message limit'),
+  max_sessions: z.number().int().min(1).max(100_000).default(256).describe('open Streamable HTTP sessions; initialize beyond it fails'),
+  session_idle_ms: z.number().int().min(1000).max(7 * 86_400_000).default(3_600_000)
+    .describe('an HTTP session with no request for this long is closed'),
+  max_concurrent_calls: z.number().int().min(1).max(10_000).default(32).describe('tool calls in progress at once, over all sessions'),
+  max_buffered_output_bytes: z.number().int().min(1 << 20).max(2 ** 34).default(256 << 20)
+    .describe('exec output held in memory at once, over all calls (each exec reserves twice its max_output_bytes)'),
 }).strict();
 
 const ImagesSchema = z.object({
@@ -127,6 +136,34 @@ export const ConfigSchema = z.object({
   images: ImagesSchema.default({}),
 }).strict();
 
+/** Pairs of keys that contradict each other: accepted, they would make every create (or every call) fail later. */
+function consistent(c: z.output<typeof ConfigSchema>, ctx: z.RefinementCtx): void {
+  const over = (path: string[], a: number, aKey: string, b: number, bKey: string) => {
+    if (a > b) ctx.addIssue({ code: z.ZodIssueCode.custom, path, message: `${a} is above ${bKey} (${b}): ${aKey} must be at most ${bKey}` });
+  };
+  const r = c.resources;
+  over(['resources', 'default_vcpus'], r.default_vcpus, 'default_vcpus', r.max_vcpus, 'max_vcpus');
+  over(['resources', 'default_memory_mb'], r.default_memory_mb, 'default_memory_mb', r.max_memory_mb, 'max_memory_mb');
+  over(['resources', 'default_disk_gb'], r.default_disk_gb, 'default_disk_gb', r.max_disk_gb, 'max_disk_gb');
+  over(['resources', 'max_workspaces_per_owner'], r.max_workspaces_per_owner, 'max_workspaces_per_owner', r.max_workspaces, 'max_workspaces');
+  const p = c.pool;
+  over(['pool', 'min_size'], p.min_size, 'min_size', p.max_size, 'max_size');
+  over(['pool', 'target_free'], p.target_free, 'target_free', p.max_size, 'max_size');
+  if (p.min_size > 0 && p.min_size * r.default_memory_mb > p.max_memory_mb) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['pool', 'min_size'],
+      message: `${p.min_size} VMs of ${r.default_memory_mb} MiB ([resources] default_memory_mb) exceed [pool] max_memory_mb (${p.max_memory_mb})` });
+  }
+  const seen = new Map<string, number>();
+  c.server.tokens.forEach((t, i) => {
+    const j = seen.get(t.token);
+    if (j !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['server', 'tokens', i, 'token'],
+        message: `the same token as tokens[${j}]: one token must name one owner` });
+    }
+    seen.set(t.token, i);
+  });
+}
+
 export type ConfigInput = z.input<typeof ConfigSchema>;
 type Parsed = z.output<typeof ConfigSchema>;
 
@@ -141,7 +178,7 @@ export interface Paths {
 export type Config = Parsed & { paths: Paths; source: string | undefined };
 
 export function resolveConfig(raw: unknown, source?: string): Config {
-  const r = ConfigSchema.safeParse(raw ?? {});
+  const r = ConfigSchema.superRefine(consistent).safeParse(raw ?? {});
   if (!r.success) {
     const lines = r.error.issues.map((i) => {
       const key = i.path.join('.') || '(top level)';
@@ -178,12 +215,7 @@ export function defaultConfigFiles(): string[] {
 export function loadConfig(file?: string): Config {
   const f = file ?? process.env.ISLET_CONFIG ?? defaultConfigFiles().find((p) => existsSync(p));
   if (!f) return resolveConfig({});
-  let text: string;
-  try {
-    text = readFileSync(f, 'utf8');
-  } catch (e) {
-    throw new ConfigError(`cannot read config file ${f}: ${(e as Error).message}`, 'pass an existing file with --config', { file: f });
-  }
+  const text = readConfigText(f);
   let raw: unknown;
   try {
     raw = parseToml(text);
@@ -191,4 +223,36 @@ export function loadConfig(file?: string): Config {
     throw new ConfigError(`config file ${f} is not valid TOML: ${(e as Error).message}`, undefined, { file: f });
   }
   return resolveConfig(raw, f);
+}
+
+/** A config file is small; anything bigger is a mistake (or /dev/zero) and is refused while reading. */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
+/**
+ * Reads at most MAX_CONFIG_BYTES of a regular file. O_NONBLOCK so that a FIFO
+ * cannot hang the open; fstat then refuses anything but a regular file.
+ */
+function readConfigText(f: string): string {
+  let fd: number;
+  try {
+    fd = openSync(f, constants.O_RDONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    throw new ConfigError(`cannot read config file ${f}: ${(e as Error).message}`, 'pass an existing file with --config', { file: f });
+  }
+  try {
+    if (!fstatSync(fd).isFile()) {
+      throw new ConfigError(`config file ${f} is not a regular file`, 'pass a plain TOML file with --config (not a FIFO, device or directory)', { file: f });
+    }
+    const buf = Buffer.alloc(MAX_CONFIG_BYTES + 1);
+    let n = 0;
+    for (;;) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+      if (n > MAX_CONFIG_BYTES) throw new ConfigError(`config file ${f} is over ${MAX_CONFIG_BYTES} bytes`, 'a config file is a few KiB of TOML', { file: f });
+    }
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -10,9 +10,18 @@ export const WorkspaceId = z.string().min(1).max(64)
   .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'letters, digits, "_", "." and "-" only')
   .describe('workspace id (ws-...) or name, as returned by workspace_create or workspace_list');
 
+/** Ids and names share one lookup: a name that could be an id would shadow (or reveal) one. */
+export const WORKSPACE_ID_PREFIX = 'ws-';
+export const SNAPSHOT_ID_PREFIX = 'snap-';
+
 export const WorkspaceName = z.string().min(1).max(48)
   .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'lowercase letters, digits and "-", not starting or ending with "-"')
-  .describe('a unique, human-friendly name; also the guest hostname');
+  .refine((n) => !n.startsWith(WORKSPACE_ID_PREFIX), `must not start with "${WORKSPACE_ID_PREFIX}": that prefix is for workspace ids`)
+  .describe(`a unique, human-friendly name (not starting with "${WORKSPACE_ID_PREFIX}"); also the guest hostname`);
+
+/** Permission bits plus setuid (0o4000), setgid (0o2000) and sticky (0o1000), all applied in the guest. */
+export const FileMode = z.number().int().min(0).max(0o7777)
+  .describe('permission bits, e.g. 420 (0644) or 493 (0755); setuid, setgid and sticky (0o7000) are applied too');
 
 export const GuestPath = z.string().min(1).max(4096)
   .refine((p) => p.startsWith('/'), 'must be an absolute path in the guest')
@@ -59,9 +68,9 @@ export const Encoding = z.enum(['utf8', 'base64']).describe('"utf8" for text, "b
 export const FileWriteInput = z.object({
   workspace_id: WorkspaceId,
   path: GuestPath,
-  content: z.string().max(24 << 20).describe('file content, in the given encoding'),
+  content: z.string().max(24 << 20).describe('file content, in the given encoding (invalid base64 is refused)'),
   encoding: Encoding.default('utf8'),
-  mode: z.number().int().min(0).max(0o7777).optional().describe('permission bits, e.g. 420 (0644) or 493 (0755)'),
+  mode: FileMode.optional(),
   create_parents: z.boolean().default(true).describe('create missing parent directories'),
 });
 export type FileWriteInput = z.input<typeof FileWriteInput>;
@@ -78,7 +87,7 @@ export const FileUploadInput = z.object({
   workspace_id: WorkspaceId,
   host_path: z.string().min(1).max(4096).describe('file on the host, relative to [server] transfer_dir (or absolute inside it)'),
   guest_path: GuestPath,
-  mode: z.number().int().min(0).max(0o7777).optional(),
+  mode: FileMode.optional(),
 });
 export type FileUploadInput = z.infer<typeof FileUploadInput>;
 
@@ -130,7 +139,8 @@ export type NetworkPolicyInput = z.infer<typeof NetworkPolicyInput>;
 
 export const SnapshotName = z.string().min(1).max(64)
   .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'letters, digits, "_", "." and "-" only')
-  .describe('a name for the snapshot, unique within the workspace');
+  .refine((n) => !n.toLowerCase().startsWith(SNAPSHOT_ID_PREFIX), `must not start with "${SNAPSHOT_ID_PREFIX}": that prefix is for snapshot ids`)
+  .describe(`a name for the snapshot, unique within the workspace (not starting with "${SNAPSHOT_ID_PREFIX}")`);
 
 export const SnapshotRef = z.string().min(1).max(64)
   .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/, 'letters, digits, "_", "." and "-" only')

@@ -83,6 +83,10 @@ class FakeAgent implements GuestAgent {
     if (!f) throw new FileNotFoundError(`read ${p}: no such file or directory`);
     const data = Buffer.from(f.data, 'base64');
     if (data.length > o.maxBytes) throw new FileTooLargeError(`read ${p}: guest sent more than ${o.maxBytes} bytes`);
+    if (o.onChunk) { // as the real agent: the content goes to the callback, the result carries none
+      o.onChunk(data);
+      return { data: Buffer.alloc(0), mode: f.mode };
+    }
     return { data, mode: f.mode };
   }
 

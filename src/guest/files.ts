@@ -42,6 +42,8 @@ export async function writeGuestFile(client: AgentClient, path: string, data: Bu
 export interface ReadFileOptions {
   maxBytes: number;
   signal?: AbortSignal;
+  /** Receives the content chunk by chunk instead of it being collected: the result's data is then empty. */
+  onChunk?: (chunk: Buffer) => void;
 }
 
 export function readGuestFile(client: AgentClient, path: string, o: ReadFileOptions): Promise<{ data: Buffer; mode: number | undefined }> {
@@ -55,12 +57,13 @@ export function readGuestFile(client: AgentClient, path: string, o: ReadFileOpti
           if (size > o.maxBytes) {
             return done(() => reject(new FileTooLargeError(`read ${path}: guest sent more than ${o.maxBytes} bytes`, 'ask for more (MCP max_bytes, CLI --max-bytes) up to the limit, or use file_download', { path, maxBytes: o.maxBytes })));
           }
-          chunks.push(f.payload);
+          if (o.onChunk) o.onChunk(f.payload);
+          else chunks.push(f.payload);
           return;
         }
         if (f.type === FrameType.OK) {
           const v = decodeJson(f);
-          return done(() => resolve({ data: Buffer.concat(chunks, size), mode: typeof v.mode === 'number' ? v.mode : undefined }));
+          return done(() => resolve({ data: o.onChunk ? Buffer.alloc(0) : Buffer.concat(chunks, size), mode: typeof v.mode === 'number' ? v.mode : undefined }));
         }
         if (f.type === FrameType.ERROR) return done(() => reject(guestErrorFrom(decodeJson(f), `read ${path}`)));
       },

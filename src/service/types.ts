@@ -57,6 +57,9 @@ export interface ExecOutput {
   signal: string | null;
   stdout: string;
   stderr: string;
+  /** "base64" when the bytes are not JSON-friendly UTF-8 (see core/encoding.ts). */
+  stdout_encoding: 'utf8' | 'base64';
+  stderr_encoding: 'utf8' | 'base64';
   timed_out: boolean;
   truncated: boolean;
   duration_ms: number;

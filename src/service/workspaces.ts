@@ -9,18 +9,20 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { FileTooLargeError, firstLine, QuotaExceededError, WorkspaceNotFoundError } from '../core/errors.js';
+import { decodeContent, encodeBytes, execStreams } from '../core/encoding.js';
+import { FileTooLargeError, firstLine, IsletError, QuotaExceededError, WorkspaceNotFoundError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
-import { readConfined, writeConfined } from '../host/confine.js';
+import { openConfinedWriter, readConfined } from '../host/confine.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
 import type { Machine } from './machine.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
+import { Liveness } from './liveness.js';
 import { Runtime, type RuntimeDeps } from './runtime.js';
 import { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
@@ -43,6 +45,7 @@ export class WorkspaceService {
   private readonly ctx: WorkspaceContext;
   private readonly net: NetworkOps;
   private readonly snapshots: SnapshotOps;
+  private readonly liveness = new Liveness();
   /** Template snapshots ([pool] template); undefined when off or under bridge networking (each VM's address is in its memory). */
   readonly templates: Templates | undefined;
   /** The warm pool, in processes that asked for it (see open). */
@@ -207,6 +210,7 @@ export class WorkspaceService {
       assertState(row, 'stop');
       // Paused: the saved memory is discarded; the disk is what remains, as after a power cut.
       if (row.state === 'paused') await rm(snaps.memoryFile(ctx.snap, row.id), { force: true });
+      this.liveness.forget(row.id);
       await ctx.stopLive(row.id);
       return ctx.infoOf(ctx.mustGet(row.id));
     });
@@ -272,15 +276,22 @@ export class WorkspaceService {
   async list(c: Caller, input: ListInput = {}): Promise<WorkspaceInfo[]> {
     const rows = c.admin ? this.store.all() : this.store.byOwner(c.owner);
     const picked = input.state ? rows.filter((r) => r.state === input.state) : rows;
-    return Promise.all(picked.map((r) => this.ctx.infoOf(r)));
+    return Promise.all(picked.map((r) => this.ctx.infoOf(r).then((w) => this.withLiveness(w))));
   }
 
   async info(c: Caller, input: WorkspaceRef): Promise<WorkspaceInfo> {
-    return this.ctx.infoOf(this.ctx.resolve(c, input.workspace_id));
+    return this.withLiveness(await this.ctx.infoOf(this.ctx.resolve(c, input.workspace_id)));
+  }
+
+  /** A running workspace whose commands time out reports why (liveness.ts). */
+  private withLiveness(w: WorkspaceInfo): WorkspaceInfo {
+    const note = w.state === 'running' ? this.liveness.error(w.workspace_id) : undefined;
+    return note && !w.error ? { ...w, error: note } : w;
   }
 
   async exec(c: Caller, input: ExecInput, o: ExecHooks = {}): Promise<ExecOutput> {
     const m = this.ctx.running(c, input.workspace_id);
+    const row = this.ctx.resolve(c, input.workspace_id);
     const r = await m.agent.exec({
       ...(typeof input.command === 'string' ? { shell: input.command } : { argv: input.command }),
       env: input.env,
@@ -288,25 +299,29 @@ export class WorkspaceService {
       stdin: input.stdin,
       timeoutMs: input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS,
       maxOutputBytes: input.max_output_bytes,
-    }, { signal: o.signal, onData: o.onData });
+    }, { signal: o.signal, onData: o.onData }).catch(async (e: unknown) => {
+      if (e instanceof IsletError && e.code === 'GUEST_TIMEOUT') await this.liveness.afterExec(row.id, m, row.vcpus, true);
+      throw e;
+    });
+    await this.liveness.afterExec(row.id, m, row.vcpus, r.timedOut);
     return {
-      exit_code: r.exitCode, signal: r.signal, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'),
+      exit_code: r.exitCode, signal: r.signal, ...execStreams(r.stdout, r.stderr),
       timed_out: r.timedOut, truncated: r.truncated, duration_ms: r.durationMs,
     };
   }
 
   async fileWrite(c: Caller, input: FileWriteInput, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
-    const data = Buffer.from(input.content, input.encoding ?? 'utf8');
+    const data = decodeContent(input.content, input.encoding ?? 'utf8');
     const r = await m.agent.writeFile(input.path, data, { mode: input.mode, createParents: input.create_parents ?? true, signal: o.signal });
     return { path: input.path, bytes: r.bytes };
   }
 
   async fileRead(c: Caller, input: FileReadInput, o: OpOptions = {}): Promise<{ path: string; content: string; encoding: 'utf8' | 'base64'; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
-    const encoding = input.encoding ?? 'utf8';
     const r = await m.agent.readFile(input.path, { maxBytes: input.max_bytes ?? DEFAULT_READ_MAX, signal: o.signal });
-    return { path: input.path, content: r.data.toString(encoding), encoding, bytes: r.data.length };
+    const { text, encoding } = encodeBytes(r.data, input.encoding ?? 'utf8'); // binary asked as utf8 comes back as base64
+    return { path: input.path, content: text, encoding, bytes: r.data.length };
   }
 
   async fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
@@ -319,12 +334,19 @@ export class WorkspaceService {
   async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
     const root = this.config.paths.transferDir;
-    // Refuse a bad destination before moving any bytes out of the guest.
-    await writeConfined(root, input.host_path, Buffer.alloc(0), input.overwrite ?? false).then((p) => rm(p, { force: true }));
-    const r = await m.agent.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
-    const abs = await writeConfined(root, input.host_path, r.data, true);
-    return { host_path: abs, guest_path: input.guest_path, bytes: r.data.length };
+    // A bad destination is refused before any byte leaves the guest; the bytes then stream to a temp
+    // file that replaces the destination only when the whole read succeeded.
+    const w = await openConfinedWriter(root, input.host_path, input.overwrite ?? false);
+    try {
+      await m.agent.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal, onChunk: (b) => w.write(b) });
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+    const { abs, bytes } = await w.commit();
+    return { host_path: abs, guest_path: input.guest_path, bytes };
   }
+
 
   /** Raw bytes into a guest file (REST bodies): no text encoding on the way; bounded by [server] max_transfer_bytes. */
   async writeBytes(c: Caller, input: { workspace_id: string; path: string; mode?: number }, data: Buffer, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {

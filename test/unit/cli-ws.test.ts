@@ -2,7 +2,7 @@
 // flag before any service (or VM) is touched.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -71,4 +71,18 @@ test('snapshot, fork and pause input is validated with the same schemas', () => 
 test('validation failures never create state', () => {
   islet('create', '--vcpus', '0');
   assert.equal(existsSync(path.join(dir, 'data', 'state.db')), false);
+});
+
+test('ws write reads stdin and --from with a bound, failing fast on an endless source (issue 12 #8)', () => {
+  const t0 = Date.now();
+  const zero = openSync('/dev/zero', 'r');
+  const r = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'ws', 'write', '--config', cfg, 'ws1', '/x'],
+    { encoding: 'utf8', timeout: 20_000, stdio: [zero, 'pipe', 'pipe'] });
+  closeSync(zero);
+  assert.equal(r.signal, null, 'killed by the timeout: stdin was read without a bound');
+  assert.match(r.stderr, /error\[FILE_TOO_LARGE\]: stdin \(ws write takes at most \d+ bytes\) is more than/);
+  const f = islet('write', 'ws1', '/x', '--from', '/dev/zero');
+  assert.equal(f.signal, null);
+  assert.match(f.stderr, /error\[FILE_TOO_LARGE\]: --from \/dev\/zero/);
+  assert.ok(Date.now() - t0 < 20_000);
 });

@@ -33,7 +33,7 @@ class FakeService {
   async exec(c: Caller, i: { command: string | string[] }, h: ExecHooks = {}): Promise<ExecOutput> {
     this.record('exec', c, i);
     this.execSignal = h.signal;
-    const out = (s: string): ExecOutput => ({ exit_code: 3, signal: null, stdout: s, stderr: 'warn\n', timed_out: false, truncated: false, duration_ms: 5 });
+    const out = (s: string): ExecOutput => ({ exit_code: 3, signal: null, stdout: s, stderr: 'warn\n', stdout_encoding: 'utf8', stderr_encoding: 'utf8', timed_out: false, truncated: false, duration_ms: 5 });
     if (i.command === 'fast') return out('done\n');
     // A slow command: emit a line, then wait until cancelled or 450 ms pass.
     h.onData?.('stdout', Buffer.from('line one\nstep \u001b[31m2\n'));
@@ -110,7 +110,7 @@ describe('MCP tools over an in-memory client', () => {
 
   test('schema defaults are applied before the service sees the input', async () => {
     await client.callTool({ name: 'file_read', arguments: { workspace_id: 'w', path: '/etc/hostname' } });
-    assert.deepEqual(svc.calls.at(-1)?.input, { workspace_id: 'w', path: '/etc/hostname', encoding: 'utf8' });
+    assert.deepEqual(svc.calls.at(-1)?.input, { workspace_id: 'w', path: '/etc/hostname', encoding: 'utf8', max_bytes: 1 << 20 });
   });
 
   test('exec: a non-zero exit code is data, and the text shows the output', async () => {

@@ -13,7 +13,7 @@ import { createRestApp } from '../../src/surfaces/rest/app.js';
 import type { WorkspaceService } from '../../src/service/workspaces.js';
 
 // Generating the document never calls the service.
-const app = createRestApp({} as WorkspaceService, { nodeInfo: () => ({}), maxBodyBytes: 1 << 20 });
+const app = createRestApp({} as WorkspaceService, { nodeInfo: async () => ({}), maxBodyBytes: 1 << 20 });
 const doc = async () => (await (await app.request('/v1/openapi.json')).json()) as Record<string, unknown> & { paths: Record<string, Record<string, unknown>> };
 
 test('the document is valid OpenAPI 3.1 and covers every service operation', async () => {

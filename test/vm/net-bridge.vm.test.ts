@@ -208,7 +208,7 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     assert.deepEqual(ip.forwards.map((x) => [x.host_port, x.guest_port]), [[f.host_port, 9090]]);
 
     for (const bad of [{ guest_port: 0 }, { guest_port: 70000 }, { guest_port: 80, host_port: 0 }, { guest_port: 80, host_port: 70000 }]) {
-      assert.match(await errorText('port_forward', { workspace_id: b.workspace_id, ...bad }), /Input validation error[\s\S]*(guest_port|host_port)/, JSON.stringify(bad));
+      assert.match(await errorText('port_forward', { workspace_id: b.workspace_id, ...bad }), /"code":"INVALID_ARGUMENT"[\s\S]*(guest_port|host_port)/, JSON.stringify(bad));
     }
     const busy = 47123;
     const holder = await topo.peer(topo.islet, ['hold', '127.0.0.1', String(busy)]);

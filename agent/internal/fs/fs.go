@@ -39,7 +39,7 @@ type Writer struct {
 
 // OpenWriter checks the request and prepares the destination.
 func OpenWriter(req *proto.FileWrite) (*Writer, error) {
-	w := &Writer{path: filepath.Clean(req.Path), mode: os.FileMode(req.FileMode())}
+	w := &Writer{path: filepath.Clean(req.Path), mode: goMode(req.FileMode())}
 	dir := filepath.Dir(w.path)
 	if st, err := os.Stat(w.path); err == nil && st.IsDir() {
 		return nil, proto.Errorf(proto.CodeIsDirectory, "%s is a directory", w.path)
@@ -182,4 +182,21 @@ func unixMode(st os.FileInfo) uint32 {
 		return uint32(sys.Mode) & 0o7777
 	}
 	return uint32(st.Mode().Perm())
+}
+
+// goMode converts Unix mode bits to an os.FileMode. A plain conversion keeps
+// only the permission bits: Go holds setuid, setgid and sticky in high flag
+// bits, so 0o4755 would silently become 0755.
+func goMode(m uint32) os.FileMode {
+	mode := os.FileMode(m & 0o777)
+	if m&0o4000 != 0 {
+		mode |= os.ModeSetuid
+	}
+	if m&0o2000 != 0 {
+		mode |= os.ModeSetgid
+	}
+	if m&0o1000 != 0 {
+		mode |= os.ModeSticky
+	}
+	return mode
 }

@@ -104,3 +104,23 @@ func TestReadNotRegular(t *testing.T) {
 		t.Fatalf("char device: %v", err)
 	}
 }
+
+// Setuid, setgid and sticky in the request's mode are applied, not dropped
+// (Go's os.FileMode keeps them outside the low 12 bits).
+func TestWriteSpecialModeBits(t *testing.T) {
+	dir := t.TempDir()
+	for _, mode := range []uint32{0o4755, 0o2750, 0o1777, 0o6711, 0o644} {
+		p := filepath.Join(dir, "f")
+		m := mode
+		if _, err := write(t, proto.FileWrite{Path: p, Mode: &m}, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_, ok, err := read(t, p, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok.Mode != mode {
+			t.Errorf("mode %04o: file has %04o", mode, ok.Mode)
+		}
+	}
+}

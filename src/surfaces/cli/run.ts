@@ -5,6 +5,10 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import { loadConfig } from '../../core/config.js';
 import { Runtime } from '../../service/runtime.js';
 import { stderrProgress } from './progress.js';
+import { readBounded } from './read-bounded.js';
+
+/** What `islet run --stdin` forwards: read while bounded, so an endless pipe fails fast. */
+const MAX_STDIN_BYTES = 64 << 20;
 
 interface RunFlags {
   config?: string;
@@ -52,7 +56,7 @@ export function registerRun(program: Command): void {
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       try {
-        const stdin = flags.stdin ? await readAll(process.stdin) : undefined;
+        const stdin = flags.stdin ? await readBounded(process.stdin, MAX_STDIN_BYTES, `stdin (--stdin takes at most ${MAX_STDIN_BYTES} bytes)`) : undefined;
         const r = await rt.runOnce({
           image: flags.image,
           vcpus: intFlag('--vcpus', flags.vcpus),
@@ -88,8 +92,3 @@ function signalNumber(name: string | null): number {
   return (name && SIGNALS[name]) || 1;
 }
 
-async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of s) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
-  return Buffer.concat(chunks);
-}

@@ -2,7 +2,6 @@
 // the service (which reattaches to running VMs), validates its input with the
 // operation's schema from core/schemas.ts, calls one method, renders, and
 // closes the service; the VMs keep running for the next command.
-import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { Command } from 'commander';
 import { InvalidArgumentError, IsletError } from '../../core/errors.js';
@@ -11,6 +10,7 @@ import {
 } from '../../core/schemas.js';
 import type { WorkspaceInfo } from '../../service/types.js';
 import { json } from './format.js';
+import { readBounded, readFileBounded } from './read-bounded.js';
 import { statusTable } from './status.js';
 import { Common, common, infoLines, int, ref, validate, withService } from './ws-common.js';
 import { registerWsSnapshots } from './ws-snapshot.js';
@@ -23,11 +23,6 @@ function octal(flag: string, v: string | undefined): number | undefined {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-async function readAll(s: NodeJS.ReadableStream): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of s) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c));
-  return Buffer.concat(chunks);
-}
 
 const toRow = (w: WorkspaceInfo) => ({ ...w, ip: w.network.ip, pid_alive: null });
 
@@ -104,7 +99,7 @@ export function registerWs(program: Command): void {
       }
       const input = validate(ExecInput, {
         workspace_id: id, command: f.sh ?? argv, env, cwd: f.cwd, timeout_ms: int('--timeout', f.timeout),
-        stdin: f.stdin ? (await readAll(process.stdin)).toString('utf8') : undefined,
+        stdin: f.stdin ? (await readBounded(process.stdin, ExecInput.shape.stdin.unwrap().maxLength ?? 1 << 20, '--stdin input')).toString('utf8') : undefined,
         // The CLI streams output, so it asks for the largest cap the schema allows.
         max_output_bytes: ExecInput.shape.max_output_bytes.unwrap().maxValue ?? undefined,
       }, { workspace_id: '<id>', command: f.sh === undefined ? 'command' : '--sh', env: '--env', cwd: '--cwd', timeout_ms: '--timeout', stdin: '--stdin' });
@@ -125,14 +120,12 @@ export function registerWs(program: Command): void {
     .option('--mode <octal>', 'permission bits, e.g. 0755')
     .option('--no-parents', 'fail instead of creating missing parent directories')
     .action(async (id: string, guestPath: string, f: Common & { from?: string; mode?: string; parents: boolean }) => {
-      const bytes = f.from === undefined ? await readAll(process.stdin) : await readFile(f.from).catch((e: NodeJS.ErrnoException) => {
-        throw new IsletError(e.code === 'ENOENT' ? 'FILE_NOT_FOUND' : 'INVALID_ARGUMENT', `--from ${f.from}: ${e.message}`);
-      });
-      const maxChars = FileWriteInput.shape.content.maxLength ?? Infinity;
-      if (Math.ceil(bytes.length / 3) * 4 > maxChars) {
-        throw new IsletError('FILE_TOO_LARGE', `${bytes.length} bytes is more than ws write takes (${Math.floor(maxChars / 4) * 3} bytes)`,
-          'put the file under [server] transfer_dir and use islet ws upload');
-      }
+      // The most bytes whose base64 fits the schema's content limit; checked while reading.
+      const maxBytes = Math.floor((FileWriteInput.shape.content.maxLength ?? 24 << 20) / 4) * 3;
+      const hint = 'put the file under [server] transfer_dir and use islet ws upload';
+      const bytes = f.from === undefined
+        ? await readBounded(process.stdin, maxBytes, `stdin (ws write takes at most ${maxBytes} bytes)`, hint)
+        : await readFileBounded(f.from, maxBytes, `--from ${f.from} (ws write takes at most ${maxBytes} bytes)`, hint);
       const input = validate(FileWriteInput, {
         workspace_id: id, path: guestPath, content: bytes.toString('base64'), encoding: 'base64', mode: octal('--mode', f.mode), create_parents: f.parents,
       }, { workspace_id: '<id>', path: '<guest-path>', mode: '--mode' });

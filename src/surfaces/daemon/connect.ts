@@ -67,6 +67,7 @@ function spawnDaemon(config: Config, logFile: string): { exited: boolean } {
   const args = [BIN, 'daemon', 'run', '--quiet'];
   if (config.source) args.push('--config', config.source);
   const state = { exited: false };
+  mkdirSync(config.paths.dataDir, { recursive: true, mode: 0o700 }); // a first run: the log lives there
   const log = openSync(logFile, 'a', 0o600);
   try {
     const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: process.env });

@@ -39,9 +39,12 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
   const paths = daemonPaths(config);
   const node = os.hostname();
   const started = new Date().toISOString();
-  const accel = (await svc.rt.accel()).accel;
+  // Asked for when a client wants node facts: choosing it may need a canary boot, which needs built images.
+  let accel: string | null | undefined;
+  const accelNow = async () => (accel ??= await svc.rt.accel().then((a) => a.accel, () => null));
 
-  const nodeInfo = () => {
+  const nodeInfo = async () => {
+    const accelerator = await accelNow();
     const all = svc.shapes();
     const running = all.filter((w) => w.state === 'running');
     let disk: { total_bytes: number; free_bytes: number } | null = null;
@@ -54,7 +57,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
       version: SERVER_INFO.version,
       api_version: '1',
       started_at: started,
-      accelerator: accel,
+      accelerator,
       cores: os.cpus().length,
       memory: {
         total_bytes: os.totalmem(),

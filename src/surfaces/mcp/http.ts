@@ -1,6 +1,7 @@
 // MCP over Streamable HTTP on node:http: one transport and McpServer per
 // session (stateful). In front of the SDK transport: path routing, DNS
-// rebinding checks (Host, Origin), bearer tokens and a request body limit.
+// rebinding checks (Host, Origin), bearer tokens, a request body limit, and
+// a bounded number of sessions that expire when idle.
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -27,6 +28,10 @@ interface Session {
   server: McpServer;
   /** Index into [server] tokens, or -1 without tokens: a session never changes hands. */
   tokenIndex: number;
+  /** performance.now() of the last request's end (or start, while requests are open). */
+  lastSeen: number;
+  /** Requests in progress, including an open GET event stream: a session in use is never idle. */
+  open: number;
 }
 
 const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'];
@@ -69,6 +74,24 @@ export function createMcpHttpHandler(
   const loopback = isLoopbackHost(o.host);
   const tokenDigests = tokens.map((t) => digest(t.token));
   const sessions = new Map<string, Session>();
+  /** Sessions made by initialize but not yet given an id: they count against max_sessions too. */
+  let pending = 0;
+  const { max_sessions: maxSessions, session_idle_ms: idleMs } = config.server;
+  const closeSession = (id: string, s: Session) => {
+    sessions.delete(id);
+    s.server.close().catch(() => { /* already closed */ });
+  };
+  const sweepIdle = () => {
+    const now = performance.now();
+    for (const [id, s] of sessions) if (s.open === 0 && now - s.lastSeen > idleMs) closeSession(id, s);
+  };
+  const sweeper = setInterval(sweepIdle, Math.min(60_000, Math.max(250, idleMs / 4)));
+  sweeper.unref();
+  const track = (s: Session, res: ServerResponse) => {
+    s.open++;
+    s.lastSeen = performance.now();
+    res.once('close', () => { s.open--; s.lastSeen = performance.now(); });
+  };
   const bracketed = o.host.includes(':') && !o.host.startsWith('[') ? `[${o.host}]` : o.host;
   const hostNames = [...new Set([...LOOPBACK_NAMES, bracketed])];
 
@@ -131,6 +154,7 @@ export function createMcpHttpHandler(
       const s = sessions.get(sid);
       // Another token's session looks like no session at all: nothing to probe for.
       if (!s || s.tokenIndex !== tokenIndex) return reply(res, 404, -32001, 'Session not found');
+      track(s, res);
       const body = req.method === 'POST' ? await readJson(req, res) : undefined;
       if (body === NO_BODY) return;
       return s.transport.handleRequest(req, res, body);
@@ -139,21 +163,38 @@ export function createMcpHttpHandler(
     const body = await readJson(req, res);
     if (body === NO_BODY) return;
     if (!isInitializeRequest(body)) return reply(res, 400, -32000, 'Bad Request: no valid session id; start with initialize');
+    if (sessions.size + pending >= maxSessions) sweepIdle();
+    if (sessions.size + pending >= maxSessions) {
+      res.setHeader('Retry-After', '60');
+      return reply(res, 503, -32000, `QUOTA_EXCEEDED: ${maxSessions} MCP sessions are open on this server; close one (HTTP DELETE) `
+        + `or wait for an idle one to expire ([server] session_idle_ms), or raise [server] max_sessions`, { code: 'QUOTA_EXCEEDED' });
+    }
 
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       onsessioninitialized: (id) => { sessions.set(id, session); },
     });
-    const session: Session = { transport, server: createMcpServer(svc, callerFor(tokenIndex, transport, req)), tokenIndex };
+    const session: Session = {
+      transport, server: createMcpServer(svc, callerFor(tokenIndex, transport, req)), tokenIndex, lastSeen: performance.now(), open: 0,
+    };
     // Set before connect(): the SDK chains its own handler after ours.
     transport.onclose = () => { if (transport.sessionId) sessions.delete(transport.sessionId); };
     await session.server.connect(transport);
-    await transport.handleRequest(req, res, body);
+    track(session, res);
+    pending++;
+    try {
+      await transport.handleRequest(req, res, body);
+    } finally {
+      pending--;
+    }
+    // An initialize that failed leaves a server with no session to reach it: close it now.
+    if (!transport.sessionId || !sessions.has(transport.sessionId)) session.server.close().catch(() => {});
   };
 
   return {
     handle,
     async close() {
+      clearInterval(sweeper);
       await Promise.allSettled([...sessions.values()].map((s) => s.server.close()));
       sessions.clear();
     },
@@ -201,9 +242,9 @@ export async function startHttpServer(
   };
 }
 
-function reply(res: ServerResponse, status: number, code: number, message: string): void {
+function reply(res: ServerResponse, status: number, code: number, message: string, data?: unknown): void {
   res.writeHead(status, { 'Content-Type': 'application/json' });
-  res.end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
+  res.end(JSON.stringify({ jsonrpc: '2.0', error: data === undefined ? { code, message } : { code, message, data }, id: null }));
 }
 
 const NO_BODY = Symbol('no body');

@@ -3,6 +3,8 @@
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { WorkspaceService } from '../../service/workspaces.js';
 import type { Caller } from '../../service/types.js';
+import { guardTools } from './guard.js';
+import { limitsFor } from './limits.js';
 import { register as registerExec } from './tools/exec.js';
 import { register as registerFiles } from './tools/files.js';
 import { register as registerNetwork } from './tools/network.js';
@@ -19,6 +21,7 @@ const INSTRUCTIONS =
 /** `caller` is asked on every tool call, so it can depend on state known only after initialization (the session id). */
 export function createMcpServer(svc: WorkspaceService, caller: () => Caller): McpServer {
   const server = new McpServer(SERVER_INFO, { instructions: INSTRUCTIONS });
+  guardTools(server, limitsFor(svc));
   registerWorkspace(server, svc, caller);
   registerExec(server, svc, caller);
   registerFiles(server, svc, caller);

@@ -54,7 +54,7 @@ function errorJson(e: unknown): { status: number; body: Record<string, unknown> 
   return { status: statusFor(err.code), body: err.toJSON() as unknown as Record<string, unknown> };
 }
 
-export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Record<string, unknown>; maxBodyBytes: number }) {
+export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promise<Record<string, unknown>>; maxBodyBytes: number }) {
   const app = new OpenAPIHono<Env>({
     // A request that fails its schema is the caller's mistake, reported like every other error.
     defaultHook: (r, c) => {
@@ -85,9 +85,9 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Record
   const send = (c: { json: (b: never, s: never) => Response }, body: unknown, status: number) => c.json(body as never, status as never) as never;
 
   app.openapi(createRoute({ method: 'get', path: '/healthz', summary: 'liveness', responses: { 200: json(Obj, 'the daemon answers') } }),
-    (c) => send(c, { ok: true, ...o.nodeInfo() }, 200));
+    async (c) => send(c, { ok: true, ...(await o.nodeInfo()) }, 200));
   app.openapi(createRoute({ method: 'get', path: '/v1/node', summary: 'this host, for a scheduler: capacity, use, versions', responses: { 200: json(Obj, 'node facts') } }),
-    (c) => send(c, o.nodeInfo(), 200));
+    async (c) => send(c, await o.nodeInfo(), 200));
 
   // --- workspaces ---
   app.openapi(createRoute({

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { ExecInput } from '../../../core/schemas.js';
 import type { WorkspaceService } from '../../../service/workspaces.js';
 import type { Caller, ExecOutput, ExecHooks } from '../../../service/types.js';
+import { limitsFor } from '../limits.js';
 import { toToolResult } from '../result.js';
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
@@ -15,8 +16,11 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 const execFields = {
   exit_code: z.number().int().nullable().describe('null when killed by a signal (timeout, cancel)'),
   signal: z.string().nullable().describe('signal that ended the command, e.g. "KILL"'),
-  stdout: z.string(),
-  stderr: z.string(),
+  stdout: z.string().describe('standard output, encoded as stdout_encoding says'),
+  stdout_encoding: z.enum(['utf8', 'base64'])
+    .describe('"base64" when stdout is not plain text (invalid UTF-8, a NUL byte, or mostly control bytes): decode it to get the bytes'),
+  stderr: z.string().describe('standard error, encoded as stderr_encoding says'),
+  stderr_encoding: z.enum(['utf8', 'base64']),
   timed_out: z.boolean().describe('true when timeout_ms expired and the command was killed'),
   truncated: z.boolean().describe('true when stdout or stderr exceeded max_output_bytes'),
   duration_ms: z.number().int().nonnegative(),
@@ -30,9 +34,15 @@ void outputFits;
 // how long that message may be: progress is a heartbeat, not an output stream.
 const TAIL_BYTES = 4096;
 const MESSAGE_CHARS = 200;
+/** The text block repeats only the end of each stream: the output itself travels once, in structuredContent. */
+const SUMMARY_TAIL_CHARS = 2000;
+const DEFAULT_MAX_OUTPUT = 1 << 20;
 
 export function register(server: McpServer, svc: WorkspaceService, callerOf: () => Caller): void {
   const interval = svc.config.server.exec_progress_interval_ms;
+  // Both streams of one result together stay under [server] max_result_bytes.
+  const perStream = Math.floor(svc.config.server.max_result_bytes / 2);
+  const limits = limitsFor(svc);
   server.registerTool('exec', {
     title: 'Run a command in a workspace',
     description:
@@ -43,18 +53,24 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
       + `tool reports progress every ${interval} ms when the request carries a progressToken. For jobs that may run `
       + 'longer than your client waits, start them in the background (e.g. "nohup make >/tmp/build.log 2>&1 &") and '
       + 'check the log with later exec calls. Cancelling the call kills the command. Output over max_output_bytes per '
-      + 'stream (default 1 MiB) is dropped (truncated=true). Runs as root, cwd /root by default. '
+      + `stream (default 1 MiB; over MCP at most ${perStream} bytes, whatever you ask) is dropped (truncated=true): for more, `
+      + 'redirect it to a file in the guest and fetch that with file_download. stdout/stderr that are not plain UTF-8 text '
+      + '(invalid UTF-8, a NUL byte, or mostly control bytes) come base64-encoded, with stdout_encoding/stderr_encoding "base64". The output '
+      + 'is in the structured result; the text block shows only its end. Runs as root, cwd /root by default. '
       + 'Network: outbound connections work only if the workspace allows internet (see network_policy); busybox (wget, nc) is '
       + 'in the base image.',
     inputSchema: ExecInput.shape,
     outputSchema: execFields,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: false },
   }, (args, extra) => toToolResult(async () => {
+    const max = Math.min(args.max_output_bytes ?? DEFAULT_MAX_OUTPUT, perStream);
+    const release = limits.reserveOutput('exec', 2 * max);
     const reporter = progressReporter(extra, interval);
     try {
-      return await svc.exec(callerOf(), args, reporter.hooks);
+      return await svc.exec(callerOf(), { ...args, max_output_bytes: max }, reporter.hooks);
     } finally {
       reporter.stop();
+      release();
     }
   }, { output: execFields, summary: (o) => execSummary(o as unknown as ExecOutput) }));
 }
@@ -64,8 +80,19 @@ function execSummary(r: ExecOutput): string {
     : r.exit_code !== null ? `exit code ${r.exit_code} after ${r.duration_ms} ms`
       : `killed by signal ${r.signal ?? '?'} after ${r.duration_ms} ms`;
   const parts = [how + (r.truncated ? ', output truncated' : '')];
-  if (r.stdout) parts.push(`--- stdout ---\n${r.stdout}`);
-  if (r.stderr) parts.push(`--- stderr ---\n${r.stderr}`);
+  const stream = (name: string, text: string, enc: string) => {
+    if (!text) return;
+    if (enc === 'base64') {
+      parts.push(`--- ${name}: ${Math.floor(text.length / 4) * 3} bytes, not plain text (base64 in the structured result) ---`);
+    } else if (text.length > SUMMARY_TAIL_CHARS) {
+      parts.push(`--- ${name} (last ${SUMMARY_TAIL_CHARS} of ${text.length} characters; all of it in the structured result) ---\n`
+        + text.slice(-SUMMARY_TAIL_CHARS));
+    } else {
+      parts.push(`--- ${name} ---\n${text}`);
+    }
+  };
+  stream('stdout', r.stdout, r.stdout_encoding);
+  stream('stderr', r.stderr, r.stderr_encoding);
   return parts.join('\n');
 }
 
