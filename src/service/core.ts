@@ -3,12 +3,14 @@
 // rendering of a row. WorkspaceService and its operation groups
 // (network-ops.ts, snapshot-ops.ts) build on it; surfaces never see it.
 import { stat } from 'node:fs/promises';
+import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { IsletError, VmExitedError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
 import type { WorkspaceState } from '../core/schemas.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { BridgeGuest, BridgeNet } from '../net/bridge.js';
+import { writeEgressPolicy } from '../net/egress.js';
 import { allocate, contains, macOf, tapName } from '../net/ipam.js';
 import { NetSpec, USER_NET } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
@@ -37,6 +39,8 @@ export class ServiceCore {
   readonly snap: snaps.SnapCtx;
   /** Bridge mode's host side (bridge, TAPs, nft tables, DNS forwarder); set up by netOpen. */
   bridgeNet: BridgeNet | undefined;
+  /** User mode: the built islet-egress binary (set at open). */
+  egressHelper: string | undefined;
 
   constructor(
     readonly config: Config,
@@ -58,7 +62,7 @@ export class ServiceCore {
    * workspace id, its TAP and its stable address (allocated on first boot);
    * without, only a check that this process runs the bridge.
    */
-  netSpec(allowInternet: boolean, id?: string): NetSpec | undefined {
+  netSpec(_allowInternet: boolean, id?: string): NetSpec | undefined {
     const mode = this.config.network.mode;
     if (mode === 'bridge') {
       const b = this.bridgeNet;
@@ -71,7 +75,18 @@ export class ServiceCore {
       this.freezePolicy(id);
       return { kind: 'tap', ifname: tapName(id), mac: macOf(ip), ip, prefix: b.subnet.prefix, gateway: b.gateway, dns: b.gateway };
     }
-    return mode === 'user' ? { restrict: !allowInternet } : undefined;
+    if (mode !== 'user') return undefined;
+    // Always restrict=on: the only way out is the egress proxy, which applies the policy (allow_internet too) per connection.
+    if (id) this.writeEgress(id);
+    return { restrict: true, egressHelper: this.egressHelper };
+  }
+
+  /** User mode: the workspace's policy, as islet-egress reads it at each connection; rewriting it changes the policy live. */
+  writeEgress(id: string): void {
+    const row = this.store.get(id);
+    if (!row || this.config.network.mode !== 'user') return;
+    const p = this.policyOf(row);
+    writeEgressPolicy(path.join(this.config.paths.runDir, 'vm', id), { internet: p.allow_internet, allowedDomains: p.allowed_domains }, this.config);
   }
 
   /** The workspace's address on the bridge: kept for its whole life, re-picked only if the subnet in the config changed. */

@@ -14,6 +14,8 @@ import type {
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
 import { readConfined, writeConfined } from '../host/confine.js';
+import { guestProxyEnv } from '../net/egress.js';
+import { ensureEgressHelper } from '../net/egress-build.js';
 import { ServiceCore, stateConflict, workspaceNotFound } from './core.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
@@ -65,6 +67,7 @@ export class WorkspaceService extends ServiceCore {
       const rt = await Runtime.open(config, { progress });
       store = Store.open(config.paths.stateDb);
       const svc = new WorkspaceService(config, rt, store, lock, progress);
+      if (config.network.mode === 'user') svc.egressHelper = await ensureEgressHelper(config, progress);
       await snaps.recover(svc.snap);
       const attached = await reconcile(rt, store, svc.diskPath.bind(svc), progress);
       for (const [id, m] of attached) svc.adopt(id, m);
@@ -126,6 +129,7 @@ export class WorkspaceService extends ServiceCore {
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
     const hit = await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
     if (hit) {
+      this.writeEgress(hit.id);
       this.adopt(hit.id, hit.m);
       this.pool!.kick();
       this.progress(`workspace ${this.mustGet(hit.id).name}: assigned a warm pool VM`);
@@ -157,6 +161,7 @@ export class WorkspaceService extends ServiceCore {
     let m: Machine | undefined;
     try {
       const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net }, signal);
+      this.writeEgress(row.id);
       m = await this.templates.restore(t, { id: row.id, disk: this.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       await freshIdentity(m, row.name, signal);
       await ensureWorkspaceKey(this.config, row, m, signal);
@@ -238,7 +243,8 @@ export class WorkspaceService extends ServiceCore {
     const m = this.running(c, input.workspace_id);
     const r = await m.exec({
       ...(typeof input.command === 'string' ? { shell: input.command } : { argv: input.command }),
-      env: input.env,
+      // User mode: the proxy is the only way out, so every command is told about it (the caller's env wins).
+      env: this.config.network.mode === 'user' ? { ...guestProxyEnv(), ...input.env } : input.env,
       cwd: input.cwd,
       stdin: input.stdin,
       timeoutMs: input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS,
