@@ -54,8 +54,10 @@ test('the script replaces both tables in one transaction and guest-to-guest traf
 test('internet never includes the host, link-local, loopback, or private ranges unless allowed; egress ports limit TCP', () => {
   const r = ruleset({ ...base, allowedPrivate: ['10.78.0.0/16'], egressPorts: [443, 80] });
   const lines = r.split('\n');
-  const chain = (name: string) => lines.slice(lines.findIndex((l) => l.includes(`chain ${name} {`)), lines.length)
-    .slice(0, lines.slice(lines.findIndex((l) => l.includes(`chain ${name} {`))).findIndex((l) => l === '  }'));
+  const chain = (name: string) => {
+    const body = lines.slice(lines.findIndex((l) => l.includes(`chain ${name} {`)) + 1);
+    return body.slice(0, body.indexOf('  }'));
+  };
   const input = chain('input');
   assert.deepEqual(input.filter((l) => l.includes('accept')).map((l) => l.trim()), [
     'iifname "br-islet" ct state established,related accept',
