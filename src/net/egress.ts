@@ -66,3 +66,24 @@ export function egressGuestfwd(helper: string, dir: string): string {
   }
   return `tcp:${EGRESS_PROXY.address}:${EGRESS_PROXY.port}-cmd:${helper} ${policy}`;
 }
+
+/** The file login shells and PAM read (ssh sessions, full-init services), so the proxy is known beyond exec too. */
+export const GUEST_ENV_FILE = '/etc/environment';
+
+/** /etc/environment with islet's proxy lines replacing any earlier ones (other lines are kept). */
+export function withProxyEnv(current: string): string {
+  const env = guestProxyEnv();
+  const kept = current.split('\n').filter((l) => l.trim() !== '' && !Object.keys(env).some((k) => l.startsWith(`${k}=`)));
+  return [...kept, ...Object.entries(env).map(([k, v]) => `${k}=${v}`)].join('\n') + '\n';
+}
+
+interface GuestFiles {
+  readFile(p: string, o: { maxBytes: number }): Promise<{ data: Buffer }>;
+  writeFile(p: string, data: Buffer, o?: { mode?: number }): Promise<unknown>;
+}
+
+/** Writes the proxy settings into the guest's /etc/environment (a missing file is created). */
+export async function installGuestProxyEnv(m: GuestFiles): Promise<void> {
+  const cur = await m.readFile(GUEST_ENV_FILE, { maxBytes: 64 * 1024 }).then((r) => r.data.toString('utf8'), () => '');
+  await m.writeFile(GUEST_ENV_FILE, Buffer.from(withProxyEnv(cur)), { mode: 0o644 });
+}

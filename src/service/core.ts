@@ -10,7 +10,7 @@ import type { Progress } from '../core/progress.js';
 import type { WorkspaceState } from '../core/schemas.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { BridgeGuest, BridgeNet } from '../net/bridge.js';
-import { writeEgressPolicy } from '../net/egress.js';
+import { GUEST_ENV_FILE, installGuestProxyEnv, writeEgressPolicy } from '../net/egress.js';
 import { allocate, contains, macOf, tapName } from '../net/ipam.js';
 import { NetSpec, USER_NET } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
@@ -79,6 +79,13 @@ export class ServiceCore {
     // Always restrict=on: the only way out is the egress proxy, which applies the policy (allow_internet too) per connection.
     if (id) this.writeEgress(id);
     return { restrict: true, egressHelper: this.egressHelper };
+  }
+
+  /** User mode: the proxy settings in the guest's /etc/environment; best effort (exec gets them anyway). */
+  async guestProxyEnv(row: WorkspaceRow, m: Machine): Promise<void> {
+    if (this.config.network.mode !== 'user') return;
+    await installGuestProxyEnv(m).catch((e: unknown) =>
+      this.progress(`workspace ${row.name}: could not write ${GUEST_ENV_FILE} (${e instanceof Error ? e.message : String(e)}); exec still sets the proxy`));
   }
 
   /** User mode: the workspace's policy, as islet-egress reads it at each connection; rewriting it changes the policy live. */
@@ -221,6 +228,7 @@ export class ServiceCore {
       if (!createDisk) this.store.setState(row.id, 'failed', { error: e instanceof Error ? e.message.split('\n')[0] : String(e) });
       throw e;
     }
+    await this.guestProxyEnv(row, m);
     this.adopt(row.id, m);
     this.store.setState(row.id, 'running', { pid: m.vm.pid });
     if (this.config.network.mode !== 'none') await this.reapplyForwards(row, m);

@@ -130,6 +130,7 @@ export class WorkspaceService extends ServiceCore {
     const hit = await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
     if (hit) {
       this.writeEgress(hit.id);
+      await this.guestProxyEnv(this.mustGet(hit.id), hit.m);
       this.adopt(hit.id, hit.m);
       this.pool!.kick();
       this.progress(`workspace ${this.mustGet(hit.id).name}: assigned a warm pool VM`);
@@ -165,6 +166,7 @@ export class WorkspaceService extends ServiceCore {
       m = await this.templates.restore(t, { id: row.id, disk: this.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       await freshIdentity(m, row.name, signal);
       await ensureWorkspaceKey(this.config, row, m, signal);
+      await this.guestProxyEnv(row, m);
     } catch (e) {
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);
       if (signal?.aborted) throw e;

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/core/config.js';
-import { EGRESS_PROXY, egressPolicyJson, guestProxyEnv, writeEgressPolicy } from '../../src/net/egress.js';
+import { EGRESS_PROXY, egressPolicyJson, guestProxyEnv, withProxyEnv, writeEgressPolicy } from '../../src/net/egress.js';
 
 test('the policy file carries the workspace policy and the [network] egress settings', () => {
   const config = resolveConfig({ network: { allowed_private_cidrs: ['10.9.0.0/16'], egress_ports: [443], dns_upstream: ['198.18.0.2'] } });
@@ -35,4 +35,13 @@ test('the guest proxy environment names the proxy address in both spellings and 
   for (const k of ['HTTP_PROXY', 'HTTPS_PROXY', 'http_proxy', 'https_proxy']) assert.equal(e[k], url);
   assert.equal(e.NO_PROXY, 'localhost,127.0.0.1,::1');
   assert.equal(e.no_proxy, e.NO_PROXY);
+});
+
+test('/etc/environment: islet\'s proxy lines replace earlier ones, other lines are kept', () => {
+  const once = withProxyEnv('LANG=C.UTF-8\nhttp_proxy=http://old:1\n');
+  assert.match(once, /^LANG=C\.UTF-8\n/);
+  assert.doesNotMatch(once, /old:1/);
+  assert.equal(once.match(/^http_proxy=/gm)?.length, 1);
+  assert.equal(withProxyEnv(once), once, 'idempotent');
+  assert.match(withProxyEnv(''), /^HTTP_PROXY=http:\/\/10\.0\.2\.100:3128\n/);
 });

@@ -119,6 +119,8 @@ describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }
     assert.match(env.stdout, /^HTTPS_PROXY=http:\/\/10\.0\.2\.100:3128$/m);
     assert.match(env.stdout, /^http_proxy=http:\/\/10\.0\.2\.100:3128$/m);
     assert.match(env.stdout, /^NO_PROXY=localhost,127\.0\.0\.1,::1$/m);
+    const etc = await sh('cat /etc/environment');
+    assert.match(etc.stdout, /^https_proxy=http:\/\/10\.0\.2\.100:3128$/m, 'login shells and services learn it too');
     const dns = await sh('timeout 4 busybox nslookup allowed.test 10.0.2.3 2>&1; echo rc=$?');
     assert.doesNotMatch(dns.stdout, /198\.18\.0\.2/, dns.stdout);
     for (const [ip, port] of [['10.0.2.2', HOLD_PORT], [ISLET_SIDE, HOLD_PORT], ['10.0.2.2', ISLET_HTTP_PORT], [PUBLIC, SITE_PORT], [METADATA, 80]] as const) {
