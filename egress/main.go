@@ -14,8 +14,11 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 )
 
 func main() {
@@ -27,6 +30,14 @@ func main() {
 	if err != nil {
 		os.Exit(1)
 	}
+	// Slots live beside the policy file, in the VM's own run directory.
+	slot, ok := acquireSlot(filepath.Join(filepath.Dir(file), "egress-slots"), maxConnections)
+	if !ok {
+		reply(c, http.StatusServiceUnavailable, fmt.Sprintf("this workspace already has %d proxy connections open", maxConnections))
+		c.Close()
+		return
+	}
+	defer slot.Close()
 	e := &env{
 		policy:    func() (*Policy, error) { return loadPolicy(file) },
 		hostAddrs: hostAddresses,

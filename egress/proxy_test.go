@@ -173,3 +173,24 @@ func TestLoadPolicy(t *testing.T) {
 		}
 	}
 }
+
+func TestSlots(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "slots")
+	var held []*os.File
+	for i := 0; i < 3; i++ {
+		f, ok := acquireSlot(dir, 3)
+		if !ok {
+			t.Fatalf("slot %d refused", i)
+		}
+		held = append(held, f)
+	}
+	if _, ok := acquireSlot(dir, 3); ok {
+		t.Fatal("a fourth slot was granted")
+	}
+	held[1].Close()
+	if f, ok := acquireSlot(dir, 3); !ok {
+		t.Fatal("a released slot was not granted again")
+	} else {
+		f.Close()
+	}
+}
