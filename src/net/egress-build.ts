@@ -20,12 +20,13 @@ export async function ensureEgressHelper(config: Config, progress: Progress, sig
     throw imageBuildFailed(`no egress helper sources at ${egressSourceDir}`,
       'it ships in the islet package under egress/; reinstall islet or restore that directory', { dir: egressSourceDir });
   }
-  const gover = await goVersion(signal);
-  const key = cacheKey(['egress', { sources: hash, go: gover, format: BUILD_FORMAT }]);
+  // Keyed by sources only, not the Go version: a service open then needs no `go` once the helper is built
+  // (it is static and std lib only, so any Go that builds it builds the same program).
+  const key = cacheKey(['egress', { sources: hash, format: BUILD_FORMAT }]);
   const dir = path.join(artifactsRoot(config), 'egress');
   const goDir = kindDir.go(config);
   const entry = await cached(dir, key, async (tmp) => {
-    progress(`egress helper: go build (${files} source files, ${gover})`);
+    progress(`egress helper: go build (${files} source files, ${await goVersion(signal)})`);
     await run(['go', 'build', '-trimpath', '-ldflags=-s -w', '-o', path.join(tmp, EGRESS_BINARY), '.'], {
       cwd: egressSourceDir, signal, timeoutMs: 10 * 60_000,
       env: {
