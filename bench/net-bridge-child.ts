@@ -1,7 +1,7 @@
 // The bridge-mode half of bench/net.ts, run by it inside a network namespace
 // of its own (ip netns exec): a service in bridge mode on a throwaway data
-// dir, one workspace with internet allowed. Measures guest->host TCP (a guest
-// sender to a listener on the gateway address), host->guest TCP through a
+// dir, one workspace with internet allowed. Measures guest->outside TCP (a
+// guest sender to a sink the parent put in its inet namespace), host->guest TCP through a
 // port forward (nft DNAT from 127.0.0.1), and live policy changes
 // (network_policy wall time, and the nft rewrite inside it). Prints one JSON
 // line; the parent records it beside the user-mode figures.
@@ -10,10 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveConfig } from '../src/core/config.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
-import { guestToHost, hostToGuest } from './net.js';
+import { hostToGuest, sentMbps, timedSend } from './net.js';
 
 const POLICY_CHANGES = 10;
-const cacheDir = process.argv[2]!;
+const [cacheDir, dest, destPort] = process.argv.slice(2) as [string, string, string];
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-bench-bridge-'));
 const runDir = mkdtempSync('/tmp/islet-bb-');
 const svc = await WorkspaceService.open(resolveConfig({
@@ -23,9 +23,10 @@ const c = { owner: 'bench' };
 try {
   const w = await svc.create(c, { name: 'bench-bridge', allow_internet: true });
   const id = w.workspace_id;
-  const gw = (await svc.workspaceIp(c, { workspace_id: id })).gateway!;
-
-  const g2h = await guestToHost(svc, c, id, gw);
+  // Guests never reach the host (issue 15): the sender goes to a sink outside, in the parent's test namespace.
+  const sent = await svc.exec(c, { workspace_id: id, command: timedSend(`${dest}:${destPort}`), timeout_ms: 300_000 });
+  if (sent.exit_code !== 0) throw new Error(`guest send failed: ${sent.stderr}`);
+  const g2h = sentMbps(sent.stdout);
   const h2g = await hostToGuest(svc, c, id);
 
   const applyMs: number[] = [];

@@ -1,8 +1,9 @@
 // Network figures, through the WorkspaceService on a throwaway data dir.
-// User mode: guest->host TCP throughput (a guest sender to a host listener
-// via 10.0.2.2, internet allowed), host->guest throughput through a port
-// forward, and the time to apply a network policy change to a running
-// workspace (the restart path; baseline: a plain workspace_start).
+// User mode: host->guest throughput through a port forward and the time of
+// a live network policy change; as root, guest->outside throughput direct
+// through slirp against through the egress proxy, in one VM of the same run
+// (net-egress-child.ts, in a network namespace: the proxy never reaches the
+// host).
 // Bridge mode (as root, with nft): the same two throughputs and the time to
 // apply a policy change live, measured by a child process inside a network
 // namespace of its own (net-bridge-child.ts), with the user-mode figures of
@@ -13,7 +14,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveConfig, type Config } from '../src/core/config.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
-import { makeTopology, netnsUnavailable } from '../test/fixtures/netns.js';
+import { PUBLIC } from '../test/fixtures/egress-world.js';
+import { makeTopology, netnsUnavailable, SITE_A } from '../test/fixtures/netns.js';
 import type { Row } from './mcp.js';
 
 const MIB = 64;
@@ -26,6 +28,24 @@ export const guestSend = (port: number, host = '10.0.2.2') => `perl -e 'use IO::
   my $b = "\\0" x (1 << 20); for (1..${MIB}) { my $o = 0; while ($o < length $b) { my $n = syswrite($s, $b, length($b) - $o, $o); die "$!" unless defined $n; $o += $n } } close $s'`;
 export const guestReceive = (port: number, out: string) => `perl -e 'use IO::Socket::INET; my $l = IO::Socket::INET->new(LocalPort => ${port}, Listen => 1, ReuseAddr => 1) or die "$!";
   my $c = $l->accept; my ($n, $b) = (0, ""); while ((my $r = sysread($c, $b, 1 << 20)) > 0) { $n += $r } print "$n\\n"' > ${out}`;
+
+/**
+ * A guest sender timed in the guest, for destinations outside the host (a
+ * sink in a test namespace; net-peer.ts sink): optional CONNECT preamble
+ * (the egress proxy), MIB MiB in 1 MiB syscalls, half-close, then wait for
+ * the sink to close, so the time covers delivery. Prints microseconds.
+ */
+export const timedSend = (peer: string, connect?: string) => `t0=$(date +%s%N); perl -e 'use IO::Socket::INET; my $s = IO::Socket::INET->new(PeerAddr => "${peer}") or die "$!";
+  ${connect ? `print $s "CONNECT ${connect} HTTP/1.1\\r\\nHost: ${connect}\\r\\n\\r\\n"; my $h = ""; while ($h !~ /\\r\\n\\r\\n/) { sysread($s, my $c, 1) or die "eof"; $h .= $c } die $h unless $h =~ / 200 /;` : ''}
+  my $b = "\\0" x (1 << 20); for (1..${MIB}) { my $o = 0; while ($o < length $b) { my $n = syswrite($s, $b, length($b) - $o, $o); die "$!" unless defined $n; $o += $n } }
+  shutdown($s, 1); sysread($s, my $x, 1);' && t1=$(date +%s%N) && echo $(( (t1 - t0) / 1000 ))`;
+
+/** MB/s from timedSend's output. */
+export const sentMbps = (out: string): number => {
+  const us = Number(out.trim());
+  if (!Number.isFinite(us) || us <= 0) throw new Error(`guest sender printed ${JSON.stringify(out)}`);
+  return BYTES / 1e6 / (us / 1e6);
+};
 
 /** Accepts one connection and resolves with the bytes received and the ms from accept to the client's close. */
 export function sink(host = '127.0.0.1'): Promise<{ port: number; done: Promise<{ bytes: number; ms: number }>; close: () => void }> {
@@ -88,6 +108,7 @@ export async function hostToGuest(svc: WorkspaceService, c: { owner: string }, i
 
 export async function benchNet(config: Config, record: (r: Row) => void): Promise<void> {
   const user = await benchUserNet(config, record);
+  user.g2h = await benchEgressNet(config, record);
   await benchBridgeNet(config, record, user);
 }
 
@@ -102,26 +123,68 @@ async function benchUserNet(config: Config, record: (r: Row) => void): Promise<U
     const w = await svc.create(c, { name: 'bench-net', allow_internet: true });
     const id = w.workspace_id;
 
-    fig.g2h = await guestToHost(svc, c, id);
-    record({ metric: `guest->host TCP throughput, user mode (${MIB} MiB)`, value: fig.g2h, unit: 'MB/s' });
-
     fig.h2g = await hostToGuest(svc, c, id);
     record({ metric: `host->guest TCP via port forward, user mode (${MIB} MiB)`, value: fig.h2g, unit: 'MB/s' });
 
-    const p = await svc.networkPolicy(c, { workspace_id: id, allow_internet: false, restart: true });
-    await svc.stop(c, { workspace_id: id });
-    const t0 = performance.now();
-    await svc.start(c, { workspace_id: id });
-    const start = performance.now() - t0;
-    fig.policyMs = p.restart_ms ?? 0;
-    record({ metric: 'network policy change on a running workspace, user mode', value: p.restart_ms ?? 0, unit: 'ms', baseline: start,
-      ratio: (p.restart_ms ?? 0) / start, note: 'restart path; baseline: workspace_start' });
+    // Live since issue 15: the egress proxy's policy file is rewritten.
+    const callMs: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const t0 = performance.now();
+      const p = await svc.networkPolicy(c, { workspace_id: id, allow_internet: i % 2 === 1 });
+      callMs.push(performance.now() - t0);
+      if (p.applied !== 'live') throw new Error(`user-mode policy change ${i} was ${p.applied}`);
+    }
+    fig.policyMs = [...callMs].sort((a, b) => a - b)[5]!;
+    record({ metric: 'network policy change on a running workspace, user mode, live (median)', value: fig.policyMs, unit: 'ms',
+      note: 'network_policy call, 10 changes; the policy file the egress proxy reads' });
     await svc.destroy(c, { workspace_id: id });
   } finally {
     await svc.close();
     rmSync(dataDir, { recursive: true, force: true });
   }
   return fig;
+}
+
+const SINK_PORT = 9100;
+
+/** A discarding sink on a "public" address in the topology's inet namespace, routed from the islet namespace. */
+async function sinkWorld(topo: Awaited<ReturnType<typeof makeTopology>>): Promise<void> {
+  await topo.exec(topo.inet, ['ip', 'addr', 'add', `${PUBLIC}/32`, 'dev', 'vi0']);
+  await topo.exec(topo.islet, ['ip', 'route', 'add', `${PUBLIC}/32`, 'via', SITE_A, 'dev', 'vo0']);
+  await topo.peer(topo.inet, ['sink', PUBLIC, String(SINK_PORT)]);
+}
+
+/**
+ * User-mode guest->outside TCP, direct slirp (restrict=off, the path before
+ * issue 15) against the egress proxy, in one VM and one run. Needs root: the
+ * destination is a sink on a "public" address inside a test namespace (the
+ * proxy refuses every host address). Returns the direct figure (the baseline
+ * for bridge mode), or 0 when skipped.
+ */
+async function benchEgressNet(config: Config, record: (r: Row) => void): Promise<number> {
+  const why = await netnsUnavailable();
+  if (why) {
+    console.log(`user-mode egress figures skipped: ${why}`);
+    return 0;
+  }
+  const topo = await makeTopology(`be${process.pid}`);
+  try {
+    await sinkWorld(topo);
+    const r = await topo.exec(topo.islet, [process.execPath, path.resolve('dist/bench/net-egress-child.js'), config.paths.cacheDir, PUBLIC, String(SINK_PORT)],
+      { timeoutMs: 900_000, allowFailure: true });
+    if (r.code !== 0) throw new Error(`egress bench child exited ${r.code}: ${r.stderr.slice(-2000)}`);
+    const got = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { direct: number[]; proxy: number[] };
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const direct = med(got.direct);
+    const proxy = med(got.proxy);
+    record({ metric: `guest->outside TCP, user mode, direct slirp (${MIB} MiB, median of 3)`, value: direct, unit: 'MB/s',
+      note: 'restrict=off: no longer offered, the baseline' });
+    record({ metric: `guest->outside TCP, user mode, through the egress proxy (${MIB} MiB, median of 3)`, value: proxy, unit: 'MB/s',
+      baseline: direct, ratio: proxy / direct, note: `CONNECT via guestfwd + islet-egress; runs direct ${got.direct.map((x) => x.toFixed(0)).join('/')}, proxy ${got.proxy.map((x) => x.toFixed(0)).join('/')}` });
+    return direct;
+  } finally {
+    await topo.close();
+  }
 }
 
 /** Bridge mode needs root and its own network namespace: a child process measures inside one and prints its rows as JSON. */
@@ -133,18 +196,19 @@ async function benchBridgeNet(config: Config, record: (r: Row) => void, user: Us
   }
   const topo = await makeTopology(`bn${process.pid}`);
   try {
-    const r = await topo.exec(topo.islet, [process.execPath, path.resolve('dist/bench/net-bridge-child.js'), config.paths.cacheDir],
+    await sinkWorld(topo);
+    const r = await topo.exec(topo.islet, [process.execPath, path.resolve('dist/bench/net-bridge-child.js'), config.paths.cacheDir, PUBLIC, String(SINK_PORT)],
       { timeoutMs: 900_000, allowFailure: true });
     if (r.code !== 0) throw new Error(`bridge bench child exited ${r.code}: ${r.stderr.slice(-2000)}`);
     const got = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { g2h: number; h2g: number; applyMs: number[]; callMs: number[] };
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    record({ metric: `guest->host TCP throughput, bridge mode (${MIB} MiB)`, value: got.g2h, unit: 'MB/s', baseline: user.g2h,
-      ratio: got.g2h / user.g2h, note: 'baseline: user mode' });
+    record({ metric: `guest->outside TCP throughput, bridge mode (${MIB} MiB)`, value: got.g2h, unit: 'MB/s', baseline: user.g2h,
+      ratio: got.g2h / user.g2h, note: 'guest-timed, to a sink in a test namespace; baseline: user mode direct slirp' });
     record({ metric: `host->guest TCP via port forward, bridge (${MIB} MiB)`, value: got.h2g, unit: 'MB/s', baseline: user.h2g,
       ratio: got.h2g / user.h2g, note: 'nft DNAT; baseline: user mode hostfwd' });
     const call = med(got.callMs);
     record({ metric: 'network policy change, bridge mode, live (median)', value: call, unit: 'ms', baseline: user.policyMs,
-      ratio: call / user.policyMs, note: `network_policy call, ${got.callMs.length} changes; nft rewrite alone ${med(got.applyMs).toFixed(1)} ms; baseline: user mode restart` });
+      ratio: call / user.policyMs, note: `network_policy call, ${got.callMs.length} changes; nft rewrite alone ${med(got.applyMs).toFixed(1)} ms; baseline: user mode (live)` });
   } finally {
     await topo.close();
   }

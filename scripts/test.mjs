@@ -18,6 +18,8 @@ const step = (name, cmd, args, opts = {}) => {
 const goEnv = { ...process.env, CGO_ENABLED: '0', GOFLAGS: '-mod=mod' };
 step('agent vet', 'go', ['vet', './...'], { cwd: 'agent', env: goEnv });
 step('agent tests', 'go', ['test', '-count=1', './...'], { cwd: 'agent', env: goEnv });
+step('egress vet', 'go', ['vet', './...'], { cwd: 'egress', env: goEnv });
+step('egress tests', 'go', ['test', '-count=1', './...'], { cwd: 'egress', env: goEnv });
 
 const dirs = ['dist/test/unit'];
 if (!unitOnly) dirs.push('dist/test/vm');

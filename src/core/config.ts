@@ -9,6 +9,8 @@ import { z } from 'zod';
 import { ConfigError } from './errors.js';
 import { DomainList, PortList } from './schemas.js';
 
+const CIDR4 = /^((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\/([0-9]|[12]\d|3[0-2])$/;
+
 function defaultDataDir(): string {
   const xdg = process.env.XDG_DATA_HOME;
   return path.join(xdg && path.isAbsolute(xdg) ? xdg : path.join(os.homedir(), '.local', 'share'), 'islet');
@@ -75,7 +77,10 @@ const NetworkSchema = z.object({
   default_allowed_ports: PortList.default([]).describe('bridge mode: guest TCP ports open to other guests and the host, for new workspaces'),
   default_allowed_domains: DomainList.default([]).describe('bridge mode: egress domain allowlist for new workspaces ([] = no limit)'),
   dns_upstream: z.array(z.string().ip({ version: 'v4' })).max(3).default([])
-    .describe('bridge mode: resolvers the DNS forwarder asks; [] = the nameservers of /etc/resolv.conf'),
+    .describe('resolvers the bridge DNS forwarder and the user-mode egress proxy ask; [] = the nameservers of /etc/resolv.conf'),
+  allowed_private_cidrs: z.array(z.string().regex(CIDR4, 'must be an IPv4 CIDR such as 10.1.0.0/16')).max(64).default([])
+    .describe('with internet on, private and shared ranges (RFC 1918, 100.64/10) guests may still reach; [] = none'),
+  egress_ports: PortList.default([]).describe('with internet on, the destination TCP ports guests may connect to; [] = any'),
   vsock_cid_start: notApplicable('the agent channel is virtio-serial, there is no vsock').optional(),
 }).strict();
 

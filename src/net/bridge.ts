@@ -195,6 +195,7 @@ export class BridgeNet {
     const forwards = [...this.forwards].map(([hostPort, r]) => ({ hostPort, ip: r.ip, guestPort: r.guestPort }));
     await nftApply(ruleset({
       bridge: this.bridge, gateway: this.gateway, subnet: cidr(this.subnet), dnsPort: this.dns.port, guests: rules, forwards, egress,
+      allowedPrivate: this.o.config.network.allowed_private_cidrs, egressPorts: this.o.config.network.egress_ports,
     }));
     return performance.now() - t0;
   }

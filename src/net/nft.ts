@@ -54,7 +54,16 @@ export interface RulesetSpec {
   guests: GuestRule[];
   forwards: ForwardRule[];
   egress: EgressEntry[];
+  /** Private/shared ranges guests with internet may still reach ([network] allowed_private_cidrs). */
+  allowedPrivate?: string[];
+  /** Destination TCP ports guests may connect out to ([network] egress_ports); empty: any. */
+  egressPorts?: number[];
 }
+
+/** Never reachable from a guest, whatever its policy: loopback, link-local (cloud metadata), this-network, multicast, reserved. */
+export const NEVER_CIDRS = ['0.0.0.0/8', '127.0.0.0/8', '169.254.0.0/16', '224.0.0.0/4', '240.0.0.0/4'];
+/** Private (RFC 1918) and shared (RFC 6598) ranges: refused unless allowed by config. */
+export const PRIVATE_CIDRS = ['10.0.0.0/8', '100.64.0.0/10', '172.16.0.0/12', '192.168.0.0/16'];
 
 const IFNAME = /^[a-zA-Z0-9_-]{1,15}$/;
 const CIDR = /^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/;
@@ -66,6 +75,11 @@ function ip(s: string): string {
 function ifname(s: string): string {
   if (!IFNAME.test(s)) throw new RangeError(`nft: bad interface name ${JSON.stringify(s)}`);
   return `"${s}"`;
+}
+function cidr(s: string): string {
+  const [a, p] = s.split('/');
+  if (!CIDR.test(s) || !isIpv4(a ?? '') || Number(p) > 32) throw new RangeError(`nft: bad CIDR ${JSON.stringify(s)}`);
+  return s;
 }
 function port(n: number): number {
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw new RangeError(`nft: bad port ${n}`);
@@ -112,6 +126,10 @@ export function ruleset(spec: RulesetSpec): string {
     set('egress_allow', 'ipv4_addr . ipv4_addr', uniq(egress), 'timeout'),
     set('inter_vm', 'ipv4_addr', uniq(interVm)),
     set('open_ports', 'ipv4_addr . inet_service', uniq(openPorts)),
+    set('never', 'ipv4_addr', NEVER_CIDRS, 'interval'),
+    set('private', 'ipv4_addr', PRIVATE_CIDRS, 'interval'),
+    set('allowed_private', 'ipv4_addr', uniq((spec.allowedPrivate ?? []).map(cidr)), 'interval'),
+    set('egress_ports', 'inet_service', uniq((spec.egressPorts ?? []).map((p) => String(port(p))))),
     '  chain prerouting_nat { type nat hook prerouting priority dstnat; policy accept;',
     `    iifname ${br} ip daddr ${gw} udp dport 53 redirect to :${dns}`,
     '  }',
@@ -124,13 +142,12 @@ export function ruleset(spec: RulesetSpec): string {
     `    oifname ${br} ip saddr 127.0.0.0/8 masquerade`,
     `    iifname ${br} oifname != ${br} ip saddr ${spec.subnet} masquerade`,
     '  }',
-    // Guests to this host (the gateway and every other host address).
+    // Guests to this host (the gateway and every other host address): only the DNS forwarder and replies.
+    // Internet never includes the host: its services (islet's control plane too) are not for guests.
     '  chain input { type filter hook input priority filter; policy accept;',
     `    iifname ${br} ct state established,related accept`,
     // Every guest may ask the forwarder; it answers by the guest's policy (REFUSED without internet).
     `    iifname ${br} ip daddr ${gw} udp dport ${dns} ct status dnat accept`,
-    `    iifname ${br} ip saddr @internet accept`,
-    `    iifname ${br} ip saddr . ip daddr @egress_allow accept`,
     `    iifname ${br} drop`,
     '  }',
     '  chain forward { type filter hook forward priority filter; policy accept;',
@@ -140,7 +157,10 @@ export function ruleset(spec: RulesetSpec): string {
     `    iifname ${br} oifname ${br} ip saddr @inter_vm ip daddr @inter_vm accept`,
     `    iifname ${br} oifname ${br} ip daddr . tcp dport @open_ports accept`,
     `    iifname ${br} oifname ${br} drop`,
-    // Guest to the outside (routed).
+    // Guest to the outside (routed): never link-local or loopback, private ranges only when allowed, only allowed ports.
+    `    iifname ${br} ip daddr @never drop`,
+    `    iifname ${br} ip daddr @private ip daddr != @allowed_private drop`,
+    ...(spec.egressPorts?.length ? [`    iifname ${br} meta l4proto tcp tcp dport != @egress_ports drop`] : []),
     `    iifname ${br} ip saddr @internet accept`,
     `    iifname ${br} ip saddr . ip daddr @egress_allow accept`,
     `    iifname ${br} drop`,

@@ -1,6 +1,7 @@
 // Network operations of a workspace: port forwards, the guest's address, and
-// the policy. User mode forwards through QEMU (hostfwd) and can change
-// allow_internet only by restarting the VM; bridge mode forwards with nft
+// the policy. User mode forwards through QEMU (hostfwd) and applies
+// allow_internet and allowed_domains live by rewriting the policy file the
+// egress proxy reads (src/net/egress.ts); bridge mode forwards with nft
 // DNAT and applies every policy change live by rewriting the rules.
 import { InternalError, IsletError, InvalidArgumentError, NotSupportedError, PortInUseError, StateConflictError } from '../core/errors.js';
 import type { NetworkPolicyInput, PortForwardInput, PortForwardRemoveInput, WorkspaceRef } from '../core/schemas.js';
@@ -132,9 +133,9 @@ export class NetworkOps {
 
   /**
    * Reads or changes the policy. Bridge mode applies any change to a running
-   * VM live (one nft transaction). User mode fixes allow_internet when the
-   * VM starts, so a running workspace is restarted, and only when the caller
-   * says so; the other fields need bridge mode.
+   * VM live (one nft transaction); user mode applies allow_internet and
+   * allowed_domains live (the egress proxy's policy file), and refuses the
+   * inter-VM fields, which need bridge mode. restart is no longer needed.
    */
   async networkPolicy(c: Caller, input: NetworkPolicyInput, o: OpOptions = {}): Promise<NetworkPolicyOutput> {
     const row0 = this.s.resolve(c, input.workspace_id);
@@ -143,7 +144,7 @@ export class NetworkOps {
       const asked = [
         input.allow_inter_vm === true && 'allow_inter_vm',
         input.allowed_ports?.length && 'allowed_ports',
-        input.allowed_domains?.length && 'allowed_domains',
+        mode !== 'user' && input.allowed_domains?.length && 'allowed_domains',
       ].filter(Boolean);
       if (asked.length) {
         throw new NotSupportedError(`${asked.join(', ')} need [network] mode = "bridge" (this host has mode "${mode}")`,
@@ -181,6 +182,14 @@ export class NetworkOps {
         record();
         if (row.state !== 'running' || !m || !b.isAttached(row.id, m)) return out('recorded');
         return out('live', null, Math.round((await b.sync()) * 10) / 10);
+      }
+      if (mode === 'user') {
+        // The egress proxy reads the policy file at each new connection: rewriting it is the live change.
+        const t0 = performance.now();
+        record();
+        this.s.net.writeEgress(row.id);
+        if (row.state !== 'running' || !m) return out('recorded');
+        return out('live', null, Math.round((performance.now() - t0) * 10) / 10);
       }
       if (row.state !== 'running' || !m) {
         record();

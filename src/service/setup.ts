@@ -3,6 +3,7 @@ import type { Config } from '../core/config.js';
 import { Progress, silent } from '../core/progress.js';
 import { checkHostPackages, missingPackagesError } from '../host/packages.js';
 import { DEFAULT_IMAGE, ensureArtifacts } from '../images/index.js';
+import { ensureEgressHelper } from '../net/egress-build.js';
 import { Runtime } from './runtime.js';
 
 export interface SetupResult {
@@ -21,6 +22,8 @@ export async function setupHost(config: Config, o: { progress?: Progress; image?
   const built = [];
   for (const image of images) built.push(await ensureArtifacts(config, progress, { image }));
   const a = built[0]!;
+  // User mode's egress proxy (a guestfwd starts it per connection); any mode may switch to user mode later.
+  const egress = await ensureEgressHelper(config, progress);
   const rt = await Runtime.open(config, { progress });
   const accel = await rt.accel();
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
@@ -29,6 +32,7 @@ export async function setupHost(config: Config, o: { progress?: Progress; image?
       `agent      ${a.agent.path} (${mb(a.agent.sizeBytes)}, ${a.agent.goVersion})`,
       `kernel     ${a.kernel.vmlinux} (${a.kernel.version}, ${mb(a.kernel.vmlinuxBytes)})`,
       `initramfs  ${a.initramfs.path} (${mb(a.initramfs.sizeBytes)})`,
+      `egress     ${egress}`,
       ...built.map(({ image: i }) => `image      ${i.name}: ${i.rootfs} (${mb(i.minBytes)} used, ${i.recipe.initMode} init)` +
         `${i.name === config.resources.default_image ? ' [workspace default]' : ''}`),
       `accel      ${accel.accel}: ${accel.reason}`,

@@ -64,6 +64,7 @@ export class WorkspaceContext {
       if (!createDisk) this.store.setState(row.id, 'failed', { error: firstLine(e) });
       throw e;
     }
+    await this.net.guestProxyEnv(row, m);
     this.adopt(row.id, m);
     this.store.setState(row.id, 'running', { pid: m.vm.pid });
     await this.net.reapplyForwards(row, m);

@@ -3,11 +3,13 @@
 // the bridge itself (bridge mode), attaching a booted VM, and re-applying
 // recorded forwards. The network operations callers ask for (port_forward,
 // network_policy, ...) are in network-ops.ts, built on this.
+import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { IsletError, NotSupportedError, QuotaExceededError } from '../core/errors.js';
+import { firstLine, IsletError, NotSupportedError, QuotaExceededError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { BridgeGuest, BridgeNet } from '../net/bridge.js';
+import { GUEST_ENV_FILE, installGuestProxyEnv, writeEgressPolicy } from '../net/egress.js';
 import { allocate, contains, macOf, tapName } from '../net/ipam.js';
 import { NetSpec, USER_NET } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
@@ -20,6 +22,8 @@ export const forwardInfo = (f: ForwardRow): ForwardInfo =>
 export class WorkspaceNetwork {
   /** Bridge mode's host side (bridge, TAPs, nft tables, DNS forwarder); set up by open. */
   bridgeNet: BridgeNet | undefined;
+  /** User mode: the built islet-egress binary (set at open). */
+  egressHelper: string | undefined;
 
   constructor(private readonly config: Config, private readonly store: Store, private readonly progress: Progress) {}
 
@@ -28,7 +32,7 @@ export class WorkspaceNetwork {
    * workspace id, its TAP and its stable address (allocated on first boot);
    * without, only a check that this process runs the bridge.
    */
-  netSpec(allowInternet: boolean, id?: string): NetSpec | undefined {
+  netSpec(_allowInternet: boolean, id?: string): NetSpec | undefined {
     const mode = this.config.network.mode;
     if (mode === 'bridge') {
       const b = this.bridgeNet;
@@ -41,7 +45,25 @@ export class WorkspaceNetwork {
       this.freezePolicy(id);
       return { kind: 'tap', ifname: tapName(id), mac: macOf(ip), ip, prefix: b.subnet.prefix, gateway: b.gateway, dns: b.gateway };
     }
-    return mode === 'user' ? { restrict: !allowInternet } : undefined;
+    if (mode !== 'user') return undefined;
+    // Always restrict=on: the only way out is the egress proxy, which applies the policy (allow_internet too) per connection.
+    if (id) this.writeEgress(id);
+    return { restrict: true, egressHelper: this.egressHelper };
+  }
+
+  /** User mode: the proxy settings in the guest's /etc/environment; best effort (exec gets them anyway). */
+  async guestProxyEnv(row: WorkspaceRow, m: Machine): Promise<void> {
+    if (this.config.network.mode !== 'user') return;
+    await installGuestProxyEnv(m.agent).catch((e: unknown) =>
+      this.progress(`workspace ${row.name}: could not write ${GUEST_ENV_FILE} (${firstLine(e)}); exec still sets the proxy`));
+  }
+
+  /** User mode: the workspace's policy, as islet-egress reads it at each connection; rewriting it changes the policy live. */
+  writeEgress(id: string): void {
+    const row = this.store.get(id);
+    if (!row || this.config.network.mode !== 'user') return;
+    const p = this.policyOf(row);
+    writeEgressPolicy(path.join(this.config.paths.runDir, 'vm', id), { internet: p.allow_internet, allowedDomains: p.allowed_domains }, this.config);
   }
 
   /** The workspace's address on the bridge: kept for its whole life, re-picked only if the subnet in the config changed. */

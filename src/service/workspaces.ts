@@ -17,6 +17,8 @@ import type {
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
 import { openConfinedWriter, readConfined } from '../host/confine.js';
+import { guestProxyEnv } from '../net/egress.js';
+import { ensureEgressHelper } from '../net/egress-build.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
 import type { Machine } from './machine.js';
@@ -81,6 +83,7 @@ export class WorkspaceService {
       store = Store.open(config.paths.stateDb);
       const svc = new WorkspaceService(config, rt, store, lock, progress);
       const ctx = svc.ctx;
+      if (config.network.mode === 'user') ctx.net.egressHelper = await ensureEgressHelper(config, progress);
       await snaps.recover(ctx.snap);
       const attached = await reconcile(rt, store, ctx.diskPath.bind(ctx), progress);
       for (const [id, m] of attached) ctx.adopt(id, m);
@@ -144,6 +147,8 @@ export class WorkspaceService {
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
     const hit = await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
     if (hit) {
+      ctx.net.writeEgress(hit.id);
+      await ctx.net.guestProxyEnv(ctx.mustGet(hit.id), hit.m);
       ctx.adopt(hit.id, hit.m);
       this.pool!.kick();
       this.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
@@ -174,9 +179,11 @@ export class WorkspaceService {
     let m: Machine | undefined;
     try {
       const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net }, signal);
+      ctx.net.writeEgress(row.id);
       m = await this.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       await freshIdentity(m, row.name, signal);
       await ensureWorkspaceKey(this.config, row, m, signal);
+      await ctx.net.guestProxyEnv(row, m);
     } catch (e) {
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);
       if (signal?.aborted) throw e;
@@ -294,7 +301,8 @@ export class WorkspaceService {
     const row = this.ctx.resolve(c, input.workspace_id);
     const r = await m.agent.exec({
       ...(typeof input.command === 'string' ? { shell: input.command } : { argv: input.command }),
-      env: input.env,
+      // User mode: the proxy is the only way out, so every command is told about it (the caller's env wins).
+      env: this.config.network.mode === 'user' ? { ...guestProxyEnv(), ...input.env } : input.env,
       cwd: input.cwd,
       stdin: input.stdin,
       timeoutMs: input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS,

@@ -2,6 +2,7 @@
 // exhaustively. Paths go into QEMU's option syntax, where ',' separates
 // options, so commas are doubled (QEMU's escape) rather than rejected.
 import path from 'node:path';
+import { egressGuestfwd } from '../net/egress.js';
 
 export type Accel = 'kvm' | 'tcg';
 export type InitMode = 'fast' | 'full';
@@ -67,6 +68,8 @@ export interface UserNetSpec {
   /** restrict=on: the guest reaches nothing outside (neither the internet nor the host); forwards still work. */
   restrict: boolean;
   forwards?: PortForward[];
+  /** islet-egress: a guestfwd at the proxy address starts it per connection, with the policy file in the VM's dir. */
+  egressHelper?: string;
 }
 
 /** Bridge mode: QEMU opens (and, as root, creates) the TAP; the host puts it on the bridge. */
@@ -127,21 +130,25 @@ export function guestNetWord(net: NetSpec): string {
   return `islet.net=${USER_NET.guestIp}/${USER_NET.prefix},gw=${USER_NET.gateway},dns=${USER_NET.dns}`;
 }
 
-function netArgs(net: NetSpec | undefined): string[] {
+function netArgs(net: NetSpec | undefined, dir: string): string[] {
   if (!net) return [];
   if (net.kind === 'tap') {
     checkTap(net);
     return ['-netdev', tapNetdevArg(net), '-device', `virtio-net-device,netdev=${USER_NET.netdevId},mac=${net.mac}`];
   }
-  return ['-netdev', netdevArg(net), '-device', `virtio-net-device,netdev=${USER_NET.netdevId}`];
+  return ['-netdev', netdevArg(net, dir), '-device', `virtio-net-device,netdev=${USER_NET.netdevId}`];
 }
 
-export function netdevArg(net: UserNetSpec): string {
+export function netdevArg(net: UserNetSpec, dir?: string): string {
   const parts = [
     'user', `id=${USER_NET.netdevId}`, `restrict=${net.restrict ? 'on' : 'off'}`,
     `net=${USER_NET.network}`, `host=${USER_NET.gateway}`, `dns=${USER_NET.dns}`, 'ipv6=off',
   ];
   for (const f of net.forwards ?? []) parts.push(`hostfwd=${hostfwdRule(f)}`);
+  if (net.egressHelper) {
+    if (!dir) throw new RangeError('the egress proxy needs the VM directory');
+    parts.push(`guestfwd=${qemuEscape(egressGuestfwd(net.egressHelper, dir))}`);
+  }
   return parts.join(',');
 }
 
@@ -192,7 +199,7 @@ export function buildQemuArgv(spec: VmSpec, qemuBinary = 'qemu-system-x86_64'): 
     if (Buffer.byteLength(s) > MAX_SOCKET_PATH) throw new RangeError(`socket path too long (${Buffer.byteLength(s)} > ${MAX_SOCKET_PATH} bytes): ${s}`);
   }
   const accel = spec.accel === 'tcg' && spec.tcgTbSizeMb ? `tcg,tb-size=${spec.tcgTbSizeMb}` : spec.accel;
-  const net = netArgs(spec.net);
+  const net = netArgs(spec.net, spec.dir);
   return [
     qemuBinary,
     '-name', `islet-${spec.id}`,

@@ -75,6 +75,16 @@ test('user-mode net: netdev, virtio-net device, restrict and islet.net', () => {
   assert.match(after(open, '-netdev')!, /,restrict=off,/);
 });
 
+test('user-mode egress: a guestfwd at the proxy address runs the helper with the VM dir\'s policy; odd paths are refused', () => {
+  const a = buildQemuArgv({ ...spec, net: { restrict: true, egressHelper: '/cache/egress/k/islet-egress' } });
+  assert.equal(after(a, '-netdev'), `user,id=net0,restrict=on,net=10.0.2.0/24,host=10.0.2.2,dns=10.0.2.3,ipv6=off,`
+    + `guestfwd=tcp:10.0.2.100:3128-cmd:/cache/egress/k/islet-egress ${spec.dir}/egress.json`);
+  for (const bad of ['relative/islet-egress', '/a b/islet-egress', "/a'b/islet-egress", '/a,b/islet-egress', '/a;b', '/a$(x)']) {
+    assert.throws(() => buildQemuArgv({ ...spec, net: { restrict: true, egressHelper: bad } }), RangeError, bad);
+  }
+  assert.throws(() => buildQemuArgv({ ...spec, dir: '/run/with space', net: { restrict: true, egressHelper: '/x/islet-egress' } }), RangeError);
+});
+
 test('port forwards bind 127.0.0.1 and are validated', () => {
   assert.equal(hostfwdRule({ hostPort: 8080, guestPort: 80 }), 'tcp:127.0.0.1:8080-:80');
   assert.equal(netdevArg({ restrict: true, forwards: [{ hostPort: 2222, guestPort: 22 }, { hostPort: 65535, guestPort: 1 }] }),

@@ -35,6 +35,7 @@ test('defaults of every section', () => {
   assert.deepEqual(c.network, {
     mode: 'user', bridge_name: 'br-islet', gateway_ip: '10.42.0.1', subnet_prefix: 16,
     default_allow_internet: false, default_allow_inter_vm: false, default_allowed_ports: [], default_allowed_domains: [], dns_upstream: [],
+    allowed_private_cidrs: [], egress_ports: [],
   });
   assert.deepEqual(c.pool, { enabled: true, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048, template: true });
   assert.deepEqual(c.server, {
@@ -161,6 +162,9 @@ test('out-of-range and malformed values are rejected naming the key', () => {
     ['[network]\ndefault_allowed_ports = [8080, 8080]\n', /network\.default_allowed_ports: ports must not repeat/],
     ['[network]\ndefault_allowed_domains = ["exa mple.com"]\n', /network\.default_allowed_domains\.0: a domain name/],
     ['[network]\ndns_upstream = ["resolver.example"]\n', /network\.dns_upstream\.0: /],
+    ['[network]\nallowed_private_cidrs = ["10.0.0.0/33"]\n', /network\.allowed_private_cidrs\.0: must be an IPv4 CIDR/],
+    ['[network]\nallowed_private_cidrs = ["10.0.0.0"]\n', /network\.allowed_private_cidrs\.0: must be an IPv4 CIDR/],
+    ['[network]\negress_ports = [0]\n', /network\.egress_ports\.0: /],
     ['[pool]\nmax_size = -1\n', /pool\.max_size: /],
     ['[pool]\nenabled = "yes"\n', /pool\.enabled: /],
     ['[server]\nhttp_port = 70000\n', /server\.http_port: /],

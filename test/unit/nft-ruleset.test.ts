@@ -51,6 +51,34 @@ test('the script replaces both tables in one transaction and guest-to-guest traf
   assert.match(r, /ether type != \{ ip, arp \} drop/);
 });
 
+test('internet never includes the host, link-local, loopback, or private ranges unless allowed; egress ports limit TCP', () => {
+  const r = ruleset({ ...base, allowedPrivate: ['10.78.0.0/16'], egressPorts: [443, 80] });
+  const lines = r.split('\n');
+  const chain = (name: string) => {
+    const body = lines.slice(lines.findIndex((l) => l.includes(`chain ${name} {`)) + 1);
+    return body.slice(0, body.indexOf('  }'));
+  };
+  const input = chain('input');
+  assert.deepEqual(input.filter((l) => l.includes('accept')).map((l) => l.trim()), [
+    'iifname "br-islet" ct state established,related accept',
+    'iifname "br-islet" ip daddr 10.42.0.1 udp dport 40053 ct status dnat accept',
+  ], 'from guests the host accepts only replies and the DNS forwarder');
+  assert.equal(input.at(-1)!.trim(), 'iifname "br-islet" drop');
+  assert.match(setLine(r, 'never'), /flags interval; elements = \{ 0\.0\.0\.0\/8, 127\.0\.0\.0\/8, 169\.254\.0\.0\/16, /);
+  assert.match(setLine(r, 'private'), /10\.0\.0\.0\/8, 100\.64\.0\.0\/10, 172\.16\.0\.0\/12, 192\.168\.0\.0\/16/);
+  assert.match(setLine(r, 'allowed_private'), /elements = \{ 10\.78\.0\.0\/16 \}/);
+  assert.match(setLine(r, 'egress_ports'), /elements = \{ 443, 80 \}/);
+  const fwd = chain('forward');
+  const i = (re: RegExp) => fwd.findIndex((l) => re.test(l));
+  for (const re of [/ip daddr @never drop/, /ip daddr @private ip daddr != @allowed_private drop/, /tcp dport != @egress_ports drop/]) {
+    assert.ok(i(re) > 0 && i(re) < i(/ip saddr @internet accept/) && i(re) < i(/@egress_allow accept/), String(re));
+  }
+  assert.doesNotMatch(ruleset(base), /@egress_ports drop/, 'no port list: any port');
+  assert.throws(() => ruleset({ ...base, allowedPrivate: ['10.0.0.0/33'] }), RangeError);
+  assert.throws(() => ruleset({ ...base, allowedPrivate: ['10.0.0.0/8; flush ruleset'] }), RangeError);
+  assert.throws(() => ruleset({ ...base, egressPorts: [0] }), RangeError);
+});
+
 test('empty sets have no element list (nft rejects "elements = { }")', () => {
   const r = ruleset({ ...base, guests: [], forwards: [], egress: [] });
   assert.doesNotMatch(r, /elements = \{\s*\}/);
@@ -80,7 +108,7 @@ const unshare = await which('unshare');
 test('nft accepts the ruleset, re-applies it over itself, and the teardown leaves nothing (throwaway netns)', {
   skip: !root || !nft || !unshare ? 'needs root, nft and unshare' : false,
 }, () => {
-  const script = ruleset(base) + ruleset({ ...base, guests: base.guests.slice(1) })
+  const script = ruleset(base) + ruleset({ ...base, guests: base.guests.slice(1), allowedPrivate: ['10.78.0.0/16'], egressPorts: [443] })
     + egressAddScript([{ guest: '10.42.0.4', dest: '198.18.0.7', ttlSec: 60 }]);
   // One shell per namespace; the script goes in on stdin. The bridge must exist for nothing: names are matched as strings.
   const r = spawnSync(unshare!, ['--net', 'sh', '-c', `${nft} -f - && ${nft} list ruleset`], { input: script, encoding: 'utf8' });

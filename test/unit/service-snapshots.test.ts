@@ -91,14 +91,13 @@ describe('network operations (user mode)', () => {
     await assert.rejects(svc.portForwardRemove(alice, { workspace_id: 'n1', host_port: f.host_port }), coded('INVALID_ARGUMENT'));
   });
 
-  test('policy: bridge-only fields refused; allow_internet on a running VM needs restart: true', async () => {
+  test('policy: bridge-only fields refused; user mode applies allow_internet live, without a new VM', async () => {
     await assert.rejects(svc.networkPolicy(alice, { workspace_id: 'n1', allow_inter_vm: true }), coded('NOT_SUPPORTED'));
-    await assert.rejects(svc.networkPolicy(alice, { workspace_id: 'n1', allow_internet: true }), coded('STATE_CONFLICT'));
     const launches = w.vmm.vms.length;
-    const r = await svc.networkPolicy(alice, { workspace_id: 'n1', allow_internet: true, restart: true });
-    assert.equal(r.applied, 'restarted');
-    assert.equal(w.vmm.vms.length, launches + 1);
-    assert.deepEqual(w.vmm.vms.at(-1)!.spec.net, { restrict: false });
+    const r = await svc.networkPolicy(alice, { workspace_id: 'n1', allow_internet: true });
+    assert.equal(r.applied, 'live');
+    assert.equal(w.vmm.vms.length, launches, 'no restart: the egress proxy reads the policy at each connection');
+    assert.deepEqual((w.vmm.vms.at(-1)!.spec.net as { restrict?: boolean }).restrict, true, 'slirp stays restricted: the proxy is the only way out');
     assert.equal((await svc.networkPolicy(alice, { workspace_id: 'n1', allow_internet: true })).applied, 'unchanged');
     await svc.stop(alice, { workspace_id: 'n1' });
     assert.equal((await svc.networkPolicy(alice, { workspace_id: 'n1', allow_internet: false })).applied, 'recorded');

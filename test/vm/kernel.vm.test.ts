@@ -6,7 +6,6 @@
 // takes tens of minutes and is not part of `npm run setup`.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -76,22 +75,9 @@ describe('custom kernel', { timeout: 600_000, skip }, () => {
     assert.ok(mb > 2800 && mb <= 3072, `root filesystem is ${mb} MiB, expected ~3 GiB`);
   });
 
-  test('virtio-net with user-mode networking: eth0 is configured and reaches a host listener', async () => {
+  test('virtio-net with user-mode networking: eth0 is configured and the egress proxy answers (refusing the host)', async () => {
     assert.match(await sh('busybox ifconfig eth0'), /inet addr:10\.0\.2\.15 /);
-    const received: string[] = [];
-    const srv = net.createServer((s) => {
-      let buf = '';
-      s.on('data', (c: Buffer) => { buf += c.toString(); if (buf.includes('\n')) { received.push(buf.trim()); s.end(); } });
-      s.on('error', () => undefined);
-    });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    try {
-      const port = (srv.address() as net.AddressInfo).port;
-      // slirp maps the gateway 10.0.2.2 to the host's loopback.
-      await sh(`echo from-custom-kernel | timeout 8 busybox nc 10.0.2.2 ${port}`);
-      assert.deepEqual(received, ['from-custom-kernel']);
-    } finally {
-      await new Promise<void>((r) => srv.close(() => r()));
-    }
+    // The only way out of a user-mode VM is islet's proxy (a guestfwd); its 403 for the host proves the path works on this kernel.
+    assert.match(await sh('busybox wget -q -O - http://10.0.2.2:9/ 2>&1; true'), /403 Forbidden/);
   });
 });

@@ -8,6 +8,7 @@
 // forwards with bad input, and nothing of islet's left after shutdown. The
 // host's own network is never used.
 import assert from 'node:assert/strict';
+import { ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,10 +18,13 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, NetworkPolicyOutput, WorkspaceInfo, WorkspaceIpOutput } from '../../src/service/types.js';
-import { inetPeerArgs, makeTopology, netnsUnavailable, SITE_A, SITE_B, SITE_PORT, Topology } from '../fixtures/netns.js';
+import { addEgressWorld, ALLOWED_PRIVATE, ALLOWED_PRIVATE_CIDR, METADATA, PRIVATE, PUBLIC } from '../fixtures/egress-world.js';
+import { inetPeerArgs, ISLET_SIDE, makeTopology, netnsUnavailable, SITE_A, SITE_B, SITE_PORT, Topology } from '../fixtures/netns.js';
 import { daemonPidFor, stopDaemon } from './daemon-stop.js';
 
 const skip = await netnsUnavailable();
+const HOST_PORT = 47700 + (process.pid % 200);
+const ISLET_HTTP_PORT = HOST_PORT + 1;
 const SLOW = { timeout: 300_000 };
 
 describe('bridge networking in a network namespace', { timeout: 1_200_000, skip }, () => {
@@ -37,6 +41,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
   let ipA = '';
   let ipB = '';
   let ipForwardBefore = '';
+  const httpDir = mkdtempSync(path.join(os.tmpdir(), 'islet-net-bridge-http-'));
+  const httpCfg = path.join(httpDir, 'islet.toml');
+  let isletHttp: ChildProcess | undefined;
 
   const call = async (name: string, args: Record<string, unknown>) => await client.callTool({ name, arguments: args }, undefined, SLOW) as CallToolResult;
   const ok = async <T>(name: string, args: Record<string, unknown>): Promise<T> => {
@@ -86,10 +93,23 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
   before(async () => {
     topo = await makeTopology(`nb${process.pid}`);
     await topo.peer(topo.inet, inetPeerArgs());
+    await addEgressWorld(topo);
+    // What a guest with internet must still never reach on the host: a listener on every host address, and islet's own HTTP endpoint.
+    await topo.peer(topo.islet, ['hold', '0.0.0.0', String(HOST_PORT)]);
+    writeFileSync(httpCfg, ['[storage]', `data_dir = "${httpDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, '[network]', 'mode = "none"',
+      '[pool]', 'enabled = false', '[[server.tokens]]', `token = "${'t'.repeat(32)}"`, 'owner = "x"', ''].join('\n'));
+    isletHttp = spawn('ip', ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--http', '--host', '0.0.0.0',
+      '--port', String(ISLET_HTTP_PORT), '--config', httpCfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      let err = '';
+      const t = setTimeout(() => reject(new Error(`islet serve --http did not start: ${err}`)), 60_000);
+      isletHttp!.stderr!.on('data', (c: Buffer) => { err += c.toString(); if (/Streamable HTTP on/.test(err)) { clearTimeout(t); resolve(); } });
+      isletHttp!.once('exit', (code) => { clearTimeout(t); reject(new Error(`islet serve --http exited (${code}): ${err}`)); });
+    });
     ipForwardBefore = (await topo.exec(topo.islet, ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout.trim();
     writeFileSync(cfgFile, [
       '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
-      '[network]', 'mode = "bridge"', `dns_upstream = ["${SITE_A}"]`,
+      '[network]', 'mode = "bridge"', `dns_upstream = ["${SITE_A}"]`, `allowed_private_cidrs = ["${ALLOWED_PRIVATE_CIDR}"]`,
       '[server]', 'stdio_owner = "bridge-test"', '',
     ].join('\n'));
     await connect();
@@ -116,8 +136,10 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
         for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
         await svc.close();`;
       await topo.exec(topo.islet, [process.execPath, '--input-type=module', '-e', cleanup], { allowFailure: true, timeoutMs: 120_000 }).catch(() => undefined);
+      isletHttp?.kill('SIGTERM');
       await topo.close();
     }
+    rmSync(httpDir, { recursive: true, force: true });
     rmSync(dataDir, { recursive: true, force: true });
     rmSync(runDir, { recursive: true, force: true });
   }, { timeout: 180_000 });
@@ -182,6 +204,21 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     assert.match(ns.stdout, new RegExp(`Address:\\s*${SITE_B.replace(/\./g, '\\.')}`), ns.stdout + ns.stderr);
     assert.equal(await guestGet(a, `http://blocked.test:${SITE_PORT}/`), `site ${SITE_B}`, 'by name, through the forwarder');
     assert.match(await guestGet(b, site), /^FAILED/, 'b still has no internet');
+  }));
+
+  test('internet never includes the host (any address, islet\'s HTTP endpoint), link-local or private ranges; public and allowed ranges are reached', () => evidence(async () => {
+    // a has internet (the test before turned it on).
+    assert.equal(await guestGet(a, `http://${PUBLIC}:${SITE_PORT}/`), `site ${PUBLIC}`);
+    assert.equal(await guestGet(a, `http://${ALLOWED_PRIVATE}:${SITE_PORT}/`), `site ${ALLOWED_PRIVATE}`);
+    for (const url of [
+      `http://10.42.0.1:${HOST_PORT}/`, `http://${ISLET_SIDE}:${HOST_PORT}/`, // the host's listener, on the gateway and on another host address
+      `http://10.42.0.1:${ISLET_HTTP_PORT}/mcp`, `http://${ISLET_SIDE}:${ISLET_HTTP_PORT}/mcp`, // islet's own HTTP endpoint
+      `http://${METADATA}:${SITE_PORT}/`, `http://${PRIVATE}:${SITE_PORT}/`,
+    ]) {
+      assert.match(await guestGet(a, url), /^FAILED/, url);
+    }
+    const host = await hostGet(ISLET_SIDE, HOST_PORT);
+    assert.equal(host, 'held', 'the listener itself answers on the host');
   }));
 
   test('a domain allowlist: only the listed name resolves, and only its addresses are reachable', () => evidence(async () => {

@@ -27,7 +27,7 @@ const ipOut = {
   mode: z.string().describe('"user": QEMU user-mode network; "bridge": own address on the host bridge; "none": no network device'),
   ip: z.string().nullable().describe('guest address: 10.0.2.15 in user mode (every workspace has its own private network); '
     + 'in bridge mode the workspace\'s own stable address (null until it first boots)'),
-  gateway: z.string().nullable().describe('the host as seen from the guest; reachable only when allow_internet is true'),
+  gateway: z.string().nullable().describe('the guest\'s default gateway; the guest never reaches this host\'s services through it'),
   dns: z.string().nullable(),
   ...policyFields,
   forwards: z.array(z.object(forwardFields)),
@@ -36,10 +36,10 @@ const policyOut = {
   workspace_id: z.string(),
   ...policyFields,
   applied: z.enum(['unchanged', 'recorded', 'restarted', 'live'])
-    .describe('"recorded": takes effect at the next start; "restarted": the VM was restarted to apply it (user mode); '
-      + '"live": applied to the running VM at once (bridge mode)'),
+    .describe('"recorded": takes effect at the next start; "live": applied to the running VM at once; '
+      + '"restarted": the VM was restarted to apply it (only with [network] mode = "none")'),
   restart_ms: z.number().int().nullable(),
-  apply_ms: z.number().nullable().describe('bridge mode: time to rewrite the firewall rules'),
+  apply_ms: z.number().nullable().describe('time to apply a live change (bridge: the firewall rewrite; user: the egress policy file)'),
 };
 
 // Fail to compile when the service returns something the declared output rejects.
@@ -92,14 +92,14 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
   server.registerTool('network_policy', {
     title: 'Read or set a workspace\'s network policy',
     description:
-      'Reads (no fields) or changes the workspace\'s network policy. allow_internet: may the guest open connections out '
-      + '(the internet and this host\'s services); false: it reaches nothing, port forwards still work. Bridge mode only: '
-      + 'allow_inter_vm (guests that both allow it reach each other), allowed_ports (guest TCP ports other guests and the '
-      + 'host may reach), allowed_domains (with allow_internet: the guest resolves only these names and connects only to '
-      + 'their addresses). Bridge mode applies changes to a running workspace live ("live"). User mode can change only '
-      + 'allow_internet, and on a running workspace only by restarting it: pass restart=true (processes are killed; files '
-      + 'and forwards are kept), otherwise STATE_CONFLICT; the bridge-only fields give NOT_SUPPORTED there. A stopped '
-      + 'workspace records the change for its next start.',
+      'Reads (no fields) or changes the workspace\'s network policy. allow_internet: may the guest open connections to the '
+      + 'internet (never to this host, link-local addresses such as cloud metadata, or private ranges unless the host config '
+      + 'allows them); false: it reaches nothing, port forwards still work. In user mode the way out is an HTTP(S) proxy '
+      + 'that every exec is told about (the http_proxy/https_proxy variables): other protocols do not leave the guest. allowed_domains '
+      + '(with allow_internet): only these names can be reached ([] = no limit). Bridge mode only: allow_inter_vm (guests '
+      + 'that both allow it reach each other), allowed_ports (guest TCP ports other guests and the host may reach); they '
+      + 'give NOT_SUPPORTED in user mode. Changes to a running workspace apply live ("live"; processes keep running, '
+      + 'connections already open stay open; restart is ignored); a stopped workspace records them ("recorded").',
     inputSchema: NetworkPolicyInput.shape,
     outputSchema: policyOut,
     annotations: { readOnlyHint: false, destructiveHint: true, idempotentHint: true, openWorldHint: false },

@@ -74,7 +74,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     description:
       'Creates an isolated Linux microVM workspace, boots it and waits until it is ready (usually a few seconds, longer '
       + 'under emulation). Returns its workspace_id and state "running". The workspace persists until workspace_destroy; '
-      + 'its network is private: with allow_internet=false (the default) the guest can reach nothing outside, and only '
+      + 'its network is private: with allow_internet=false (the default) the guest can reach nothing outside (with true: '
+      + 'the internet, never this host), and only '
       + 'port_forward lets the host reach it. Next: exec to run commands, file_write/file_read to move text, file_upload/file_download '
       + 'for host files. Fails with QUOTA_EXCEEDED past the per-owner or global workspace limit (destroy unused ones).',
     inputSchema: CreateInput.shape,

@@ -1,0 +1,3 @@
+module islet/egress
+
+go 1.19
