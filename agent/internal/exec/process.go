@@ -415,3 +415,20 @@ func ParseSignal(name string) (syscall.Signal, error) {
 	}
 	return 0, fmt.Errorf("unsupported signal %q", name)
 }
+
+// WriteStdinBy writes to stdin like WriteStdin but gives up at deadline, so
+// a process that never reads cannot hold its writer forever. It returns how
+// many bytes went in.
+func (p *Process) WriteStdinBy(b []byte, deadline time.Time) (int, error) {
+	if p.stdinW == nil {
+		return 0, errors.New("stdin is not a pipe")
+	}
+	_ = p.stdinW.SetWriteDeadline(deadline)
+	return p.stdinW.Write(b)
+}
+
+// ParseSignalOrZero is ParseSignal for a name already validated.
+func ParseSignalOrZero(name string) syscall.Signal {
+	s, _ := ParseSignal(name)
+	return s
+}
