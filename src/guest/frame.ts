@@ -30,6 +30,7 @@ export const FrameType = {
   PROC_WRITE: 17,
   PROC_SIGNAL: 18,
   PROC_WAIT: 19,
+  PROC_RESIZE: 20,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 

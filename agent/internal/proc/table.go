@@ -27,6 +27,7 @@ type Proc struct {
 	id      int
 	command string
 	stdin   bool
+	pty     bool
 	started time.Time
 	p       *exec.Process
 	done    chan struct{} // closed once exited and drained
@@ -61,6 +62,10 @@ func (t *Table) Start(req *proto.ProcStart, l proto.Limits) (*Proc, error) {
 	ringBytes := req.Ring()
 	spec := exec.SpecFromRequest(req.AsExec(), l)
 	spec.MaxOutput = 1<<63 - 1 // the ring bounds what is kept
+	if req.Pty != nil {
+		spec.PTY = &exec.Winsize{Cols: uint16(req.Pty.Cols), Rows: uint16(req.Pty.Rows)}
+		spec.Stdin = true // the terminal's input
+	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -81,7 +86,7 @@ func (t *Table) Start(req *proto.ProcStart, l proto.Limits) (*Proc, error) {
 	if len(cmd) > commandChars {
 		cmd = cmd[:commandChars]
 	}
-	pr := &Proc{id: t.next, command: cmd, stdin: req.Stdin, started: t.clk.Now(), p: p, done: make(chan struct{}),
+	pr := &Proc{id: t.next, command: cmd, stdin: spec.Stdin, pty: spec.PTY != nil, started: t.clk.Now(), p: p, done: make(chan struct{}),
 		ring: newRing(ringBytes), changed: make(chan struct{})}
 	t.next++
 	t.procs[pr.id] = pr
@@ -172,7 +177,7 @@ func (pr *Proc) Info(clk clock.Clock) proto.ProcInfo {
 }
 
 func (pr *Proc) infoLocked(clk clock.Clock) proto.ProcInfo {
-	i := proto.ProcInfo{ID: pr.id, PID: pr.p.PID(), Command: pr.command, Running: pr.res == nil, Stdin: pr.stdin,
+	i := proto.ProcInfo{ID: pr.id, PID: pr.p.PID(), Command: pr.command, Running: pr.res == nil, Stdin: pr.stdin, Pty: pr.pty,
 		StartedUnixMs: pr.started.UnixMilli(), OutputBytes: pr.ring.end, DroppedBytes: pr.ring.base()}
 	if pr.res != nil {
 		i.ExitCode, i.Signal, i.TimedOut, i.DurationMs = pr.res.ExitCode, pr.res.Signal, pr.res.TimedOut, pr.res.Duration.Milliseconds()
@@ -244,10 +249,27 @@ func (pr *Proc) Write(b []byte, close bool) (int, error) {
 			return n, proto.Errorf(proto.CodeIOError, "stdin of process %d: wrote %d of %d bytes: %v", pr.id, n, len(b), err)
 		}
 	}
-	if close {
+	if close && pr.pty {
+		// Closing one descriptor of the terminal's master is no EOF for the
+		// process; end-of-input on a terminal is ^D.
+		if _, err := pr.p.WriteStdinBy([]byte{4}, time.Now().Add(StdinWriteTimeout)); err != nil {
+			return n, proto.Errorf(proto.CodeIOError, "terminal of process %d: %v", pr.id, err)
+		}
+	} else if close {
 		pr.p.CloseStdin()
 	}
 	return n, nil
+}
+
+// Resize sets the size of the process's terminal.
+func (pr *Proc) Resize(ws proto.PtySize) error {
+	if !pr.pty {
+		return proto.Errorf(proto.CodeInvalidArgument, "process %d has no terminal", pr.id)
+	}
+	if err := pr.p.Resize(exec.Winsize{Cols: uint16(ws.Cols), Rows: uint16(ws.Rows)}); err != nil {
+		return proto.Errorf(proto.CodeInvalidArgument, "resize process %d: %v", pr.id, err)
+	}
+	return nil
 }
 
 // Signal delivers sig to the process group; nothing after the exit.

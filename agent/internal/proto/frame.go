@@ -43,6 +43,7 @@ const (
 	TypeProcWrite  Type = 17
 	TypeProcSignal Type = 18
 	TypeProcWait   Type = 19
+	TypeProcResize Type = 20
 )
 
 func (t Type) String() string {
@@ -85,6 +86,8 @@ func (t Type) String() string {
 		return "PROC_SIGNAL"
 	case TypeProcWait:
 		return "PROC_WAIT"
+	case TypeProcResize:
+		return "PROC_RESIZE"
 	}
 	return fmt.Sprintf("TYPE_%d", uint8(t))
 }

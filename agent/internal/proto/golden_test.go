@@ -82,6 +82,8 @@ func goldenCases() []goldenCase {
 		{"proc_write_ok", "guest", TypeOK, 0, 19, ProcWriteOK{Bytes: 2}, nil},
 		{"proc_signal_request", "host", TypeProcSignal, 0, 20, ProcSignal{ProcRef: ProcRef{ID: 3}, Signal: "TERM"}, nil},
 		{"proc_wait_request", "host", TypeProcWait, 0, 21, ProcWait{ProcRef: ProcRef{ID: 3}, TimeoutMs: 30000}, nil},
+		{"proc_start_pty_request", "host", TypeProcStart, 0, 22, ProcStart{Argv: []string{"/bin/sh", "-l"}, Pty: &PtySize{Cols: 80, Rows: 24}}, nil},
+		{"proc_resize_request", "host", TypeProcResize, 0, 23, ProcResize{ProcRef: ProcRef{ID: 4}, PtySize: PtySize{Cols: 132, Rows: 43}}, nil},
 	}
 }
 

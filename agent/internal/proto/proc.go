@@ -28,6 +28,21 @@ type ProcStart struct {
 	Stdin     bool              `json:"stdin"`
 	TimeoutMs int64             `json:"timeoutMs"`
 	RingBytes int64             `json:"ringBytes"`
+	// Pty, when set, runs the process on a new terminal (caps "proc.pty").
+	Pty *PtySize `json:"pty,omitempty"`
+}
+
+// PtySize is a terminal size in character cells.
+type PtySize struct {
+	Cols int `json:"cols"`
+	Rows int `json:"rows"`
+}
+
+func (p PtySize) check() error {
+	if p.Cols < 1 || p.Cols > 10000 || p.Rows < 1 || p.Rows > 10000 {
+		return fmt.Errorf("terminal size %dx%d is not 1-10000 columns by 1-10000 rows", p.Cols, p.Rows)
+	}
+	return nil
 }
 
 // AsExec is the EXEC the start runs.
@@ -42,6 +57,9 @@ func (s *ProcStart) Validate(l Limits) error {
 	}
 	if s.RingBytes < 0 {
 		return errors.New("ringBytes is negative")
+	}
+	if s.Pty != nil {
+		return s.Pty.check()
 	}
 	return nil
 }
@@ -77,6 +95,7 @@ type ProcInfo struct {
 	OutputBytes   int64   `json:"outputBytes"`
 	DroppedBytes  int64   `json:"droppedBytes"`
 	Stdin         bool    `json:"stdin"`
+	Pty           bool    `json:"pty"`
 }
 
 // ProcList is a PROC_LIST request (no fields).
@@ -92,7 +111,7 @@ type ProcRef struct {
 	ID int `json:"id"`
 }
 
-func (r ProcRef) check() error {
+func (r ProcRef) checkRef() error {
 	if r.ID <= 0 {
 		return errors.New("id must be a positive process id")
 	}
@@ -109,7 +128,7 @@ type ProcOutput struct {
 
 // Validate checks a PROC_OUTPUT request.
 func (o *ProcOutput) Validate(Limits) error {
-	if err := o.check(); err != nil {
+	if err := o.checkRef(); err != nil {
 		return err
 	}
 	if o.Offset < 0 || o.MaxBytes < 0 || o.WaitMs < 0 {
@@ -149,7 +168,7 @@ type ProcWrite struct {
 
 // Validate checks a PROC_WRITE request.
 func (w *ProcWrite) Validate(Limits) error {
-	if err := w.check(); err != nil {
+	if err := w.checkRef(); err != nil {
 		return err
 	}
 	if len(w.Data) > MaxProcWriteBytes {
@@ -171,7 +190,7 @@ type ProcSignal struct {
 
 // Validate checks a PROC_SIGNAL request.
 func (s *ProcSignal) Validate(l Limits) error {
-	if err := s.check(); err != nil {
+	if err := s.checkRef(); err != nil {
 		return err
 	}
 	return (&Signal{Signal: s.Signal}).Validate(l)
@@ -185,11 +204,25 @@ type ProcWait struct {
 
 // Validate checks a PROC_WAIT request.
 func (w *ProcWait) Validate(Limits) error {
-	if err := w.check(); err != nil {
+	if err := w.checkRef(); err != nil {
 		return err
 	}
 	if w.TimeoutMs < 0 || w.TimeoutMs > MaxWaitMs {
 		return fmt.Errorf("timeoutMs must be 0 to %d", MaxWaitMs)
 	}
 	return nil
+}
+
+// ProcResize is a PROC_RESIZE request: a new size for a process's terminal.
+type ProcResize struct {
+	ProcRef
+	PtySize
+}
+
+// Validate checks a PROC_RESIZE request.
+func (r *ProcResize) Validate(Limits) error {
+	if err := r.checkRef(); err != nil {
+		return err
+	}
+	return r.PtySize.check()
 }

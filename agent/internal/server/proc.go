@@ -125,3 +125,19 @@ func (ss *session) handleProcWait(f proto.Frame) {
 		return jsonFrame(proto.TypeOK, r.id, pr.Wait(ss.s.cfg.Clock, time.Duration(req.TimeoutMs)*time.Millisecond, ss.done))
 	})
 }
+
+func (ss *session) handleProcResize(f proto.Frame) {
+	var req proto.ProcResize
+	if !ss.decode(f, &req) {
+		return
+	}
+	pr, err := ss.s.procs.Get(req.ID)
+	if err == nil {
+		err = pr.Resize(req.PtySize)
+	}
+	if err != nil {
+		_ = ss.send(errorFrame(f.RequestID, err))
+		return
+	}
+	_ = ss.sendJSON(proto.TypeOK, f.RequestID, proto.Empty{})
+}

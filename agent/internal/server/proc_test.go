@@ -208,3 +208,53 @@ func TestProcBadRequests(t *testing.T) {
 	h.send(proto.TypeProcWrite, 5, proto.ProcWrite{ProcRef: ref(0)})
 	expectError(t, h.final(5), proto.CodeInvalidArgument)
 }
+
+func TestProcPty(t *testing.T) {
+	h := newHarness(t, nil)
+	s := h.procStart(1, map[string]interface{}{"shell": "stty size; read x; echo got $x; tty", "pty": map[string]int{"cols": 100, "rows": 30}})
+	r := h.procOutput(2, proto.ProcOutput{ProcRef: ref(s.ID), WaitMs: 5000})
+	if !strings.Contains(r.out, "30 100") || r.err != "" {
+		t.Fatalf("%+v", r)
+	}
+	h.send(proto.TypeProcWrite, 3, proto.ProcWrite{ProcRef: ref(s.ID), Data: []byte("hi\n")})
+	h.final(3)
+	i := h.procWait(4, s.ID, 5000)
+	all := h.procOutput(5, proto.ProcOutput{ProcRef: ref(s.ID)})
+	// The terminal echoes the input, and the process's stdout is a tty.
+	if i.Running || !i.Pty || !strings.Contains(all.out, "hi\r\n") || !strings.Contains(all.out, "got hi\r\n") || !strings.Contains(all.out, "/dev/pts/") {
+		t.Fatalf("%+v %q", i, all.out)
+	}
+}
+
+func TestProcPtyResizeAndInterrupt(t *testing.T) {
+	h := newHarness(t, nil)
+	s := h.procStart(1, map[string]interface{}{"shell": "trap 'stty size' WINCH; echo ready; while :; do sleep 0.05; done",
+		"pty": map[string]int{"cols": 80, "rows": 24}})
+	r := h.procOutput(2, proto.ProcOutput{ProcRef: ref(s.ID), WaitMs: 5000})
+	if !strings.Contains(r.out, "ready") {
+		t.Fatalf("%+v", r)
+	}
+	h.send(proto.TypeProcResize, 3, proto.ProcResize{ProcRef: ref(s.ID), PtySize: proto.PtySize{Cols: 132, Rows: 43}})
+	h.final(3)
+	got := ""
+	next := r.ok.Next
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(got, "43 132") && time.Now().Before(deadline); {
+		r := h.procOutput(4, proto.ProcOutput{ProcRef: ref(s.ID), Offset: next, WaitMs: 1000})
+		got += r.out
+		next = r.ok.Next
+	}
+	if !strings.Contains(got, "43 132") {
+		t.Fatalf("no new size after resize: %q", got)
+	}
+	// ^C on the terminal interrupts its foreground process group.
+	h.send(proto.TypeProcWrite, 5, proto.ProcWrite{ProcRef: ref(s.ID), Data: []byte{3}})
+	h.final(5)
+	if i := h.procWait(6, s.ID, 5000); i.Running || i.Signal == nil || *i.Signal != "INT" {
+		t.Fatalf("%+v", i)
+	}
+	// Not a terminal: resize is refused.
+	s2 := h.procStart(7, map[string]interface{}{"argv": []string{"true"}})
+	h.send(proto.TypeProcResize, 8, proto.ProcResize{ProcRef: ref(s2.ID), PtySize: proto.PtySize{Cols: 10, Rows: 10}})
+	expectError(t, h.final(8), proto.CodeInvalidArgument)
+	h.procWait(9, s2.ID, 5000)
+}

@@ -330,6 +330,8 @@ func (ss *session) dispatch(f proto.Frame) {
 		ss.handleProcSignal(f)
 	case proto.TypeProcWait:
 		ss.handleProcWait(f)
+	case proto.TypeProcResize:
+		ss.handleProcResize(f)
 	case proto.TypeError, proto.TypeOK, proto.TypeExecStarted, proto.TypeExecExited:
 		ss.sendError(f.RequestID, proto.CodeInvalidArgument, "%v is not a request", f.Type)
 	default:
