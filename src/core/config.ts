@@ -104,6 +104,8 @@ const ServerSchema = z.object({
   stdio_admin: z.boolean().default(false),
   max_transfer_bytes: z.number().int().min(1).max(1 << 30).default(64 << 20),
   exec_progress_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
+  exec_detach_ms: z.number().int().min(1_000).max(3_600_000).default(45_000)
+    .describe('an exec whose timeout_ms is above this returns after this long with its process_id if still running (below MCP clients\' usual 60 s)'),
 }).strict();
 
 const ImagesSchema = z.object({

@@ -14,9 +14,13 @@ import type {
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
 import { readConfined, writeConfined } from '../host/confine.js';
+import type {
+  ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput, ProcessWriteInput,
+} from '../core/process-schemas.js';
 import { ServiceCore, stateConflict, workspaceNotFound } from './core.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
+import { ProcessInfo, ProcessListOutput, ProcessOps, ProcessOutputOutput, ProcessWriteOutput, RawOutput } from './process-ops.js';
 import type { Machine } from './machine.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
@@ -40,6 +44,7 @@ const DEFAULT_READ_MAX = 1 << 20;
 export class WorkspaceService extends ServiceCore {
   private readonly net = new NetworkOps(this);
   private readonly snapshots = new SnapshotOps(this);
+  private readonly procs = new ProcessOps(this);
   /** Template snapshots ([pool] template); undefined when off or under bridge networking (each VM's address is in its memory). */
   readonly templates: Templates | undefined;
   /** The warm pool, in processes that asked for it (see open). */
@@ -236,6 +241,9 @@ export class WorkspaceService extends ServiceCore {
 
   async exec(c: Caller, input: ExecInput, o: ExecHooks = {}): Promise<ExecOutput> {
     const m = this.running(c, input.workspace_id);
+    const timeoutMs = input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS;
+    const detachMs = this.config.server.exec_detach_ms;
+    if (o.detach && this.procs.detachable(c, input, timeoutMs, detachMs)) return this.procs.execDetachable(c, input, timeoutMs, detachMs, o);
     const r = await m.exec({
       ...(typeof input.command === 'string' ? { shell: input.command } : { argv: input.command }),
       env: input.env,
@@ -336,5 +344,47 @@ export class WorkspaceService extends ServiceCore {
   /** Brings a paused workspace back with its processes. */
   resume(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<WorkspaceInfo> {
     return this.snapshots.resume(c, input, o);
+  }
+
+  // --- background processes (process-ops.ts) ---
+
+  /** Starts a command the guest agent keeps running in the background. */
+  processStart(c: Caller, input: ProcessStartInput & { pty?: { cols: number; rows: number } }, o: OpOptions = {}): Promise<ProcessInfo> {
+    return this.procs.start(c, input, o);
+  }
+
+  processList(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<ProcessListOutput> {
+    return this.procs.list(c, input, o);
+  }
+
+  /** Output from an offset, optionally waiting for some (follow). */
+  processOutput(c: Caller, input: ProcessOutputInput, o: OpOptions = {}): Promise<ProcessOutputOutput> {
+    return this.procs.output(c, input, o);
+  }
+
+  /** The same as raw bytes in arrival order, for surfaces that print them. */
+  processOutputRaw(c: Caller, input: ProcessOutputInput, o: OpOptions = {}): Promise<RawOutput> {
+    return this.procs.outputRaw(c, input, o);
+  }
+
+  processWrite(c: Caller, input: ProcessWriteInput, o: OpOptions = {}): Promise<ProcessWriteOutput> {
+    return this.procs.write(c, input, o);
+  }
+
+  /** Terminal keystrokes, as they come. */
+  processWriteRaw(c: Caller, input: ProcessRef, data: Buffer, o: OpOptions = {}): Promise<number> {
+    return this.procs.writeRaw(c, input, data, o);
+  }
+
+  processKill(c: Caller, input: ProcessKillInput, o: OpOptions = {}): Promise<ProcessInfo> {
+    return this.procs.kill(c, input, o);
+  }
+
+  processWait(c: Caller, input: ProcessWaitInput, o: OpOptions = {}): Promise<ProcessInfo> {
+    return this.procs.wait(c, input, o);
+  }
+
+  processResize(c: Caller, input: ProcessRef & { cols: number; rows: number }, o: OpOptions = {}): Promise<void> {
+    return this.procs.resize(c, input, o);
   }
 }

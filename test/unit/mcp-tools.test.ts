@@ -62,7 +62,8 @@ describe('MCP tools over an in-memory client', () => {
     assert.equal(client.getServerVersion()?.name, 'islet');
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ['exec', 'file_download', 'file_read', 'file_upload', 'file_write',
-      'network_policy', 'port_forward', 'port_forward_remove', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
+      'network_policy', 'port_forward', 'port_forward_remove', 'process_kill', 'process_list', 'process_output', 'process_start',
+      'process_wait', 'process_write', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
       'workspace_create', 'workspace_destroy', 'workspace_fork', 'workspace_info', 'workspace_ip', 'workspace_list', 'workspace_pause',
       'workspace_resume', 'workspace_start', 'workspace_stop']);
     for (const t of tools) {

@@ -33,6 +33,7 @@ const MESSAGE_CHARS = 200;
 
 export function register(server: McpServer, svc: WorkspaceService, callerOf: () => Caller): void {
   const interval = svc.config.server.exec_progress_interval_ms;
+  const detach = svc.config.server.exec_detach_ms;
   server.registerTool('exec', {
     title: 'Run a command in a workspace',
     description:
@@ -40,9 +41,11 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
       + 'redirects work); an array is an argv. Returns exit_code, stdout, stderr; a non-zero exit_code is a normal '
       + 'result, not a tool error. The command is killed after timeout_ms (default 30000, timed_out=true): pass a '
       + `larger timeout_ms for builds or installs. MCP clients often cancel a call after ~60 s without progress; this `
-      + `tool reports progress every ${interval} ms when the request carries a progressToken. For jobs that may run `
-      + 'longer than your client waits, start them in the background (e.g. "nohup make >/tmp/build.log 2>&1 &") and '
-      + 'check the log with later exec calls. Cancelling the call kills the command. Output over max_output_bytes per '
+      + `tool reports progress every ${interval} ms when the request carries a progressToken. Long jobs: when timeout_ms is `
+      + `above ${detach} ms and the command still runs after ${detach} ms, the call returns then with running=true, `
+      + 'exit_code null, the output so far and a process_id: the command keeps running in the guest; follow it with '
+      + 'process_output (offset=next_offset, wait_ms) or process_wait, stop it with process_kill. For servers and watchers '
+      + 'use process_start. Cancelling the call kills the command. Output over max_output_bytes per '
       + 'stream (default 1 MiB) is dropped (truncated=true). Runs as root, cwd /root by default. '
       + 'Network: outbound connections work only if the workspace allows internet (see network_policy); busybox (wget, nc) is '
       + 'in the base image.',
@@ -52,7 +55,7 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
   }, (args, extra) => toToolResult(async () => {
     const reporter = progressReporter(extra, interval);
     try {
-      return await svc.exec(callerOf(), args, reporter.hooks);
+      return await svc.exec(callerOf(), args, { ...reporter.hooks, detach: true });
     } finally {
       reporter.stop();
     }
@@ -60,7 +63,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
 }
 
 function execSummary(r: ExecOutput): string {
-  const how = r.timed_out ? `timed out after ${r.duration_ms} ms (killed)`
+  const how = r.running ? `still running after ${r.duration_ms} ms as process ${r.process_id ?? '?'} (follow with process_output, offset ${r.next_offset ?? 0})`
+    : r.timed_out ? `timed out after ${r.duration_ms} ms (killed)`
     : r.exit_code !== null ? `exit code ${r.exit_code} after ${r.duration_ms} ms`
       : `killed by signal ${r.signal ?? '?'} after ${r.duration_ms} ms`;
   const parts = [how + (r.truncated ? ', output truncated' : '')];
