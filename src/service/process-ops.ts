@@ -3,6 +3,7 @@
 // here is a request to the agent of a running workspace; nothing about them
 // is stored on the host. Also the long-exec path: an exec that may outlive
 // its client's timeout runs as a background process and hands back its id.
+import os from 'node:os';
 import { IsletError } from '../core/errors.js';
 import type {
   ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput, ProcessWriteInput,
@@ -24,6 +25,8 @@ export interface ProcessInfo {
   running: boolean;
   exit_code: number | null;
   signal: string | null;
+  /** Shell-style: exit_code, or 128 + the signal's number when killed (TERM: 143, KILL: 137); null while running. */
+  exit_status: number | null;
   timed_out: boolean;
   started_at: string;
   duration_ms: number;
@@ -55,9 +58,16 @@ const DEFAULT_WAIT_MS = 30_000;
 /** One long poll of the exec path: short, so a cancel or the detach deadline is noticed soon. */
 const EXEC_POLL_MS = 5_000;
 
+/** The shell's $? for a process that ended: its code, or 128 + the signal number. */
+export function exitStatus(code: number | null, signal: string | null): number {
+  if (code !== null) return code;
+  const n = signal ? (os.constants.signals as Record<string, number>)[`SIG${signal}`] : undefined;
+  return 128 + (n ?? 0);
+}
+
 const infoOf = (workspace: string, p: ProcInfo): ProcessInfo => ({
   workspace_id: workspace, process_id: p.id, pid: p.pid, command: p.command, running: p.running, exit_code: p.exitCode,
-  signal: p.signal, timed_out: p.timedOut, started_at: new Date(p.startedUnixMs || 0).toISOString(), duration_ms: p.durationMs,
+  signal: p.signal, exit_status: p.running ? null : exitStatus(p.exitCode, p.signal), timed_out: p.timedOut, started_at: new Date(p.startedUnixMs || 0).toISOString(), duration_ms: p.durationMs,
   output_bytes: p.outputBytes, dropped_bytes: p.droppedBytes, stdin: p.stdin, pty: p.pty,
 });
 
