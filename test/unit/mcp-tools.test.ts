@@ -35,6 +35,9 @@ class FakeService {
     this.execSignal = h.signal;
     const out = (s: string): ExecOutput => ({ exit_code: 3, signal: null, stdout: s, stderr: 'warn\n', timed_out: false, truncated: false, duration_ms: 5 });
     if (i.command === 'fast') return out('done\n');
+    if (i.command === 'long') {
+      return h.detach ? { ...out('begin\n'), exit_code: null, running: true, process_id: 4, next_offset: 6 } : out('not detached\n');
+    }
     // A slow command: emit a line, then wait until cancelled or 450 ms pass.
     h.onData?.('stdout', Buffer.from('line one\nstep \u001b[31m2\n'));
     await new Promise<void>((resolve, reject) => {
@@ -119,6 +122,15 @@ describe('MCP tools over an in-memory client', () => {
     assert.equal(r.isError, undefined);
     assert.equal((r.structuredContent as unknown as ExecOutput).exit_code, 3);
     assert.match(textOf(r), /exit code 3[\s\S]*done[\s\S]*warn/);
+  });
+
+  test('exec: a long command comes back detached, with its process id and offset in the result and the text', async () => {
+    const r = await client.callTool({ name: 'exec', arguments: { workspace_id: 'w', command: 'long' } }) as CallToolResult;
+    assert.deepEqual(r.structuredContent, {
+      exit_code: null, signal: null, stdout: 'begin\n', stderr: 'warn\n', timed_out: false, truncated: false, duration_ms: 5,
+      running: true, process_id: 4, next_offset: 6,
+    });
+    assert.match(textOf(r), /still running .* process 4 .*offset 6/);
   });
 
   test('exec reports progress with the last output line when given a progressToken', async () => {

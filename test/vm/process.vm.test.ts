@@ -118,7 +118,7 @@ describe('background processes over MCP', { timeout: 1_200_000 }, () => {
     assert.equal(e.stdout, 'begin\n');
     assert.ok(took < 60_000, `returned after ${took} ms`);
     let w: Proc | undefined;
-    while (!w || w.running) w = await ok<Proc>(c, 'process_wait', { workspace_id: WS, process_id: e.process_id, timeout_ms: 50_000 }, { timeout: 60_000 } as never);
+    while (!w || w.running) w = await ok<Proc>(c, 'process_wait', { workspace_id: WS, process_id: e.process_id, timeout_ms: 50_000 });
     assert.equal(w.exit_code, 0);
     const out = await ok<Output>(c, 'process_output', { workspace_id: WS, process_id: e.process_id, offset: e.next_offset });
     assert.equal(out.stdout, 'ok\n');

@@ -20,6 +20,9 @@ const execFields = {
   timed_out: z.boolean().describe('true when timeout_ms expired and the command was killed'),
   truncated: z.boolean().describe('true when stdout or stderr exceeded max_output_bytes'),
   duration_ms: z.number().int().nonnegative(),
+  running: z.boolean().optional().describe('long exec: true when the command was still running when this call returned; it keeps running'),
+  process_id: z.number().int().optional().describe('long exec: follow the command with process_output / process_wait / process_kill'),
+  next_offset: z.number().int().optional().describe('long exec: pass as offset to process_output to get the output after what is here'),
 };
 
 // Fails to compile when the service returns something the declared output rejects.
