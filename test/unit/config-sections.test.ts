@@ -39,7 +39,7 @@ test('defaults of every section', () => {
   assert.deepEqual(c.pool, { enabled: true, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048, template: true });
   assert.deepEqual(c.server, {
     http_host: '127.0.0.1', http_port: 7420, tokens: [], allowed_origins: [], stdio_owner: 'local', stdio_admin: false,
-    max_transfer_bytes: 64 << 20, exec_progress_interval_ms: 2_000,
+    max_transfer_bytes: 64 << 20, exec_progress_interval_ms: 2_000, exec_detach_ms: 45_000,
   });
   assert.deepEqual(c.images, { mirror: 'http://deb.debian.org/debian', suite: 'bookworm' });
   assert.equal(c.paths.transferDir, path.join(c.paths.dataDir, 'transfer'));
