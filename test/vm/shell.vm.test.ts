@@ -3,7 +3,7 @@
 // the terminal's size and its changes, ^C must stop the foreground command
 // and leave the shell alive, and the CLI must exit with the shell's status.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -61,5 +61,17 @@ describe('islet ws shell in tmux', { timeout: 600_000 }, () => {
     const end = Date.now() + 30_000;
     while (!existsSync(exitFile) && Date.now() < end) await delay(200);
     assert.equal(readFileSync(exitFile, 'utf8').trim(), '3');
+  });
+
+  test('ws exec -d, ws ps, ws logs -f (stdout and stderr apart, exits with the status), ws kill', () => {
+    const id = islet('ws', 'exec', 'term', '-d', '--sh', 'echo out; sleep 1; echo err >&2; exit 4').trim();
+    assert.match(id, /^\d+$/);
+    assert.match(islet('ws', 'ps', 'term'), new RegExp(`^${id}\\s+\\d+\\s+(running|exited 4)\\s`, 'm'));
+    const logs = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'ws', 'logs', 'term', id, '-f', '--config', cfgFile, '-q'], { encoding: 'utf8' });
+    assert.deepEqual([logs.stdout, logs.stderr, logs.status], ['out\n', 'err\n', 4]);
+    const sleeper = islet('ws', 'exec', 'term', '-d', '--', 'sleep', '600').trim();
+    assert.match(islet('ws', 'kill', 'term', sleeper), /sent TERM/);
+    const after = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'ws', 'logs', 'term', sleeper, '-f', '--config', cfgFile, '-q']);
+    assert.equal(after.status, 143);
   });
 });
