@@ -40,6 +40,24 @@ func SetWinsize(f *os.File, ws Winsize) error {
 	return ierr
 }
 
+// tiocgptpeer is TIOCGPTPEER, _IO('T', 0x41): open the slave of this master
+// without a path lookup (so it works whatever is mounted on /dev/pts).
+const tiocgptpeer = 0x5441
+
+func openPeer(rc syscall.RawConn) (*os.File, error) {
+	var fd uintptr
+	var errno syscall.Errno
+	if err := rc.Control(func(m uintptr) {
+		fd, _, errno = syscall.Syscall(syscall.SYS_IOCTL, m, tiocgptpeer, uintptr(os.O_RDWR|syscall.O_NOCTTY|syscall.O_CLOEXEC))
+	}); err != nil {
+		return nil, err
+	}
+	if errno != 0 {
+		return nil, errno
+	}
+	return os.NewFile(fd, "pty-slave"), nil
+}
+
 // openPTY opens a new pseudo-terminal pair: the master (host side of the
 // terminal, read and written by the agent) and the slave (the process's
 // terminal), sized ws.
@@ -68,7 +86,11 @@ func openPTY(ws Winsize) (master, slave *os.File, err error) {
 	if ierr != nil {
 		return nil, nil, ierr
 	}
-	slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	slave, err = openPeer(rc)
+	if err != nil {
+		// Kernels before 4.13 have no TIOCGPTPEER: open the slave by path.
+		slave, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	}
 	if err != nil {
 		return nil, nil, err
 	}
