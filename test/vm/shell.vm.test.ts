@@ -16,7 +16,14 @@ const cfgFile = path.join(dataDir, 'islet.toml');
 writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n[pool]\nenabled = false\n`);
 const session = `islet-shell-${process.pid}`;
 const exitFile = path.join(dataDir, 'exit-status');
-const islet = (...args: string[]) => execFileSync(process.execPath, [path.resolve('bin/islet.js'), ...args, '--config', cfgFile, '-q'], { encoding: 'utf8' });
+const errFile = path.join(dataDir, 'shell-stderr');
+/** Runs the CLI on this test's data dir; the flags go before any `--`, which ends them. */
+function isletArgs(args: string[]): string[] {
+  const i = args.indexOf('--');
+  const flags = ['--config', cfgFile, '-q'];
+  return [path.resolve('bin/islet.js'), ...(i < 0 ? [...args, ...flags] : [...args.slice(0, i), ...flags, ...args.slice(i)])];
+}
+const islet = (...args: string[]) => execFileSync(process.execPath, isletArgs(args), { encoding: 'utf8' });
 const tmux = (...args: string[]) => execFileSync('tmux', args, { encoding: 'utf8' });
 const screen = () => tmux('capture-pane', '-p', '-t', session);
 
@@ -24,6 +31,7 @@ async function until(what: string, pred: (s: string) => boolean, ms = 60_000): P
   const end = Date.now() + ms;
   let s = '';
   while (Date.now() < end) {
+    if (existsSync(exitFile)) throw new Error(`the CLI exited (${readFileSync(exitFile, 'utf8').trim()}) while waiting for ${what}: ${readFileSync(errFile, 'utf8')}`);
     s = screen();
     if (pred(s)) return s;
     await delay(200);
@@ -45,7 +53,7 @@ after(() => {
 describe('islet ws shell in tmux', { timeout: 600_000 }, () => {
   test('stty size follows a resize, ^C stops sleep and the shell lives, exit 3 makes the CLI exit 3', async () => {
     islet('ws', 'create', '--name', 'term');
-    const cmd = `${process.execPath} ${path.resolve('bin/islet.js')} ws shell term --config ${cfgFile} -q; echo $? > ${exitFile}`;
+    const cmd = `${process.execPath} ${path.resolve('bin/islet.js')} ws shell term --config ${cfgFile} -q 2>${errFile}; echo $? > ${exitFile}`;
     tmux('new-session', '-d', '-s', session, '-x', '100', '-y', '30', 'sh', '-c', cmd);
     await until('the prompt', (s) => /[#$] *$/m.test(s));
     await run('stty size', /^30 100\s*$/m);
@@ -67,11 +75,11 @@ describe('islet ws shell in tmux', { timeout: 600_000 }, () => {
     const id = islet('ws', 'exec', 'term', '-d', '--sh', 'echo out; sleep 1; echo err >&2; exit 4').trim();
     assert.match(id, /^\d+$/);
     assert.match(islet('ws', 'ps', 'term'), new RegExp(`^${id}\\s+\\d+\\s+(running|exited 4)\\s`, 'm'));
-    const logs = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'ws', 'logs', 'term', id, '-f', '--config', cfgFile, '-q'], { encoding: 'utf8' });
+    const logs = spawnSync(process.execPath, isletArgs(['ws', 'logs', 'term', id, '-f']), { encoding: 'utf8' });
     assert.deepEqual([logs.stdout, logs.stderr, logs.status], ['out\n', 'err\n', 4]);
     const sleeper = islet('ws', 'exec', 'term', '-d', '--', 'sleep', '600').trim();
     assert.match(islet('ws', 'kill', 'term', sleeper), /sent TERM/);
-    const after = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'ws', 'logs', 'term', sleeper, '-f', '--config', cfgFile, '-q']);
+    const after = spawnSync(process.execPath, isletArgs(['ws', 'logs', 'term', sleeper, '-f']));
     assert.equal(after.status, 143);
   });
 });
