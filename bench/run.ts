@@ -19,6 +19,7 @@ import { benchKernel } from './kernel.js';
 import { benchDensity } from './density.js';
 import { benchNet } from './net.js';
 import { benchPool } from './pool.js';
+import { benchProcs } from './procs.js';
 import { benchSnapshots } from './snapshots.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
@@ -133,6 +134,7 @@ async function main(): Promise<void> {
     }
     await benchMcp(config, rt, Math.min(N, 3), record);
     await benchDaemon(config, Math.min(EXECS, 100), record);
+    await benchProcs(rt, N, record);
     await benchNet(config, record);
     await benchSnapshots(config, Math.min(N, 3), record);
     await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);

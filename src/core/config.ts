@@ -122,6 +122,8 @@ const ServerSchema = z.object({
   max_concurrent_calls: z.number().int().min(1).max(10_000).default(32).describe('tool calls in progress at once, over all sessions'),
   max_buffered_output_bytes: z.number().int().min(1 << 20).max(2 ** 34).default(256 << 20)
     .describe('exec output held in memory at once, over all calls (each exec reserves twice its max_output_bytes)'),
+  exec_detach_ms: z.number().int().min(1_000).max(3_600_000).default(45_000)
+    .describe('an exec whose timeout_ms is above this returns after this long with its process_id if still running (below MCP clients\' usual 60 s)'),
 }).strict();
 
 const ImagesSchema = z.object({

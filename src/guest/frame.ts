@@ -23,6 +23,14 @@ export const FrameType = {
   HEALTH: 11,
   TIME_SYNC: 12,
   POWEROFF: 13,
+  // Background processes (caps "proc").
+  PROC_START: 14,
+  PROC_LIST: 15,
+  PROC_OUTPUT: 16,
+  PROC_WRITE: 17,
+  PROC_SIGNAL: 18,
+  PROC_WAIT: 19,
+  PROC_RESIZE: 20,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 

@@ -30,6 +30,7 @@ export const requiredHostPackages: readonly HostPackage[] = [
   { name: 'iproute2', programs: ['ip'], why: 'bridge networking: creates the bridge and attaches each VM\'s TAP to it', rootOnly: true },
   { name: 'nftables', programs: ['nft'], why: 'bridge networking: the islet firewall tables (policies, NAT, port forwards)', rootOnly: true },
   { name: 'uidmap', programs: ['newuidmap', 'newgidmap'], why: 'lets mmdebstrap build images without root (--mode=unshare)', rootlessOnly: true },
+  { name: 'tmux', programs: ['tmux'], why: 'the terminal tests (test/vm/shell.vm.test) drive islet ws shell in a real terminal through it' },
 ];
 
 /**

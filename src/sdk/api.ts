@@ -7,6 +7,7 @@ import type {
   ExecOutput, ForwardInfo, NetworkPolicyOutput, SnapshotCreateOutput, SnapshotDeleteOutput, SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo,
   WorkspaceIpOutput,
 } from '../service/types.js';
+import type { ProcessInfo } from '../service/process-ops.js';
 import { errorFromBody, IsletApiError } from './errors.js';
 import { ndjson, readAll, Transport, type Endpoint } from './transport.js';
 
@@ -16,6 +17,8 @@ export interface ExecStreamHooks extends Signal {
   onStdout?: (chunk: Buffer) => void;
   onStderr?: (chunk: Buffer) => void;
 }
+export type { ProcessInfo } from '../service/process-ops.js';
+export interface ProcessOutput { parts: Array<{ stream: 'stdout' | 'stderr'; data: Buffer }>; next: number; dropped: number; proc: ProcessInfo }
 export type ExecResult = Omit<ExecOutput, 'stdout' | 'stderr'> & { stdout: string; stderr: string };
 
 const enc = encodeURIComponent;
@@ -94,5 +97,31 @@ export class ApiClient {
   ip(id: string): Promise<WorkspaceIpOutput> { return this.http.json('GET', ws(id, '/ip')); }
   networkPolicy(id: string, input: Body<NetworkPolicyInput>, o: Signal = {}): Promise<NetworkPolicyOutput> {
     return this.http.json('PUT', ws(id, '/policy'), { json: input, ...o });
+  }
+
+  // --- background processes ---
+  processStart(id: string, input: Record<string, unknown>, o: Signal = {}): Promise<ProcessInfo> {
+    return this.http.json('POST', ws(id, '/processes'), { json: input, ...o });
+  }
+  processList(id: string, o: Signal = {}): Promise<{ workspace_id: string; processes: ProcessInfo[] }> {
+    return this.http.json('GET', ws(id, '/processes'), o);
+  }
+  async processOutput(id: string, pid: number, q: { offset?: number; max_bytes?: number; wait_ms?: number } = {}, o: Signal = {}): Promise<ProcessOutput> {
+    const r = await this.http.json<{ parts: Array<{ stream: 'stdout' | 'stderr'; data: string }>; next_offset: number; dropped_bytes: number; process: ProcessInfo }>(
+      'GET', ws(id, `/processes/${pid}/output`), { query: { offset: q.offset?.toString(), max_bytes: q.max_bytes?.toString(), wait_ms: q.wait_ms?.toString() }, ...o });
+    return { parts: r.parts.map((p) => ({ stream: p.stream, data: Buffer.from(p.data, 'base64') })), next: r.next_offset, dropped: r.dropped_bytes, proc: r.process };
+  }
+  async processWrite(id: string, pid: number, data: Buffer, o: Signal & { close?: boolean } = {}): Promise<number> {
+    const r = await this.http.json<{ bytes: number }>('POST', ws(id, `/processes/${pid}/stdin`), { body: data, query: { close: o.close ? 'true' : undefined }, signal: o.signal });
+    return r.bytes;
+  }
+  processSignal(id: string, pid: number, signal?: string, o: Signal = {}): Promise<ProcessInfo> {
+    return this.http.json('POST', ws(id, `/processes/${pid}/signal`), { json: { signal }, ...o });
+  }
+  processWait(id: string, pid: number, timeoutMs?: number, o: Signal = {}): Promise<ProcessInfo> {
+    return this.http.json('POST', ws(id, `/processes/${pid}/wait`), { json: { timeout_ms: timeoutMs }, ...o });
+  }
+  async processResize(id: string, pid: number, cols: number, rows: number, o: Signal = {}): Promise<void> {
+    await this.http.json('POST', ws(id, `/processes/${pid}/resize`), { json: { cols, rows }, ...o });
   }
 }

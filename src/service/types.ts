@@ -63,12 +63,23 @@ export interface ExecOutput {
   timed_out: boolean;
   truncated: boolean;
   duration_ms: number;
+  /** Long exec (timeout_ms above [server] exec_detach_ms): true when the command was still running at the detach wait. */
+  running?: boolean;
+  /** Long exec: the background process running the command, for process_output / process_wait / process_kill. */
+  process_id?: number;
+  /** Long exec: the output offset to pass to process_output for what follows. */
+  next_offset?: number;
 }
 
 export interface ExecHooks {
   signal?: AbortSignal;
   /** Output as it arrives (already capped). */
   onData?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+  /**
+   * Long exec: a command whose timeout_ms is above [server] exec_detach_ms runs as a background process, and the call
+   * returns after exec_detach_ms with its process_id if it is still running. For callers with a request timeout (MCP).
+   */
+  detach?: boolean;
 }
 
 export interface OpOptions {

@@ -19,8 +19,12 @@ import type {
 import { openConfinedWriter, readConfined } from '../host/confine.js';
 import { guestProxyEnv } from '../net/egress.js';
 import { ensureEgressHelper } from '../net/egress-build.js';
+import type {
+  ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput, ProcessWriteInput,
+} from '../core/process-schemas.js';
 import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
+import { ProcessInfo, ProcessListOutput, ProcessOps, ProcessOutputOutput, ProcessWriteOutput, RawOutput } from './process-ops.js';
 import type { Machine } from './machine.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
@@ -47,6 +51,7 @@ export class WorkspaceService {
   private readonly ctx: WorkspaceContext;
   private readonly net: NetworkOps;
   private readonly snapshots: SnapshotOps;
+  private readonly procs: ProcessOps;
   private readonly liveness = new Liveness();
   /** Template snapshots ([pool] template); undefined when off or under bridge networking (each VM's address is in its memory). */
   readonly templates: Templates | undefined;
@@ -57,6 +62,7 @@ export class WorkspaceService {
     this.ctx = new WorkspaceContext(config, rt, store, progress);
     this.net = new NetworkOps(this.ctx);
     this.snapshots = new SnapshotOps(this.ctx);
+    this.procs = new ProcessOps(this.ctx);
     this.templates = config.pool.template && config.network.mode !== 'bridge' ? new Templates(rt, progress) : undefined;
   }
 
@@ -299,10 +305,14 @@ export class WorkspaceService {
   async exec(c: Caller, input: ExecInput, o: ExecHooks = {}): Promise<ExecOutput> {
     const m = this.ctx.running(c, input.workspace_id);
     const row = this.ctx.resolve(c, input.workspace_id);
+    // User mode: the proxy is the only way out, so every command is told about it (the caller's env wins).
+    if (this.config.network.mode === 'user') input = { ...input, env: { ...guestProxyEnv(), ...input.env } };
+    const timeoutMs = input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS;
+    const detachMs = this.config.server.exec_detach_ms;
+    if (o.detach && this.procs.detachable(c, input, timeoutMs, detachMs)) return this.procs.execDetachable(c, input, timeoutMs, detachMs, o);
     const r = await m.agent.exec({
       ...(typeof input.command === 'string' ? { shell: input.command } : { argv: input.command }),
-      // User mode: the proxy is the only way out, so every command is told about it (the caller's env wins).
-      env: this.config.network.mode === 'user' ? { ...guestProxyEnv(), ...input.env } : input.env,
+      env: input.env,
       cwd: input.cwd,
       stdin: input.stdin,
       timeoutMs: input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS,
@@ -428,5 +438,47 @@ export class WorkspaceService {
   /** Brings a paused workspace back with its processes. */
   resume(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<WorkspaceInfo> {
     return this.snapshots.resume(c, input, o);
+  }
+
+  // --- background processes (process-ops.ts) ---
+
+  /** Starts a command the guest agent keeps running in the background. */
+  processStart(c: Caller, input: ProcessStartInput & { pty?: { cols: number; rows: number } }, o: OpOptions = {}): Promise<ProcessInfo> {
+    return this.procs.start(c, input, o);
+  }
+
+  processList(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<ProcessListOutput> {
+    return this.procs.list(c, input, o);
+  }
+
+  /** Output from an offset, optionally waiting for some (follow). */
+  processOutput(c: Caller, input: ProcessOutputInput, o: OpOptions = {}): Promise<ProcessOutputOutput> {
+    return this.procs.output(c, input, o);
+  }
+
+  /** The same as raw bytes in arrival order, for surfaces that print them. */
+  processOutputRaw(c: Caller, input: ProcessOutputInput, o: OpOptions = {}): Promise<RawOutput> {
+    return this.procs.outputRaw(c, input, o);
+  }
+
+  processWrite(c: Caller, input: ProcessWriteInput, o: OpOptions = {}): Promise<ProcessWriteOutput> {
+    return this.procs.write(c, input, o);
+  }
+
+  /** Terminal keystrokes, as they come. */
+  processWriteRaw(c: Caller, input: ProcessRef, data: Buffer, o: OpOptions = {}): Promise<number> {
+    return this.procs.writeRaw(c, input, data, o);
+  }
+
+  processKill(c: Caller, input: ProcessKillInput, o: OpOptions = {}): Promise<ProcessInfo> {
+    return this.procs.kill(c, input, o);
+  }
+
+  processWait(c: Caller, input: ProcessWaitInput, o: OpOptions = {}): Promise<ProcessInfo> {
+    return this.procs.wait(c, input, o);
+  }
+
+  processResize(c: Caller, input: ProcessRef & { cols: number; rows: number }, o: OpOptions = {}): Promise<void> {
+    return this.procs.resize(c, input, o);
   }
 }

@@ -86,3 +86,14 @@ test('ws write reads stdin and --from with a bound, failing fast on an endless s
   assert.match(f.stderr, /error\[FILE_TOO_LARGE\]: --from \/dev\/zero/);
   assert.ok(Date.now() - t0 < 20_000);
 });
+
+test('background process and terminal flags are validated before any service is touched', () => {
+  usage(['exec', 'ws1', '-d', '-t', '--', 'ls'], /either --detach or --tty/);
+  usage(['exec', 'ws1', '-d', '-i', '--', 'cat'], /--stdin does not go with --detach/);
+  usage(['logs', 'ws1', 'x'], /<process-id> must be a whole number/);
+  usage(['logs', 'ws1', '0'], /<process-id> must be a positive whole number/);
+  usage(['logs', 'ws1', '3', '--offset', '-1'], /--offset must be a whole number/);
+  usage(['kill', 'ws1', '3', '--signal', 'STOP'], /--signal: Invalid enum value/);
+  usage(['ps', 'bad id!'], /<id>: letters, digits/);
+  usage(['shell', 'bad id!'], /<id>: letters, digits/);
+});

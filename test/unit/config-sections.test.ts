@@ -42,6 +42,7 @@ test('defaults of every section', () => {
     http_host: '127.0.0.1', http_port: 7420, tokens: [], allowed_origins: [], stdio_owner: 'local', stdio_admin: false,
     max_transfer_bytes: 64 << 20, exec_progress_interval_ms: 2_000, daemon_tcp: false, daemon_idle_exit_s: 300,
     max_result_bytes: 4 << 20, max_sessions: 256, session_idle_ms: 3_600_000, max_concurrent_calls: 32, max_buffered_output_bytes: 256 << 20,
+    exec_detach_ms: 45_000,
   });
   assert.deepEqual(c.images, { mirror: 'http://deb.debian.org/debian', suite: 'bookworm' });
   assert.equal(c.paths.transferDir, path.join(c.paths.dataDir, 'transfer'));

@@ -19,7 +19,8 @@ const TOOL_METHOD: Record<string, keyof WorkspaceService> = {
   file_upload: 'fileUpload', file_download: 'fileDownload', port_forward: 'portForward', port_forward_remove: 'portForwardRemove',
   workspace_ip: 'workspaceIp', network_policy: 'networkPolicy', snapshot_create: 'snapshotCreate', snapshot_list: 'snapshotList',
   snapshot_restore: 'snapshotRestore', snapshot_delete: 'snapshotDelete', workspace_fork: 'fork', workspace_pause: 'pause',
-  workspace_resume: 'resume',
+  workspace_resume: 'resume', process_start: 'processStart', process_list: 'processList', process_output: 'processOutput',
+  process_write: 'processWrite', process_kill: 'processKill', process_wait: 'processWait',
 };
 
 /** Every description string in a tool: its own and those of each schema property, at any depth. */

@@ -35,6 +35,9 @@ class FakeService {
     this.execSignal = h.signal;
     const out = (s: string): ExecOutput => ({ exit_code: 3, signal: null, stdout: s, stderr: 'warn\n', stdout_encoding: 'utf8', stderr_encoding: 'utf8', timed_out: false, truncated: false, duration_ms: 5 });
     if (i.command === 'fast') return out('done\n');
+    if (i.command === 'long') {
+      return h.detach ? { ...out('begin\n'), exit_code: null, running: true, process_id: 4, next_offset: 6 } : out('not detached\n');
+    }
     // A slow command: emit a line, then wait until cancelled or 450 ms pass.
     h.onData?.('stdout', Buffer.from('line one\nstep \u001b[31m2\n'));
     await new Promise<void>((resolve, reject) => {
@@ -62,7 +65,8 @@ describe('MCP tools over an in-memory client', () => {
     assert.equal(client.getServerVersion()?.name, 'islet');
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ['exec', 'file_download', 'file_read', 'file_upload', 'file_write',
-      'network_policy', 'port_forward', 'port_forward_remove', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
+      'network_policy', 'port_forward', 'port_forward_remove', 'process_kill', 'process_list', 'process_output', 'process_start',
+      'process_wait', 'process_write', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
       'workspace_create', 'workspace_destroy', 'workspace_fork', 'workspace_info', 'workspace_ip', 'workspace_list', 'workspace_pause',
       'workspace_resume', 'workspace_start', 'workspace_stop']);
     for (const t of tools) {
@@ -118,6 +122,15 @@ describe('MCP tools over an in-memory client', () => {
     assert.equal(r.isError, undefined);
     assert.equal((r.structuredContent as unknown as ExecOutput).exit_code, 3);
     assert.match(textOf(r), /exit code 3[\s\S]*done[\s\S]*warn/);
+  });
+
+  test('exec: a long command comes back detached, with its process id and offset in the result and the text', async () => {
+    const r = await client.callTool({ name: 'exec', arguments: { workspace_id: 'w', command: 'long' } }) as CallToolResult;
+    assert.deepEqual(r.structuredContent, {
+      exit_code: null, signal: null, stdout: 'begin\n', stderr: 'warn\n', stdout_encoding: 'utf8', stderr_encoding: 'utf8',
+      timed_out: false, truncated: false, duration_ms: 5, running: true, process_id: 4, next_offset: 6,
+    });
+    assert.match(textOf(r), /still running .* process 4 .*offset 6/);
   });
 
   test('exec reports progress with the last output line when given a progressToken', async () => {

@@ -169,6 +169,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
     const raw = (method: string, p: string, o: { json?: unknown; body?: Buffer; query?: Record<string, string> } = {}) => api.http.send(method, p, o);
     const doc = await api.http.json<{ paths: Record<string, Record<string, unknown>> }>('GET', '/v1/openapi.json');
     const w = '/v1/workspaces/r1';
+    let pid = 0;
     // In an order that works: each route once. A route added to the API without a line here fails the test.
     const calls: Array<[string, () => Promise<unknown>]> = [
       ['GET /healthz', () => raw('GET', '/healthz')],
@@ -177,6 +178,26 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
       ['GET /v1/workspaces', () => raw('GET', '/v1/workspaces')],
       ['GET /v1/workspaces/{id}', () => raw('GET', w)],
       ['POST /v1/workspaces/{id}/exec', () => raw('POST', `${w}/exec`, { json: { command: 'true' } })],
+      ['POST /v1/workspaces/{id}/processes', async () => {
+        const res = await raw('POST', `${w}/processes`, { json: { command: 'read x; echo got $x; sleep 30', stdin: true } });
+        const body: Buffer[] = [];
+        for await (const c of res) body.push(c as Buffer);
+        pid = (JSON.parse(Buffer.concat(body).toString()) as { process_id: number }).process_id;
+        return { statusCode: res.statusCode, resume() {} };
+      }],
+      ['GET /v1/workspaces/{id}/processes', () => raw('GET', `${w}/processes`)],
+      ['POST /v1/workspaces/{id}/processes/{pid}/stdin', () => raw('POST', `${w}/processes/${pid}/stdin`, { body: Buffer.from('hi\n') })],
+      ['GET /v1/workspaces/{id}/processes/{pid}/output', () => raw('GET', `${w}/processes/${pid}/output`, { query: { wait_ms: '5000' } })],
+      ['POST /v1/workspaces/{id}/processes/{pid}/resize', async () => {
+        // A terminal process to resize.
+        const res = await raw('POST', `${w}/processes`, { json: { command: 'sleep 30', pty: { cols: 80, rows: 24 } } });
+        const body: Buffer[] = [];
+        for await (const c of res) body.push(c as Buffer);
+        const tty = (JSON.parse(Buffer.concat(body).toString()) as { process_id: number }).process_id;
+        return raw('POST', `${w}/processes/${tty}/resize`, { json: { cols: 100, rows: 30 } });
+      }],
+      ['POST /v1/workspaces/{id}/processes/{pid}/signal', () => raw('POST', `${w}/processes/${pid}/signal`, { json: { signal: 'KILL' } })],
+      ['POST /v1/workspaces/{id}/processes/{pid}/wait', () => raw('POST', `${w}/processes/${pid}/wait`, { json: { timeout_ms: 10_000 } })],
       ['PUT /v1/workspaces/{id}/files', () => raw('PUT', `${w}/files`, { query: { path: '/root/f' }, body: Buffer.from('x') })],
       ['GET /v1/workspaces/{id}/files', () => raw('GET', `${w}/files`, { query: { path: '/root/f' } })],
       ['POST /v1/workspaces/{id}/files/download', () => raw('POST', `${w}/files/download`, { json: { guest_path: '/root/f', host_path: 'r1-f' } })],

@@ -56,6 +56,9 @@ type Spec struct {
 	Stdin     bool   // false: /dev/null
 	Timeout   time.Duration
 	MaxOutput int64 // per stream
+	// PTY, when set, runs the process on a new terminal of that size: its
+	// output is one stream (stdout) and stdin is the terminal's input.
+	PTY *Winsize
 }
 
 // SpecFromRequest turns a validated EXEC request into a Spec.
@@ -98,7 +101,8 @@ type Process struct {
 	wait    <-chan syscall.WaitStatus
 	stdinW  *os.File
 	stdout  *os.File
-	stderr  *os.File
+	stderr  *os.File // nil on a terminal
+	tty     *os.File // the terminal's master, for Resize; nil without PTY
 	closeIn sync.Once
 
 	mu       sync.Mutex
@@ -126,6 +130,13 @@ func Start(r *Reaper, clk clock.Clock, spec Spec) (p *Process, err error) {
 	path, err := lookPath(spec.Argv[0], envValue(spec.Env, "PATH"))
 	if err != nil {
 		return nil, err
+	}
+	if spec.PTY != nil {
+		p = &Process{clk: clk, spec: spec}
+		if err := startPTY(r, p, path, dir); err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
 
 	var closeAfter, closeOnErr []*os.File
@@ -211,6 +222,20 @@ func (p *Process) WriteStdin(b []byte) error {
 	return err
 }
 
+// Resize sets the size of the process's terminal. It fails for a process
+// without one, and after the exit.
+func (p *Process) Resize(ws Winsize) error {
+	if p.tty == nil {
+		return errors.New("the process has no terminal")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exited {
+		return errors.New("the process has exited")
+	}
+	return SetWinsize(p.tty, ws)
+}
+
 // CloseStdin closes the process's stdin (EOF for the process). Idempotent.
 func (p *Process) CloseStdin() {
 	p.closeIn.Do(func() {
@@ -232,6 +257,9 @@ func (p *Process) Wait(emit Emit) Result {
 	var wg sync.WaitGroup
 	var truncated [2]bool
 	for i, f := range []*os.File{p.stdout, p.stderr} {
+		if f == nil {
+			continue
+		}
 		wg.Add(1)
 		go func(i int, f *os.File) {
 			defer wg.Done()
@@ -260,11 +288,16 @@ func (p *Process) Wait(emit Emit) Result {
 	p.mu.Unlock()
 
 	deadline := time.Now().Add(DrainGrace)
-	_ = p.stdout.SetReadDeadline(deadline)
-	_ = p.stderr.SetReadDeadline(deadline)
+	for _, f := range []*os.File{p.stdout, p.stderr} {
+		if f != nil {
+			_ = f.SetReadDeadline(deadline)
+		}
+	}
 	wg.Wait()
 	p.stdout.Close()
-	p.stderr.Close()
+	if p.stderr != nil {
+		p.stderr.Close()
+	}
 	p.CloseStdin()
 
 	res := Result{TimedOut: timedOut, Truncated: truncated[0] || truncated[1], Duration: end.Sub(p.start)}
@@ -414,4 +447,21 @@ func ParseSignal(name string) (syscall.Signal, error) {
 		return syscall.SIGUSR2, nil
 	}
 	return 0, fmt.Errorf("unsupported signal %q", name)
+}
+
+// WriteStdinBy writes to stdin like WriteStdin but gives up at deadline, so
+// a process that never reads cannot hold its writer forever. It returns how
+// many bytes went in.
+func (p *Process) WriteStdinBy(b []byte, deadline time.Time) (int, error) {
+	if p.stdinW == nil {
+		return 0, errors.New("stdin is not a pipe")
+	}
+	_ = p.stdinW.SetWriteDeadline(deadline)
+	return p.stdinW.Write(b)
+}
+
+// ParseSignalOrZero is ParseSignal for a name already validated.
+func ParseSignalOrZero(name string) syscall.Signal {
+	s, _ := ParseSignal(name)
+	return s
 }

@@ -229,19 +229,28 @@ func switchRoot(dir string) error {
 	return syscall.Chdir("/")
 }
 
+// pid1Mounts are the filesystems the PID 1 agent mounts after the basic
+// ones. devpts must not be nodev: its files are the terminals' device nodes,
+// and opening a device on a nodev mount fails with EACCES, even for root.
+var pid1Mounts = []struct {
+	src, dst, fs string
+	flags        uintptr
+	data         string
+}{
+	{"devpts", "/dev/pts", "devpts", syscall.MS_NOSUID | syscall.MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"},
+	{"tmpfs", "/dev/shm", "tmpfs", syscall.MS_NOSUID | syscall.MS_NODEV, "mode=1777"},
+	{"tmpfs", "/run", "tmpfs", syscall.MS_NOSUID | syscall.MS_NODEV, "mode=0755"},
+	{"tmpfs", "/tmp", "tmpfs", syscall.MS_NOSUID | syscall.MS_NODEV, "mode=1777"},
+}
+
 // SetupPID1 prepares the system for the PID 1 agent (fast mode). Failures
 // of optional steps are logged, not fatal.
 func SetupPID1(logf logger.Logf) {
 	if err := mountBasic(logf); err != nil {
 		logf("%v", err)
 	}
-	for _, m := range []struct{ src, dst, fs, data string }{
-		{"devpts", "/dev/pts", "devpts", "gid=5,mode=0620,ptmxmode=0666"},
-		{"tmpfs", "/dev/shm", "tmpfs", "mode=1777"},
-		{"tmpfs", "/run", "tmpfs", "mode=0755"},
-		{"tmpfs", "/tmp", "tmpfs", "mode=1777"},
-	} {
-		if err := mountIfNeeded(logf, m.src, m.dst, m.fs, syscall.MS_NOSUID|syscall.MS_NODEV, m.data); err != nil {
+	for _, m := range pid1Mounts {
+		if err := mountIfNeeded(logf, m.src, m.dst, m.fs, m.flags, m.data); err != nil {
 			logf("%v", err)
 		}
 	}

@@ -3,8 +3,21 @@ package initsys
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
+
+func TestDevptsAllowsDevices(t *testing.T) {
+	for _, m := range pid1Mounts {
+		if m.fs == "devpts" {
+			if m.flags&syscall.MS_NODEV != 0 {
+				t.Fatal("devpts mounted nodev: opening /dev/pts/N fails with EACCES")
+			}
+			return
+		}
+	}
+	t.Fatal("PID 1 mounts no devpts")
+}
 
 func TestIsMountpoint(t *testing.T) {
 	if !isMountpoint("/proc") {

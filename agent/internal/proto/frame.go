@@ -36,6 +36,14 @@ const (
 	TypeHealth      Type = 11
 	TypeTimeSync    Type = 12
 	TypePoweroff    Type = 13
+	// Background processes (caps "proc").
+	TypeProcStart  Type = 14
+	TypeProcList   Type = 15
+	TypeProcOutput Type = 16
+	TypeProcWrite  Type = 17
+	TypeProcSignal Type = 18
+	TypeProcWait   Type = 19
+	TypeProcResize Type = 20
 )
 
 func (t Type) String() string {
@@ -66,6 +74,20 @@ func (t Type) String() string {
 		return "TIME_SYNC"
 	case TypePoweroff:
 		return "POWEROFF"
+	case TypeProcStart:
+		return "PROC_START"
+	case TypeProcList:
+		return "PROC_LIST"
+	case TypeProcOutput:
+		return "PROC_OUTPUT"
+	case TypeProcWrite:
+		return "PROC_WRITE"
+	case TypeProcSignal:
+		return "PROC_SIGNAL"
+	case TypeProcWait:
+		return "PROC_WAIT"
+	case TypeProcResize:
+		return "PROC_RESIZE"
 	}
 	return fmt.Sprintf("TYPE_%d", uint8(t))
 }

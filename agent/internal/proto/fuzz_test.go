@@ -36,6 +36,8 @@ func FuzzReader(f *testing.F) {
 	f.Add(one)
 	f.Add(two)
 	f.Add(two[:20])
+	po, _ := AppendFrame(nil, Frame{Type: TypeProcOutput, RequestID: 9, Payload: []byte(`{"id":3,"offset":10,"waitMs":100}`)})
+	f.Add(append(po, two...))
 	f.Add([]byte("garbage garbage garbage"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		r := NewReader(bytes.NewReader(b))

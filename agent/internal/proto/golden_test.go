@@ -68,6 +68,22 @@ func goldenCases() []goldenCase {
 		{"time_sync_ok", "guest", TypeOK, 0, 14, TimeSyncOK{SkewMs: -3}, nil},
 		{"poweroff_request", "host", TypePoweroff, 0, 15, Poweroff{}, nil},
 		{"ok", "guest", TypeOK, 0, 15, Empty{}, nil},
+		{"proc_start_request", "host", TypeProcStart, 0, 16, ProcStart{Shell: strPtr("npm run dev"), Env: map[string]string{"PORT": "3000"},
+			Cwd: "/root/app", Stdin: true, RingBytes: 1048576}, nil},
+		{"proc_start_ok", "guest", TypeOK, 0, 16, ProcStarted{ID: 3, PID: 120}, nil},
+		{"proc_list_request", "host", TypeProcList, 0, 17, ProcList{}, nil},
+		{"proc_list_ok", "guest", TypeOK, 0, 17, ProcListOK{Procs: []ProcInfo{{ID: 3, PID: 120, Command: "npm run dev", Running: true,
+			StartedUnixMs: 1700000000000, DurationMs: 5000, OutputBytes: 2048, Stdin: true}}}, nil},
+		{"proc_output_request", "host", TypeProcOutput, 0, 18, ProcOutput{ProcRef: ProcRef{ID: 3}, Offset: 1024, MaxBytes: 65536, WaitMs: 5000}, nil},
+		{"proc_output_data", "guest", TypeData, StreamStderr, 18, nil, []byte("listening\n")},
+		{"proc_output_ok", "guest", TypeOK, 0, 18, ProcOutputOK{Start: 1500, Next: 1510, Dropped: 476, Proc: ProcInfo{ID: 3, PID: 120,
+			Command: "npm run dev", ExitCode: &zero, StartedUnixMs: 1700000000000, DurationMs: 9000, OutputBytes: 1510, DroppedBytes: 1500}}, nil},
+		{"proc_write_request", "host", TypeProcWrite, 0, 19, ProcWrite{ProcRef: ProcRef{ID: 3}, Data: []byte("q\n"), Close: true}, nil},
+		{"proc_write_ok", "guest", TypeOK, 0, 19, ProcWriteOK{Bytes: 2}, nil},
+		{"proc_signal_request", "host", TypeProcSignal, 0, 20, ProcSignal{ProcRef: ProcRef{ID: 3}, Signal: "TERM"}, nil},
+		{"proc_wait_request", "host", TypeProcWait, 0, 21, ProcWait{ProcRef: ProcRef{ID: 3}, TimeoutMs: 30000}, nil},
+		{"proc_start_pty_request", "host", TypeProcStart, 0, 22, ProcStart{Argv: []string{"/bin/sh", "-l"}, Pty: &PtySize{Cols: 80, Rows: 24}}, nil},
+		{"proc_resize_request", "host", TypeProcResize, 0, 23, ProcResize{ProcRef: ProcRef{ID: 4}, PtySize: PtySize{Cols: 132, Rows: 43}}, nil},
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"islet/agent/internal/clock"
 	"islet/agent/internal/exec"
 	"islet/agent/internal/logger"
+	"islet/agent/internal/proc"
 	"islet/agent/internal/proto"
 )
 
@@ -54,8 +55,9 @@ type writeDeadliner interface {
 // in-flight file writes are discarded and exec stdin is closed, but
 // processes keep running.
 type Server struct {
-	cfg Config
-	wg  sync.WaitGroup // request goroutines
+	cfg   Config
+	wg    sync.WaitGroup // request goroutines
+	procs *proc.Table    // background processes, shared by all connections
 }
 
 // New returns a Server.
@@ -69,7 +71,7 @@ func New(cfg Config) *Server {
 	if cfg.ProcDir == "" {
 		cfg.ProcDir = "/proc"
 	}
-	return &Server{cfg: cfg}
+	return &Server{cfg: cfg, procs: proc.NewTable(cfg.Reaper, cfg.Clock, cfg.Logf)}
 }
 
 // Wait blocks until every request goroutine has finished (tests).
@@ -316,6 +318,20 @@ func (ss *session) dispatch(f proto.Frame) {
 		ss.handleTimeSync(f)
 	case proto.TypePoweroff:
 		ss.handlePoweroff(f)
+	case proto.TypeProcStart:
+		ss.handleProcStart(f)
+	case proto.TypeProcList:
+		ss.handleProcList(f)
+	case proto.TypeProcOutput:
+		ss.handleProcOutput(f)
+	case proto.TypeProcWrite:
+		ss.handleProcWrite(f)
+	case proto.TypeProcSignal:
+		ss.handleProcSignal(f)
+	case proto.TypeProcWait:
+		ss.handleProcWait(f)
+	case proto.TypeProcResize:
+		ss.handleProcResize(f)
 	case proto.TypeError, proto.TypeOK, proto.TypeExecStarted, proto.TypeExecExited:
 		ss.sendError(f.RequestID, proto.CodeInvalidArgument, "%v is not a request", f.Type)
 	default:

@@ -7,6 +7,7 @@ import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, SnapshotCreateInput,
   SnapshotRefInput, WorkspaceRef,
 } from '../../core/schemas.js';
+import type { ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput } from '../../core/process-schemas.js';
 import { ApiClient } from '../../sdk/api.js';
 import { IsletApiError } from '../../sdk/errors.js';
 import type { Caller, ExecHooks, OpOptions, WorkspaceInfo } from '../../service/types.js';
@@ -74,6 +75,27 @@ export class RemoteService {
   fork(c: Caller, input: ForkInput, o: OpOptions = {}) {
     const { workspace_id, ...rest } = input;
     return call(() => this.api(c).fork(workspace_id, rest, o));
+  }
+
+  processStart(c: Caller, input: ProcessStartInput & { pty?: { cols: number; rows: number } }, o: OpOptions = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).processStart(workspace_id, rest, o));
+  }
+  processList(c: Caller, input: WorkspaceRef, o: OpOptions = {}) { return call(() => this.api(c).processList(input.workspace_id, o)); }
+  processOutputRaw(c: Caller, input: ProcessOutputInput, o: OpOptions = {}) {
+    return call(() => this.api(c).processOutput(input.workspace_id, input.process_id, { offset: input.offset, max_bytes: input.max_bytes, wait_ms: input.wait_ms }, o));
+  }
+  processWriteRaw(c: Caller, input: ProcessRef, data: Buffer, o: OpOptions = {}) {
+    return call(() => this.api(c).processWrite(input.workspace_id, input.process_id, data, o));
+  }
+  processKill(c: Caller, input: ProcessKillInput, o: OpOptions = {}) {
+    return call(() => this.api(c).processSignal(input.workspace_id, input.process_id, input.signal, o));
+  }
+  processWait(c: Caller, input: ProcessWaitInput, o: OpOptions = {}) {
+    return call(() => this.api(c).processWait(input.workspace_id, input.process_id, input.timeout_ms, o));
+  }
+  processResize(c: Caller, input: ProcessRef & { cols: number; rows: number }, o: OpOptions = {}) {
+    return call(() => this.api(c).processResize(input.workspace_id, input.process_id, input.cols, input.rows, o));
   }
 
   /** Nothing to release: each call is one request. */

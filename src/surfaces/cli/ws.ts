@@ -13,6 +13,7 @@ import { json } from './format.js';
 import { readBounded, readFileBounded } from './read-bounded.js';
 import { statusTable } from './status.js';
 import { Common, common, infoLines, int, ref, validate, withService } from './ws-common.js';
+import { execDetached, registerWsProcesses, runOnTerminal } from './ws-process.js';
 import { registerWsSnapshots } from './ws-snapshot.js';
 
 function octal(flag: string, v: string | undefined): number | undefined {
@@ -88,7 +89,9 @@ export function registerWs(program: Command): void {
     .option('--cwd <dir>', 'working directory in the guest (default /root)')
     .option('--timeout <ms>', 'kill the command after this many ms (default 30000)')
     .option('-i, --stdin', 'pass this process\'s stdin (text, up to 1 MiB) to the command')
-    .action(async (id: string, argv: string[], f: Common & { sh?: string; env: string[]; cwd?: string; timeout?: string; stdin?: boolean }) => {
+    .option('-d, --detach', 'start it in the background and print its process id (see ws ps, ws logs, ws kill); no timeout unless --timeout')
+    .option('-t, --tty', 'run it on a terminal wired to this one (raw mode, resize, ^C/^Z/^D reach it); exits with its status')
+    .action(async (id: string, argv: string[], f: Common & { sh?: string; env: string[]; cwd?: string; timeout?: string; stdin?: boolean; detach?: boolean; tty?: boolean }) => {
       if (f.sh !== undefined && argv.length > 0) throw new InvalidArgumentError('give either --sh or a command, not both');
       if (f.sh === undefined && argv.length === 0) throw new InvalidArgumentError('no command given', 'islet ws exec ID -- uname -a   or   islet ws exec ID --sh "ls | wc -l"');
       const env: Record<string, string> = {};
@@ -96,6 +99,14 @@ export function registerWs(program: Command): void {
         const i = kv.indexOf('=');
         if (i <= 0) throw new InvalidArgumentError(`--env ${JSON.stringify(kv)} is not KEY=VALUE`);
         env[kv.slice(0, i)] = kv.slice(i + 1);
+      }
+      if (f.detach || f.tty) {
+        if (f.detach && f.tty) throw new InvalidArgumentError('give either --detach or --tty, not both');
+        if (f.stdin) throw new InvalidArgumentError(`--stdin does not go with --${f.detach ? 'detach' : 'tty'}`);
+        const start = { sh: f.sh, env, cwd: f.cwd, timeout: int('--timeout', f.timeout) };
+        if (f.detach) return execDetached(id, f.sh ?? argv, start, f);
+        process.exitCode = await runOnTerminal(id, f.sh ?? argv, start, f);
+        return;
       }
       const input = validate(ExecInput, {
         workspace_id: id, command: f.sh ?? argv, env, cwd: f.cwd, timeout_ms: int('--timeout', f.timeout),
@@ -169,4 +180,5 @@ export function registerWs(program: Command): void {
     });
 
   registerWsSnapshots(ws);
+  registerWsProcesses(ws);
 }

@@ -8,6 +8,7 @@ import { limitsFor } from './limits.js';
 import { register as registerExec } from './tools/exec.js';
 import { register as registerFiles } from './tools/files.js';
 import { register as registerNetwork } from './tools/network.js';
+import { register as registerProcess } from './tools/process.js';
 import { register as registerSnapshots } from './tools/snapshots.js';
 import { register as registerWorkspace } from './tools/workspace.js';
 
@@ -26,6 +27,7 @@ export function createMcpServer(svc: WorkspaceService, caller: () => Caller): Mc
   registerExec(server, svc, caller);
   registerFiles(server, svc, caller);
   registerNetwork(server, svc, caller);
+  registerProcess(server, svc, caller);
   registerSnapshots(server, svc, caller);
   return server;
 }

@@ -8,6 +8,7 @@ import { InvalidArgumentError, IsletError, toIsletError } from '../../core/error
 import {
   CreateInput, ExecInput, FileDownloadInput, FileUploadInput, ForkInput, GuestPath, ListInput, NetworkPolicyInput, Port, PortForwardInput, SnapshotCreateInput, SnapshotRef,
 } from '../../core/schemas.js';
+import { ProcessKillInput, ProcessStartInput, ProcessWaitInput } from '../../core/process-schemas.js';
 import type { Caller } from '../../service/types.js';
 import type { WorkspaceService } from '../../service/workspaces.js';
 import { WorkspaceInfoOut } from '../mcp/tools/workspace.js';
@@ -226,6 +227,60 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
     request: { params: Id, body: { content: { 'application/json': { schema: NetworkPolicyInput.omit({ workspace_id: true }) } } } },
     responses: { 200: json(Obj, 'the policy now'), ...errorResponses },
   }), async (c) => send(c, await svc.networkPolicy(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 200));
+
+  // --- background processes (owned by the guest agent; they outlive this daemon) ---
+  const IdProc = Id.extend({ pid: z.coerce.number().int().min(1).max(2 ** 31).openapi({ param: { name: 'pid', in: 'path' } }) });
+  const proc = (c: { req: { valid: (k: 'param') => { id: string; pid: number } } }) => {
+    const p = c.req.valid('param');
+    return { workspace_id: p.id, process_id: p.pid };
+  };
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/processes', summary: 'start a background process (optionally on a terminal: pty {cols, rows})',
+    request: { params: Id, body: { content: { 'application/json': { schema: ProcessStartInput.omit({ workspace_id: true }).extend({ pty: z.object({ cols: z.number().int().min(1).max(1000), rows: z.number().int().min(1).max(1000) }).optional() }) } } } },
+    responses: { 201: json(Obj, 'the process'), ...errorResponses },
+  }), async (c) => send(c, await svc.processStart(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 201));
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/workspaces/{id}/processes', summary: 'background processes, running and exited', request: { params: Id },
+    responses: { 200: json(Obj, 'processes'), ...errorResponses },
+  }), async (c) => send(c, await svc.processList(caller(c), { workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 200));
+  app.openapi(createRoute({
+    method: 'get', path: '/v1/workspaces/{id}/processes/{pid}/output',
+    summary: 'output from a byte offset, as {parts: [{stream, data (base64)}], next_offset, dropped_bytes, process}; wait_ms long-polls',
+    request: { params: IdProc, query: z.object({ offset: z.coerce.number().int().min(0).optional(), max_bytes: z.coerce.number().int().min(1).max(4 << 20).optional(), wait_ms: z.coerce.number().int().min(0).max(600_000).optional() }) },
+    responses: { 200: json(Obj, 'output'), ...errorResponses },
+  }), async (c) => {
+    const r = await svc.processOutputRaw(caller(c), { ...proc(c), ...c.req.valid('query') }, { signal: signalOf(c) });
+    return send(c, { parts: r.parts.map((p) => ({ stream: p.stream, data: p.data.toString('base64') })), next_offset: r.next, dropped_bytes: r.dropped, process: r.proc }, 200);
+  });
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/processes/{pid}/stdin', summary: 'write the raw body to the process\'s stdin (?close=true closes it after)',
+    request: { params: IdProc, query: z.object({ close: z.enum(['true', 'false']).optional() }), body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
+    responses: { 200: json(Obj, 'written'), ...errorResponses },
+  }), async (c) => {
+    const data = await readBody(c.env.incoming, 1 << 20);
+    if (c.req.valid('query').close === 'true') {
+      return send(c, await svc.processWrite(caller(c), { ...proc(c), input: data.toString('base64'), encoding: 'base64', close: true }, { signal: signalOf(c) }), 200);
+    }
+    return send(c, { bytes: await svc.processWriteRaw(caller(c), proc(c), data, { signal: signalOf(c) }) }, 200);
+  });
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/processes/{pid}/signal', summary: 'signal the process group (default TERM)',
+    request: { params: IdProc, body: { content: { 'application/json': { schema: ProcessKillInput.pick({ signal: true }) } } } },
+    responses: { 200: json(Obj, 'the process'), ...errorResponses },
+  }), async (c) => send(c, await svc.processKill(caller(c), { ...proc(c), ...c.req.valid('json') }, { signal: signalOf(c) }), 200));
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/processes/{pid}/wait', summary: 'wait up to timeout_ms for the exit',
+    request: { params: IdProc, body: { content: { 'application/json': { schema: ProcessWaitInput.pick({ timeout_ms: true }) } } } },
+    responses: { 200: json(Obj, 'the process'), ...errorResponses },
+  }), async (c) => send(c, await svc.processWait(caller(c), { ...proc(c), ...c.req.valid('json') }, { signal: signalOf(c) }), 200));
+  app.openapi(createRoute({
+    method: 'post', path: '/v1/workspaces/{id}/processes/{pid}/resize', summary: 'resize a process\'s terminal',
+    request: { params: IdProc, body: { content: { 'application/json': { schema: z.object({ cols: z.number().int().min(1).max(1000), rows: z.number().int().min(1).max(1000) }) } } } },
+    responses: { 200: json(Obj, 'resized'), ...errorResponses },
+  }), async (c) => {
+    await svc.processResize(caller(c), { ...proc(c), ...c.req.valid('json') }, { signal: signalOf(c) });
+    return send(c, { resized: true }, 200);
+  });
 
   app.doc31('/v1/openapi.json', {
     openapi: '3.1.0',

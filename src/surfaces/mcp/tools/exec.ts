@@ -24,6 +24,9 @@ const execFields = {
   timed_out: z.boolean().describe('true when timeout_ms expired and the command was killed'),
   truncated: z.boolean().describe('true when stdout or stderr exceeded max_output_bytes'),
   duration_ms: z.number().int().nonnegative(),
+  running: z.boolean().optional().describe('long exec: true when the command was still running when this call returned; it keeps running'),
+  process_id: z.number().int().optional().describe('long exec: follow the command with process_output / process_wait / process_kill'),
+  next_offset: z.number().int().optional().describe('long exec: pass as offset to process_output to get the output after what is here'),
 };
 
 // Fails to compile when the service returns something the declared output rejects.
@@ -43,6 +46,7 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
   // Both streams of one result together stay under [server] max_result_bytes.
   const perStream = Math.floor(svc.config.server.max_result_bytes / 2);
   const limits = limitsFor(svc);
+  const detach = svc.config.server.exec_detach_ms;
   server.registerTool('exec', {
     title: 'Run a command in a workspace',
     description:
@@ -50,9 +54,11 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
       + 'redirects work); an array is an argv. Returns exit_code, stdout, stderr; a non-zero exit_code is a normal '
       + 'result, not a tool error. The command is killed after timeout_ms (default 30000, timed_out=true): pass a '
       + `larger timeout_ms for builds or installs. MCP clients often cancel a call after ~60 s without progress; this `
-      + `tool reports progress every ${interval} ms when the request carries a progressToken. For jobs that may run `
-      + 'longer than your client waits, start them in the background (e.g. "nohup make >/tmp/build.log 2>&1 &") and '
-      + 'check the log with later exec calls. Cancelling the call kills the command. Output over max_output_bytes per '
+      + `tool reports progress every ${interval} ms when the request carries a progressToken. Long jobs: when timeout_ms is `
+      + `above ${detach} ms and the command still runs after ${detach} ms, the call returns then with running=true, `
+      + 'exit_code null, the output so far and a process_id: the command keeps running in the guest; follow it with '
+      + 'process_output (offset=next_offset, wait_ms) or process_wait, stop it with process_kill. For servers and watchers '
+      + 'use process_start. Cancelling the call kills the command. Output over max_output_bytes per '
       + `stream (default 1 MiB; over MCP at most ${perStream} bytes, whatever you ask) is dropped (truncated=true): for more, `
       + 'redirect it to a file in the guest and fetch that with file_download. stdout/stderr that are not plain UTF-8 text '
       + '(invalid UTF-8, a NUL byte, or mostly control bytes) come base64-encoded, with stdout_encoding/stderr_encoding "base64". The output '
@@ -67,7 +73,7 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     const release = limits.reserveOutput('exec', 2 * max);
     const reporter = progressReporter(extra, interval);
     try {
-      return await svc.exec(callerOf(), { ...args, max_output_bytes: max }, reporter.hooks);
+      return await svc.exec(callerOf(), { ...args, max_output_bytes: max }, { ...reporter.hooks, detach: true });
     } finally {
       reporter.stop();
       release();
@@ -76,7 +82,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
 }
 
 function execSummary(r: ExecOutput): string {
-  const how = r.timed_out ? `timed out after ${r.duration_ms} ms (killed)`
+  const how = r.running ? `still running after ${r.duration_ms} ms as process ${r.process_id ?? '?'} (follow with process_output, offset ${r.next_offset ?? 0})`
+    : r.timed_out ? `timed out after ${r.duration_ms} ms (killed)`
     : r.exit_code !== null ? `exit code ${r.exit_code} after ${r.duration_ms} ms`
       : `killed by signal ${r.signal ?? '?'} after ${r.duration_ms} ms`;
   const parts = [how + (r.truncated ? ', output truncated' : '')];
