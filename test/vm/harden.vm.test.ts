@@ -16,6 +16,7 @@ import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
 import * as calls from './mcp-calls.js';
 import { SLOW } from './mcp-calls.js';
+import { stopDaemon } from './daemon-stop.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-harden-'));
 const runDir = mkdtempSync('/tmp/islet-hd-');
@@ -62,6 +63,7 @@ describe('hardening over stdio with a real VM', { timeout: 1_200_000 }, () => {
   after(async () => {
     if (ws) await call('workspace_destroy', { workspace_id: ws.workspace_id }).catch(() => undefined);
     await client.close();
+    stopDaemon(cfgFile); // the daemon its `islet serve` started; the in-process cleanup below needs the data dir
     const svc = await WorkspaceService.open(loadConfig(cfgFile));
     const admin = { owner: 'cleanup', admin: true };
     for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });

@@ -16,6 +16,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { loadConfig } from '../../src/core/config.js';
 import { ok } from './mcp-calls.js';
+import { daemonPidFor, stopDaemon } from './daemon-stop.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-process-'));
 const cfgFile = path.join(dataDir, 'islet.toml');
@@ -51,6 +52,7 @@ after(async () => {
   if (!s) return;
   await ok(s.client, 'workspace_destroy', { workspace_id: WS }).catch(() => undefined);
   await s.client.close();
+  stopDaemon(cfgFile);
 });
 
 describe('background processes over MCP', { timeout: 1_200_000 }, () => {
@@ -90,6 +92,10 @@ describe('background processes over MCP', { timeout: 1_200_000 }, () => {
     const pid = s1.transport.pid;
     assert.ok(pid);
     process.kill(pid, 'SIGKILL');
+    // And the daemon behind it, which holds the agent connections: the next server starts a new one.
+    const daemon = daemonPidFor(cfgFile);
+    assert.ok(daemon);
+    process.kill(daemon, 'SIGKILL');
     await s1.client.close().catch(() => undefined);
     s = await server();
     const c = s.client;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { loadConfig } from '../../src/core/config.js';
+import { stopDaemon } from './daemon-stop.js';
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-shell-'));
 const cfgFile = path.join(dataDir, 'islet.toml');
@@ -48,6 +49,7 @@ async function run(line: string, marker: RegExp): Promise<string> {
 after(() => {
   try { tmux('kill-session', '-t', session); } catch { /* already gone */ }
   try { islet('ws', 'destroy', 'term'); } catch { /* never created */ }
+  stopDaemon(cfgFile);
 });
 
 describe('islet ws shell in tmux', { timeout: 600_000 }, () => {
