@@ -7,7 +7,7 @@ import type { WorkspaceInfo } from '../../src/service/types.js';
 import type { WorkspaceService } from '../../src/service/workspaces.js';
 import { vmEnv } from './factory.js';
 
-const env = vmEnv('ws', { resources: { max_workspaces: 2, max_vcpus: 2, max_disk_gb: 8 } });
+const env = vmEnv('ws', { resources: { max_workspaces: 2, max_workspaces_per_owner: 2, max_vcpus: 2, max_disk_gb: 8 } });
 const alice = { owner: 'alice' };
 const bob = { owner: 'bob' };
 const code = (c: string) => (e: unknown) => e instanceof IsletError && e.code === c;
