@@ -64,9 +64,12 @@ describe('pause and resume with memory state', { timeout: 600_000 }, () => {
     assert.equal(s.has_memory, true);
     const atSnap = await count();
     await sh('echo later > /root/after.txt; sync');
-    await new Promise((r) => setTimeout(r, 1500));
-    const beforeRestore = await count();
-    assert.ok(beforeRestore > atSnap + 5);
+    // Let the counter move well past the snapshot (under TCG on a busy host it may be slower than 10/s).
+    let beforeRestore = await count();
+    for (const deadline = Date.now() + 20_000; beforeRestore <= atSnap + 5 && Date.now() < deadline; beforeRestore = await count()) {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(beforeRestore > atSnap + 5, `the counter moved on after the snapshot: ${atSnap} -> ${beforeRestore}`);
 
     const r = await svc.snapshotRestore(me, { workspace_id: 'p', snapshot: 'm1' });
     assert.deepEqual([r.memory_restored, r.state], [true, 'running']);
