@@ -29,6 +29,8 @@ import type { Machine } from './machine.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
 import { Liveness } from './liveness.js';
+import { type PoolStatusRow, readPool, readStatus, type StatusRow } from './state-reader.js';
+import { type CatalogRow, listImages } from '../images/catalog.js';
 import { Runtime, type RuntimeDeps } from './runtime.js';
 import { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
@@ -381,6 +383,16 @@ export class WorkspaceService {
   async readBytes(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<Buffer> {
     const m = this.ctx.running(c, input.workspace_id);
     return (await m.agent.readFile(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal })).data;
+  }
+
+  /** The image catalog: recipes and built images, with sizes and the workspaces' default (as `islet image list`). */
+  images(): Promise<CatalogRow[]> { return listImages(this.config); }
+
+  /** Every workspace row as `islet status` shows it, and the warm pool. */
+  status(): { workspaces: StatusRow[]; pool: PoolStatusRow[] } {
+    const mode = this.config.network.mode;
+    const db = this.config.paths.stateDb;
+    return { workspaces: readStatus(db, mode === 'user' ? '10.0.2.15' : mode === 'bridge' ? 'bridge' : null) ?? [], pool: readPool(db) };
   }
 
   /** Every workspace's state and memory, cheaply (no disk stats): the daemon's idle check and node report. */

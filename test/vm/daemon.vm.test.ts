@@ -13,7 +13,7 @@ import { after, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { loadConfig } from '../../src/core/config.js';
-import { DaemonUnavailableError, Islet, IsletApiError, UnauthorizedError, WorkspaceNotFoundError } from '../../src/sdk/index.js';
+import { ApiClient, DaemonUnavailableError, Islet, IsletApiError, UnauthorizedError, WorkspaceNotFoundError } from '../../src/sdk/index.js';
 import { qemuProcesses } from './procs.js';
 
 const TOKEN = 'daemon-test-token-0123456789';
@@ -174,6 +174,11 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
     const calls: Array<[string, () => Promise<unknown>]> = [
       ['GET /healthz', () => raw('GET', '/healthz')],
       ['GET /v1/node', () => raw('GET', '/v1/node')],
+      ['GET /v1/images', () => raw('GET', '/v1/images')],
+      ['GET /v1/status', async () => {
+        await assert.rejects(raw('GET', '/v1/status'), (e: unknown) => (e as IsletApiError).status === 403, 'status needs an admin');
+        return new ApiClient({ socketPath: api.http.endpoint.socketPath, headers: { 'x-islet-admin': '1' } }).http.send('GET', '/v1/status');
+      }],
       ['POST /v1/workspaces', () => raw('POST', '/v1/workspaces', { json: { name: 'r1', image: 'base' } })],
       ['GET /v1/workspaces', () => raw('GET', '/v1/workspaces')],
       ['GET /v1/workspaces/{id}', () => raw('GET', w)],

@@ -90,6 +90,14 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
   app.openapi(createRoute({ method: 'get', path: '/v1/node', summary: 'this host, for a scheduler: capacity, use, versions', responses: { 200: json(Obj, 'node facts') } }),
     async (c) => send(c, await o.nodeInfo(), 200));
 
+  app.openapi(createRoute({ method: 'get', path: '/v1/status', summary: 'every workspace (all owners) and the warm pool, as `islet status` shows them', responses: { 200: json(Obj, 'status'), ...errorResponses } }),
+    async (c) => {
+      if (!caller(c).admin) throw new IsletError('NOT_OWNER', 'the host status lists every owner\'s workspaces: it needs an admin caller', 'use an admin token ([[server.tokens]] admin = true), or x-islet-admin: 1 on the unix socket');
+      return send(c, svc.status(), 200);
+    });
+  app.openapi(createRoute({ method: 'get', path: '/v1/images', summary: 'the image catalog: recipes, built images, sizes', responses: { 200: json(Obj, 'images'), ...errorResponses } }),
+    async (c) => send(c, { images: await svc.images() }, 200));
+
   // --- workspaces ---
   app.openapi(createRoute({
     method: 'post', path: '/v1/workspaces', summary: 'create and boot a workspace; returns once it answers',

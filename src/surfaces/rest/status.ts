@@ -7,7 +7,7 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFIG_INVALID: 400,
   PATH_OUTSIDE_ALLOWED: 400,
   WORKSPACE_NOT_FOUND: 404,
-  NOT_OWNER: 404, // another owner's workspace looks like none at all
+  NOT_OWNER: 403, // an admin-only route; another owner's workspace is WORKSPACE_NOT_FOUND (404)
   SNAPSHOT_NOT_FOUND: 404,
   IMAGE_NOT_FOUND: 404,
   FILE_NOT_FOUND: 404,
