@@ -97,39 +97,16 @@ export async function checkWritable(root: string, p: string, overwrite: boolean)
 
 /** Writes a host file inside root: parents created, symlinks never followed, a unique temp file renamed into place. */
 export async function writeConfined(root: string, p: string, data: Buffer, overwrite: boolean): Promise<string> {
-  const abs = await checkWritable(root, p, overwrite);
-  const { realRoot } = await resolveInside(root, p);
-  const parent = path.dirname(abs);
-  await mkdir(parent, { recursive: true, mode: 0o700 });
-  if (!within(realRoot, await realpath(parent))) throw outside(p, root);
-  // Random, not pid+time: parallel downloads in one process must never share a temp name.
-  const tmp = path.join(parent, `.islet-${randomBytes(8).toString('hex')}.tmp`);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o600);
-  try {
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    const target = await lstat(abs).catch(() => undefined);
-    if (target && (target.isSymbolicLink() || !target.isFile())) throw target.isSymbolicLink() ? outside(p, root) : notRegular(p);
-    if (overwrite) {
-      await rename(tmp, abs); // replaces a path, never writes through a link
-    } else {
-      // link() fails with EEXIST where rename would replace a file created since the check.
-      await link(tmp, abs).catch((e: NodeJS.ErrnoException) => { throw e.code === 'EEXIST' ? exists(p) : e; });
-    }
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  return abs;
+  const w = await openConfinedWriter(root, p, overwrite);
+  w.write(data);
+  return (await w.commit()).abs; // commit drops the temp file whatever happens
 }
 
 /**
- * A host file written in pieces (a download streamed from the guest): the
- * same checks and the same temp-file-then-rename as writeConfined, so the
- * destination changes only when commit() succeeds. Writes are queued in
+ * A host file written in pieces (a download streamed from the guest), or
+ * whole (writeConfined): parents created, symlinks never followed, a unique
+ * temp file (random, so parallel writes never share one) renamed or linked
+ * into place, so the destination changes only when commit() succeeds. Writes are queued in
  * order; the caller bounds the total.
  */
 export interface ConfinedWriter {
