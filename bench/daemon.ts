@@ -76,10 +76,10 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
     try {
       const inProc = p50(await timed(execs, () => svc.exec(who, { workspace_id: ws.id, command: ['true'] })));
       w0 = performance.now();
-      await svc.writeBytes(who, { workspace_id: ws.id, path: '/root/bench2.bin' }, data);
+      await svc.writeStream(who, { workspace_id: ws.id, path: '/root/bench2.bin' }, [data]);
       const ipWrite = FILE_BYTES / 2 ** 20 / ((performance.now() - w0) / 1000);
       w0 = performance.now();
-      await svc.readBytes(who, { workspace_id: ws.id, path: '/root/bench2.bin' });
+      for await (const _ of (await svc.readStream(who, { workspace_id: ws.id, path: '/root/bench2.bin' })).chunks) { /* drained, as a client would */ }
       const ipRead = FILE_BYTES / 2 ** 20 / ((performance.now() - w0) / 1000);
       record({ metric: 'REST exec round trip, SDK (p50)', value: rest, unit: 'ms', baseline: inProc, ratio: rest / inProc, note: 'baseline: in-process service, same VM' });
       record({ metric: 'MCP exec round trip, stdio via daemon (p50)', value: viaMcp, unit: 'ms', baseline: inProc, ratio: viaMcp / inProc, note: 'baseline: in-process service, same VM' });

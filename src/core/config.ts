@@ -107,7 +107,8 @@ const ServerSchema = z.object({
   allowed_origins: z.array(z.string().min(1)).default([]).describe('extra Origin values accepted over HTTP (loopback origins always are)'),
   stdio_owner: z.string().min(1).max(64).regex(/^[A-Za-z0-9_.@-]+$/).default('local').describe('owner of workspaces created over stdio'),
   stdio_admin: z.boolean().default(false),
-  max_transfer_bytes: z.number().int().min(1).max(1 << 30).default(64 << 20),
+  // Every transfer streams (a window in memory), so this bounds disk use and time, not memory.
+  max_transfer_bytes: z.number().int().min(1).max(2 ** 40).default(16 * 2 ** 30),
   exec_progress_interval_ms: z.number().int().min(100).max(60_000).default(2_000),
   daemon_tcp: z.boolean().default(false).describe('islet daemon also listens on http_host:http_port (REST /v1 and /mcp); the unix socket is always on'),
   daemon_idle_exit_s: z.number().int().min(0).max(7 * 86_400).default(300)

@@ -1,6 +1,7 @@
 // One zod schema per operation. The MCP tools' input schemas, the CLI's
 // flag validation and (later) the HTTP API's OpenAPI document all come from
 // here, so every surface accepts exactly the same inputs.
+import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 
 export const WORKSPACE_STATES = ['creating', 'running', 'paused', 'stopped', 'failed', 'destroyed'] as const;
@@ -13,6 +14,19 @@ export const WorkspaceId = z.string().min(1).max(64)
 /** Ids and names share one lookup: a name that could be an id would shadow (or reveal) one. */
 export const WORKSPACE_ID_PREFIX = 'ws-';
 export const SNAPSHOT_ID_PREFIX = 'snap-';
+
+/**
+ * A new workspace id: 64 random bits, so that ids stay unique across the
+ * hosts of a cluster without coordination (for a million workspaces the
+ * chance that any two share an id is below 3 in 10^8). Hosts before this
+ * used 32 bits (ws- + 8 hex digits); both forms are recognised.
+ */
+export function newWorkspaceId(): string {
+  return `${WORKSPACE_ID_PREFIX}${randomBytes(8).toString('hex')}`;
+}
+
+/** Matches the ids newWorkspaceId makes, and the shorter ones of earlier versions. */
+export const WORKSPACE_ID_FORM = /^ws-(?:[0-9a-f]{16}|[0-9a-f]{8})$/;
 
 export const WorkspaceName = z.string().min(1).max(48)
   .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/, 'lowercase letters, digits and "-", not starting or ending with "-"')

@@ -164,14 +164,15 @@ export class AgentClient {
     });
   }
 
-  /** Streams bytes as DATA frames on `stream`, the last one marked EOF. */
-  async writeData(id: number, stream: number, data: Buffer, signal?: AbortSignal): Promise<void> {
+  /** Streams bytes as DATA frames on `stream`, the last one marked EOF unless more follows (eof false). */
+  async writeData(id: number, stream: number, data: Buffer, signal?: AbortSignal, eof = true): Promise<void> {
     let off = 0;
     do {
       if (signal?.aborted) throw new CancelledError('data transfer', signal.reason);
       const chunk = data.subarray(off, off + DATA_CHUNK);
       off += chunk.length;
-      const flags = stream | (off >= data.length ? FLAG_EOF : 0);
+      if (!eof && chunk.length === 0) return;
+      const flags = stream | (eof && off >= data.length ? FLAG_EOF : 0);
       await this.write(encodeFrame({ type: FrameType.DATA, flags, requestId: id, payload: chunk }));
     } while (off < data.length);
   }

@@ -4,7 +4,9 @@
 // loaded state as a real guest's page cache does. exec answers from a
 // handler the test sets; by default every command exits 0 with no output.
 import { CancelledError, FileNotFoundError, FileTooLargeError, GuestDisconnectedError, GuestTimeoutError } from '../core/errors.js';
-import type { ExecOptions, ExecRequest, ExecResult, GuestAgent, GuestConnector, ReadFileOptions, WriteFileOptions } from './agent.js';
+import type {
+  ExecOptions, ExecRequest, ExecResult, FileStream, GuestAgent, GuestConnector, ReadFileOptions, StreamReadOptions, StreamWriteOptions, WriteFileOptions,
+} from './agent.js';
 
 /** What guest/fake needs of a fake VM; vmm/fake.ts's FakeVm has this shape (the two layers do not import each other). */
 export interface FakeGuestHost {
@@ -88,6 +90,28 @@ class FakeAgent implements GuestAgent {
       return { data: Buffer.alloc(0), mode: f.mode };
     }
     return { data, mode: f.mode };
+  }
+
+  async writeFileStream(p: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: StreamWriteOptions): Promise<{ bytes: number }> {
+    this.live('write');
+    const parts: Buffer[] = [];
+    let n = 0;
+    for await (const b of source) {
+      n += b.length;
+      if (n > o.maxBytes) throw new FileTooLargeError(`write ${p}: more than the ${o.maxBytes}-byte transfer limit`);
+      parts.push(Buffer.from(b));
+    }
+    return this.writeFile(p, Buffer.concat(parts, n), o);
+  }
+
+  async readFileStream(p: string, o: StreamReadOptions): Promise<FileStream> {
+    const { data, mode } = await this.readFile(p, { maxBytes: o.maxBytes });
+    const window = o.window ?? 8 << 20;
+    return {
+      size: data.length,
+      mode,
+      chunks: (async function* () { for (let i = 0; i === 0 || i < data.length; i += window) yield data.subarray(i, i + window); })(),
+    };
   }
 
   async health(): Promise<Record<string, unknown>> {

@@ -42,11 +42,13 @@ export async function writeGuestFile(client: AgentClient, path: string, data: Bu
 export interface ReadFileOptions {
   maxBytes: number;
   signal?: AbortSignal;
+  /** A window (caps file.range): at most `length` (≤ maxBytes) bytes from `offset`, whatever the file's size. */
+  window?: { offset: number; length: number };
   /** Receives the content chunk by chunk instead of it being collected: the result's data is then empty. */
   onChunk?: (chunk: Buffer) => void;
 }
 
-export function readGuestFile(client: AgentClient, path: string, o: ReadFileOptions): Promise<{ data: Buffer; mode: number | undefined }> {
+export function readGuestFile(client: AgentClient, path: string, o: ReadFileOptions): Promise<{ data: Buffer; mode: number | undefined; fileSize?: number }> {
   return withSignal(new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -63,7 +65,11 @@ export function readGuestFile(client: AgentClient, path: string, o: ReadFileOpti
         }
         if (f.type === FrameType.OK) {
           const v = decodeJson(f);
-          return done(() => resolve({ data: o.onChunk ? Buffer.alloc(0) : Buffer.concat(chunks, size), mode: typeof v.mode === 'number' ? v.mode : undefined }));
+          return done(() => resolve({
+            data: o.onChunk ? Buffer.alloc(0) : Buffer.concat(chunks, size),
+            mode: typeof v.mode === 'number' ? v.mode : undefined,
+            fileSize: typeof v.fileSize === 'number' ? v.fileSize : undefined,
+          }));
         }
         if (f.type === FrameType.ERROR) return done(() => reject(guestErrorFrom(decodeJson(f), `read ${path}`)));
       },
@@ -71,8 +77,118 @@ export function readGuestFile(client: AgentClient, path: string, o: ReadFileOpti
     }, reject);
     const done = (settle: () => void) => { if (id !== undefined) client.unregister(id); settle(); };
     if (id === undefined) return;
-    client.write(encodeJson(FrameType.FILE_READ, id, { path, maxBytes: o.maxBytes })).catch((e) => done(() => reject(e)));
+    const req = o.window ? { path, maxBytes: o.window.length, offset: o.window.offset, length: o.window.length } : { path, maxBytes: o.maxBytes };
+    client.write(encodeJson(FrameType.FILE_READ, id, req)).catch((e) => done(() => reject(e)));
   }), o.signal, 'file read');
+}
+
+export interface StreamWriteOptions extends WriteFileOptions {
+  /** The most bytes the source may yield; past it the write is discarded with FILE_TOO_LARGE. */
+  maxBytes: number;
+}
+
+/**
+ * Writes a guest file from a source of any length as it arrives: chunks go
+ * out as DATA frames (the channel's backpressure paces the source), and the
+ * file appears only at EOF. If the source fails, passes maxBytes or the
+ * signal fires, the guest is told to discard the write (caps file.abort).
+ */
+export async function writeGuestFileStream(client: AgentClient, path: string, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: StreamWriteOptions): Promise<{ bytes: number }> {
+  let id: number | undefined;
+  let settled = false;
+  const reply = new Promise<Record<string, unknown>>((resolve, reject) => {
+    id = client.register({
+      onFrame(f) {
+        if (f.type === FrameType.OK) return done(() => resolve(decodeJson(f)));
+        if (f.type === FrameType.ERROR) return done(() => reject(guestErrorFrom(decodeJson(f), `write ${path}`)));
+      },
+      fail: (e) => done(() => reject(e)),
+    }, reject);
+    const done = (settle: () => void) => { settled = true; if (id !== undefined) client.unregister(id); settle(); };
+  });
+  if (id === undefined) return reply.then(() => ({ bytes: 0 }));
+  const rid = id;
+  reply.catch(() => undefined); // observed below; an early guest ERROR must not be an unhandled rejection meanwhile
+  let sent = 0;
+  try {
+    await client.write(encodeJson(FrameType.FILE_WRITE, rid, {
+      path, mode: o.mode ?? 0o644, createParents: o.createParents ?? false, append: o.append ?? false,
+    }));
+    for await (const piece of source) {
+      // The guest refused (bad path, full disk): its ERROR is the answer, not the rest of the source.
+      if (settled) break;
+      sent += piece.length;
+      if (sent > o.maxBytes) {
+        throw new FileTooLargeError(`write ${path}: more than the ${o.maxBytes}-byte transfer limit`, 'raise [server] max_transfer_bytes', { path, maxBytes: o.maxBytes });
+      }
+      const b = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+      await client.writeData(rid, Stream.STDIN, b, o.signal, false);
+    }
+    if (!settled) await client.writeData(rid, Stream.STDIN, Buffer.alloc(0), o.signal, true);
+  } catch (e) {
+    if (!settled) {
+      client.unregister(rid);
+      if (client.hasCap('file.abort')) client.write(encodeJson(FrameType.SIGNAL, rid, { signal: 'KILL' })).catch(() => undefined);
+    }
+    throw e;
+  }
+  const v = await withSignal(reply, o.signal, 'file write');
+  return { bytes: typeof v.bytes === 'number' ? v.bytes : sent };
+}
+
+export interface StreamReadOptions {
+  /** The largest file accepted; a larger one fails with FILE_TOO_LARGE before any byte is returned. */
+  maxBytes: number;
+  /** Bytes per FILE_READ window (default 8 MiB); two are held at most. */
+  window?: number;
+  signal?: AbortSignal;
+}
+
+export interface FileStream {
+  /** The file's size when the read began: the chunks add up to exactly this, or end in an error. */
+  size: number;
+  mode: number | undefined;
+  chunks: AsyncIterable<Buffer>;
+}
+
+/**
+ * Reads a guest file of any size with bounded memory: one window at a time
+ * (caps file.range), the next fetched while the caller consumes the current
+ * one. The first window is read before returning, so a missing or too-large
+ * file fails here rather than in the middle of a stream. A file that changes
+ * size while read ends the stream with an IO_ERROR. Agents without
+ * file.range are read whole, bounded by maxBytes.
+ */
+export async function readGuestFileStream(client: AgentClient, path: string, o: StreamReadOptions): Promise<FileStream> {
+  if (!client.hasCap('file.range')) {
+    const r = await readGuestFile(client, path, { maxBytes: o.maxBytes, signal: o.signal });
+    return { size: r.data.length, mode: r.mode, chunks: (async function* () { yield r.data; })() };
+  }
+  const window = o.window ?? 8 << 20;
+  const readAt = (offset: number, length: number) => readGuestFile(client, path, { maxBytes: length, window: { offset, length }, signal: o.signal });
+  const first = await readAt(0, window);
+  const size = first.fileSize ?? first.data.length;
+  if (size > o.maxBytes) {
+    throw new FileTooLargeError(`read ${path}: ${size} bytes is over the ${o.maxBytes}-byte transfer limit`, 'raise [server] max_transfer_bytes', { path, size, maxBytes: o.maxBytes });
+  }
+  const changed = () => new IsletError('GUEST_ERROR', `read ${path}: the file changed size while it was read`, 'read it again once nothing writes it', { path });
+  async function* chunks(): AsyncGenerator<Buffer> {
+    let off = Math.min(first.data.length, size);
+    let next = off < size ? readAt(off, Math.min(window, size - off)) : undefined;
+    next?.catch(() => undefined);
+    yield first.data.subarray(0, off);
+    if (first.data.length > size) throw changed();
+    while (next) {
+      const want = Math.min(window, size - off);
+      const w = await next;
+      if (w.data.length !== want) throw changed();
+      off += want;
+      next = off < size ? readAt(off, Math.min(window, size - off)) : undefined;
+      next?.catch(() => undefined);
+      yield w.data;
+    }
+  }
+  return { size, mode: first.mode, chunks: chunks() };
 }
 
 function withSignal<T>(p: Promise<T>, signal: AbortSignal | undefined, op: string): Promise<T> {

@@ -37,6 +37,23 @@ async function resolveInside(root: string, p: string): Promise<{ realRoot: strin
 
 /** Reads a host file inside root, refusing symlink escapes, non-regular files, and more than maxBytes (bounded while reading). */
 export async function readConfined(root: string, p: string, maxBytes: number): Promise<{ data: Buffer; abs: string }> {
+  const r = await openConfinedReader(root, p, maxBytes);
+  try {
+    return { data: await readBounded(r.fh, p, maxBytes, r.size), abs: r.abs };
+  } finally {
+    await r.fh.close();
+  }
+}
+
+/** A host file inside root opened for reading, checked as readConfined checks it; chunks() stops with FILE_TOO_LARGE past maxBytes. */
+export interface ConfinedReader {
+  fh: FileHandle;
+  abs: string;
+  size: number;
+  chunks(): AsyncGenerator<Buffer>;
+}
+
+export async function openConfinedReader(root: string, p: string, maxBytes: number): Promise<ConfinedReader> {
   const { realRoot, abs } = await resolveInside(root, p);
   let real: string;
   try {
@@ -50,9 +67,23 @@ export async function readConfined(root: string, p: string, maxBytes: number): P
     const s = await fh.stat();
     if (!s.isFile()) throw notRegular(p);
     if (s.size > maxBytes) throw tooLarge(p, s.size, maxBytes);
-    return { data: await readBounded(fh, p, maxBytes, s.size), abs };
-  } finally {
+    return {
+      fh, abs, size: s.size,
+      async *chunks() {
+        let n = 0;
+        for (;;) {
+          const buf = Buffer.allocUnsafe(1 << 20);
+          const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+          if (bytesRead === 0) return;
+          n += bytesRead;
+          if (n > maxBytes) throw tooLarge(p, n, maxBytes); // it grew after fstat
+          yield buf.subarray(0, bytesRead);
+        }
+      },
+    };
+  } catch (e) {
     await fh.close();
+    throw e;
   }
 }
 
@@ -110,7 +141,8 @@ export async function writeConfined(root: string, p: string, data: Buffer, overw
  * order; the caller bounds the total.
  */
 export interface ConfinedWriter {
-  write(chunk: Buffer): void;
+  /** Queues a chunk; the promise settles when it (and those before it) reached the file, for callers that pace a source. */
+  write(chunk: Buffer): Promise<void>;
   /** Waits for the queued writes, syncs, and puts the file in place; returns the absolute path and size. */
   commit(): Promise<{ abs: string; bytes: number }>;
   /** Drops the temp file; the destination is untouched. */
@@ -134,6 +166,7 @@ export async function openConfinedWriter(root: string, p: string, overwrite: boo
     write(chunk) {
       bytes += chunk.length;
       queue = queue.then(() => (failed === undefined ? fh.write(chunk) : undefined)).catch((e: unknown) => { failed ??= e; });
+      return queue.then(() => undefined);
     },
     async commit() {
       try {

@@ -3,6 +3,7 @@
 // workspace's address is the next one handed out. Pure: the caller keeps the
 // leases (SQLite) and passes the ones in use.
 import { ConfigError } from '../core/errors.js';
+import { WORKSPACE_ID_FORM } from '../core/schemas.js';
 
 export interface Subnet {
   /** Network address as an unsigned 32-bit integer. */
@@ -76,11 +77,14 @@ export function macOf(ip: string): string {
     .map((b) => (typeof b === 'string' ? b : b.toString(16).padStart(2, '0'))).join(':');
 }
 
-/** The TAP device of a workspace: "isl-" + the hex of its id (IFNAMSIZ allows 15 characters). */
+/**
+ * The TAP device of a workspace: "isl-" + the first 11 hex digits of its id
+ * (IFNAMSIZ allows 15 characters; 44 random bits keep them apart on one
+ * host). An 8-digit id of earlier versions keeps the name it had.
+ */
 export function tapName(workspaceId: string): string {
-  const m = /^ws-([0-9a-f]{8})$/.exec(workspaceId);
-  if (!m) throw new RangeError(`not a workspace id: ${JSON.stringify(workspaceId)}`);
-  return `isl-${m[1]}`;
+  if (!WORKSPACE_ID_FORM.test(workspaceId)) throw new RangeError(`not a workspace id: ${JSON.stringify(workspaceId)}`);
+  return `isl-${workspaceId.slice(3, 14)}`;
 }
 
 export const TAP_PREFIX = 'isl-';

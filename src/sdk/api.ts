@@ -1,5 +1,6 @@
 // One method per REST route: the SDK's low level, also what the CLI calls.
 // Input types come from the operations' zod schemas (core/schemas.ts).
+import type { IncomingMessage } from 'node:http';
 import type {
   CreateInput, ExecInput, FileDownloadInput, FileUploadInput, ForkInput, ListInput, NetworkPolicyInput, PortForwardInput, SnapshotCreateInput,
 } from '../core/schemas.js';
@@ -63,12 +64,16 @@ export class ApiClient {
     throw IsletApiError.unavailable(new Error('the exec stream ended without a result'));
   }
 
-  writeFile(id: string, path: string, data: Buffer, o: Signal & { mode?: number } = {}): Promise<{ path: string; bytes: number }> {
+  writeFile(id: string, path: string, data: Buffer | AsyncIterable<Uint8Array>, o: Signal & { mode?: number } = {}): Promise<{ path: string; bytes: number }> {
     return this.http.json('PUT', ws(id, '/files'), { query: { path, mode: o.mode === undefined ? undefined : o.mode.toString(8) }, body: data, signal: o.signal });
   }
   async readFile(id: string, path: string, o: Signal & { maxBytes?: number } = {}): Promise<Buffer> {
     const res = await this.http.send('GET', ws(id, '/files'), { query: { path }, signal: o.signal });
     return readAll(res, o.maxBytes ?? 1 << 30);
+  }
+  /** The file's bytes as a stream (the HTTP response itself): nothing is held whole. */
+  async readFileStream(id: string, path: string, o: Signal = {}): Promise<IncomingMessage> {
+    return this.http.send('GET', ws(id, '/files'), { query: { path }, signal: o.signal });
   }
   upload(id: string, input: Body<FileUploadInput>, o: Signal = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     return this.http.json('POST', ws(id, '/files/upload'), { json: input, ...o });

@@ -5,6 +5,7 @@
 //   const r = await ws.exec('make test', { onStdout: (b) => process.stdout.write(b) });
 //   await ws.files.write('/root/a.txt', Buffer.from('hi'));
 //   await ws.destroy();
+import type { Readable } from 'node:stream';
 import { loadConfig } from '../core/config.js';
 import type { CreateInput, ListInput } from '../core/schemas.js';
 import type { WorkspaceInfo } from '../service/types.js';
@@ -62,9 +63,13 @@ export class Workspace {
   }
 
   readonly files = {
-    write: async (path: string, data: Buffer | string, o: { mode?: number; signal?: AbortSignal } = {}) =>
-      (await this.api()).writeFile(this.id, path, typeof data === 'string' ? Buffer.from(data) : data, o),
-    read: async (path: string, o: { signal?: AbortSignal } = {}) => (await this.api()).readFile(this.id, path, o),
+    /** Writes a guest file from a Buffer, a string, or a stream (a Readable or any async iterable of bytes), streamed without holding it whole. */
+    write: async (path: string, data: Buffer | Uint8Array | string | AsyncIterable<Uint8Array>, o: { mode?: number; signal?: AbortSignal } = {}) =>
+      (await this.api()).writeFile(this.id, path, typeof data === 'string' ? Buffer.from(data) : data instanceof Uint8Array ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : data, o),
+    /** A guest file's bytes in one Buffer (at most maxBytes, default 1 GiB); use readStream for larger files. */
+    read: async (path: string, o: { signal?: AbortSignal; maxBytes?: number } = {}) => (await this.api()).readFile(this.id, path, o),
+    /** A guest file as a Readable of its bytes, streamed from the guest as it is consumed. */
+    readStream: async (path: string, o: { signal?: AbortSignal } = {}): Promise<Readable> => (await this.api()).readFileStream(this.id, path, o),
     /** Copies a file of the daemon's host (inside its transfer_dir) into the guest. */
     upload: async (hostPath: string, guestPath: string, o: { mode?: number } = {}) => (await this.api()).upload(this.id, { host_path: hostPath, guest_path: guestPath, mode: o.mode }),
     /** Copies a guest file to the daemon's host (inside its transfer_dir). */

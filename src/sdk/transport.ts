@@ -2,6 +2,8 @@
 // speaks to unix sockets natively). Error bodies {code, message, hint} become
 // the SDK's error classes; a dropped connection becomes DaemonUnavailableError.
 import { request, type IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { errorFromBody, IsletApiError } from './errors.js';
 
 export interface Endpoint {
@@ -17,7 +19,8 @@ export interface Endpoint {
 export interface CallOptions {
   query?: Record<string, string | undefined>;
   json?: unknown;
-  body?: Buffer;
+  /** Raw bytes: a Buffer is sent with its length; a stream is sent chunked as it yields, never held whole. */
+  body?: Buffer | AsyncIterable<Uint8Array>;
   signal?: AbortSignal;
 }
 
@@ -35,11 +38,15 @@ export class Transport {
     const headers: Record<string, string> = { ...this.endpoint.headers };
     if (this.endpoint.token) headers.authorization = `Bearer ${this.endpoint.token}`;
     let payload: Buffer | undefined;
+    let stream: AsyncIterable<Uint8Array> | undefined;
     if (o.json !== undefined) {
       payload = Buffer.from(JSON.stringify(o.json));
       headers['content-type'] = 'application/json';
-    } else if (o.body) {
+    } else if (Buffer.isBuffer(o.body)) {
       payload = o.body;
+      headers['content-type'] = 'application/octet-stream';
+    } else if (o.body) {
+      stream = o.body;
       headers['content-type'] = 'application/octet-stream';
     }
     if (payload) headers['content-length'] = String(payload.length);
@@ -51,7 +58,16 @@ export class Transport {
       // would fail a request with ECONNRESET that never reached it; local connections cost little.
       const req = request({ ...target, method, headers, signal: o.signal, agent: false }, resolve);
       req.once('error', (e) => reject(o.signal?.aborted ? e : IsletApiError.unavailable(e)));
-      req.end(payload);
+      if (!stream) {
+        req.end(payload);
+        return;
+      }
+      // The daemon may answer early (an error status) while the body still flows: the response settles the call;
+      // a source that fails ends the request, which the daemon sees as a cut body and discards.
+      pipeline(Readable.from(stream, { objectMode: false }), req).catch((e: unknown) => {
+        req.destroy(e as Error);
+        reject(e);
+      });
     });
     if (res.statusCode !== undefined && res.statusCode >= 400) {
       const text = (await readAll(res, 1 << 20)).toString('utf8');

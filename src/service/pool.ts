@@ -7,6 +7,7 @@
 // max_size and max_memory_mb. Pool VMs end with the service (close); after a
 // kill -9, reconcile ends them at the next start (they are in pool_vms).
 import { randomBytes } from 'node:crypto';
+import { newWorkspaceId } from '../core/schemas.js';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
@@ -147,7 +148,7 @@ export class WarmPool {
   }
 
   private async fillOne(spec: PoolSpec): Promise<void> {
-    const id = `ws-${randomBytes(4).toString('hex')}`;
+    const id = newWorkspaceId();
     const disk = snaps.legacyDisk(this.s.snap, id);
     const row: PoolVmRow = {
       id, image: spec.image, vcpus: spec.vcpus, memory_mb: spec.memory_mb, disk_gb: spec.disk_gb, allow_internet: spec.allow_internet ? 1 : 0,

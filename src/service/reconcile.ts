@@ -7,13 +7,14 @@
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Progress } from '../core/progress.js';
+import { WORKSPACE_ID_FORM } from '../core/schemas.js';
 import { vmPaths } from '../vmm/argv.js';
 import { isQemuOf } from '../vmm/pid.js';
 import type { Machine } from './machine.js';
 import type { Runtime } from './runtime.js';
 import type { Store } from './store.js';
 
-const WS = /^ws-[0-9a-f]{8}$/;
+const WS = WORKSPACE_ID_FORM;
 
 export async function reconcile(rt: Runtime, store: Store, diskPath: (id: string) => string, progress: Progress): Promise<Map<string, Machine>> {
   const attached = new Map<string, Machine>();

@@ -16,7 +16,8 @@ import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
-import { openConfinedWriter, readConfined } from '../host/confine.js';
+import { newWorkspaceId } from '../core/schemas.js';
+import { openConfinedReader, openConfinedWriter } from '../host/confine.js';
 import { guestProxyEnv } from '../net/egress.js';
 import { ensureEgressHelper } from '../net/egress-build.js';
 import type {
@@ -26,6 +27,7 @@ import { acquireLock, Lock } from './lock.js';
 import { NetworkOps } from './network-ops.js';
 import { ProcessInfo, ProcessListOutput, ProcessOps, ProcessOutputOutput, ProcessWriteOutput, RawOutput } from './process-ops.js';
 import type { Machine } from './machine.js';
+import type { FileStream } from '../guest/agent.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
 import { Liveness } from './liveness.js';
@@ -162,7 +164,7 @@ export class WorkspaceService {
       this.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
       return ctx.infoOf(ctx.mustGet(hit.id));
     }
-    const id = `ws-${randomBytes(4).toString('hex')}`;
+    const id = newWorkspaceId();
     const row = rowOf(id);
     // Intent first: the row exists before the VM, so a crash mid-create is found and undone by reconcile.
     this.store.insertChecked(row, limits);
@@ -256,7 +258,7 @@ export class WorkspaceService {
     const src0 = ctx.resolve(c, input.workspace_id);
     ctx.net.netSpec(false);
     const r = ctx.config.resources;
-    const id = `ws-${randomBytes(4).toString('hex')}`;
+    const id = newWorkspaceId();
     // In the source's queue, so the snapshot cannot be deleted before the fork's row (which depends on it) exists.
     const { row, snap } = await ctx.serial(src0.id, async () => {
       const src = ctx.mustGet(src0.id);
@@ -346,9 +348,14 @@ export class WorkspaceService {
 
   async fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
-    const { data, abs } = await readConfined(this.config.paths.transferDir, input.host_path, this.config.server.max_transfer_bytes);
-    await m.agent.writeFile(input.guest_path, data, { mode: input.mode, createParents: true, signal: o.signal });
-    return { host_path: abs, guest_path: input.guest_path, bytes: data.length };
+    const max = this.config.server.max_transfer_bytes;
+    const r = await openConfinedReader(this.config.paths.transferDir, input.host_path, max);
+    try {
+      const w = await m.agent.writeFileStream(input.guest_path, r.chunks(), { mode: input.mode, createParents: true, signal: o.signal, maxBytes: max });
+      return { host_path: r.abs, guest_path: input.guest_path, bytes: w.bytes };
+    } finally {
+      await r.fh.close();
+    }
   }
 
   async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
@@ -358,7 +365,8 @@ export class WorkspaceService {
     // file that replaces the destination only when the whole read succeeded.
     const w = await openConfinedWriter(root, input.host_path, input.overwrite ?? false);
     try {
-      await m.agent.readFile(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal, onChunk: (b) => w.write(b) });
+      const r = await m.agent.readFileStream(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
+      for await (const chunk of r.chunks) await w.write(chunk); // the disk paces the guest: a window in memory at most
     } catch (e) {
       await w.abort();
       throw e;
@@ -367,22 +375,21 @@ export class WorkspaceService {
     return { host_path: abs, guest_path: input.guest_path, bytes };
   }
 
-
-  /** Raw bytes into a guest file (REST bodies): no text encoding on the way; bounded by [server] max_transfer_bytes. */
-  async writeBytes(c: Caller, input: { workspace_id: string; path: string; mode?: number }, data: Buffer, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
+  /**
+   * A guest file from a source of any length (REST bodies), streamed: raw bytes, no text encoding, memory
+   * bounded by the agent channel's backpressure, the total by [server] max_transfer_bytes. The file appears
+   * only if the whole source arrived.
+   */
+  async writeStream(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
-    const max = this.config.server.max_transfer_bytes;
-    if (data.length > max) {
-      throw new FileTooLargeError(`${data.length} bytes is over the ${max}-byte transfer limit`, 'raise [server] max_transfer_bytes', { bytes: data.length, max });
-    }
-    const r = await m.agent.writeFile(input.path, data, { mode: input.mode, createParents: true, signal: o.signal });
+    const r = await m.agent.writeFileStream(input.path, source, { mode: input.mode, createParents: true, signal: o.signal, maxBytes: this.config.server.max_transfer_bytes });
     return { path: input.path, bytes: r.bytes };
   }
 
-  /** A guest file's raw bytes (REST bodies), up to [server] max_transfer_bytes. */
-  async readBytes(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<Buffer> {
+  /** A guest file streamed out (REST bodies) a window at a time, up to [server] max_transfer_bytes; its size is known before the first chunk. */
+  async readStream(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<FileStream> {
     const m = this.ctx.running(c, input.workspace_id);
-    return (await m.agent.readFile(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal })).data;
+    return m.agent.readFileStream(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
   }
 
   /** The image catalog: recipes and built images, with sizes and the workspaces' default (as `islet image list`). */

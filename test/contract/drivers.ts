@@ -52,6 +52,31 @@ export function driverContract(label: string, env: ContractEnv): void {
       await m.agent.syncClock();
     });
 
+    test('streamed files: windows reassemble a file byte-exact; an over-limit or failing source leaves nothing', async () => {
+      const m = await boot();
+      const content = Buffer.alloc(300_000);
+      for (let i = 0; i < content.length; i++) content[i] = (i * 7 + (i >> 9)) & 0xff;
+      const pieces = async function* () { for (let i = 0; i < content.length; i += 70_001) yield content.subarray(i, i + 70_001); };
+      assert.equal((await m.agent.writeFileStream('/tmp/streamed', pieces(), { maxBytes: 1 << 20, mode: 0o640 })).bytes, content.length);
+      const r = await m.agent.readFileStream('/tmp/streamed', { maxBytes: 1 << 20, window: 100_000 });
+      assert.equal(r.size, content.length);
+      assert.equal(r.mode, 0o640);
+      const parts: Buffer[] = [];
+      for await (const c of r.chunks) {
+        assert.ok(c.length <= 100_000, 'a chunk is at most a window');
+        parts.push(c);
+      }
+      assert.ok(Buffer.concat(parts).equals(content));
+      await assert.rejects(m.agent.readFileStream('/tmp/streamed', { maxBytes: 1000 }), coded('FILE_TOO_LARGE'));
+      await assert.rejects(m.agent.readFileStream('/no/such/file', { maxBytes: 1000 }), coded('FILE_NOT_FOUND'));
+      await assert.rejects(m.agent.writeFileStream('/tmp/too-big', pieces(), { maxBytes: 1000 }), coded('FILE_TOO_LARGE'));
+      const failing = async function* () { yield Buffer.from('partial'); throw new Error('source broke'); };
+      await assert.rejects(m.agent.writeFileStream('/tmp/broken', failing(), { maxBytes: 1000 }), /source broke/);
+      await assert.rejects(m.agent.readFile('/tmp/too-big', { maxBytes: 10 }), coded('FILE_NOT_FOUND'));
+      await assert.rejects(m.agent.readFile('/tmp/broken', { maxBytes: 10 }), coded('FILE_NOT_FOUND'));
+      assert.equal((await m.agent.exec({ argv: ['true'], timeoutMs: 30_000 })).exitCode, 0);
+    });
+
     test('forwards: a second forward on one host port is PORT_IN_USE; removing an unknown one is false', async () => {
       const m = await boot({ net: { restrict: true } });
       const port = 20_000 + Math.floor(Math.random() * 20_000);

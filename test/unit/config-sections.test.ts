@@ -40,7 +40,7 @@ test('defaults of every section', () => {
   assert.deepEqual(c.pool, { enabled: true, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048, template: true });
   assert.deepEqual(c.server, {
     http_host: '127.0.0.1', http_port: 7420, tokens: [], allowed_origins: [], stdio_owner: 'local', stdio_admin: false,
-    max_transfer_bytes: 64 << 20, exec_progress_interval_ms: 2_000, daemon_tcp: false, daemon_idle_exit_s: 300,
+    max_transfer_bytes: 16 * 2 ** 30, exec_progress_interval_ms: 2_000, daemon_tcp: false, daemon_idle_exit_s: 300,
     max_result_bytes: 4 << 20, max_sessions: 256, session_idle_ms: 3_600_000, max_concurrent_calls: 32, max_buffered_output_bytes: 256 << 20,
     exec_detach_ms: 45_000,
   });

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { IsletError } from '../../src/core/errors.js';
+import { newWorkspaceId } from '../../src/core/schemas.js';
 import { allocate, cidr, contains, hostCount, intToIp, ipToInt, macOf, subnetOf, tapName } from '../../src/net/ipam.js';
 
 test('the subnet comes from gateway_ip and subnet_prefix', () => {
@@ -49,6 +50,8 @@ test('MACs are unique per address and locally administered; TAP names fit IFNAMS
   assert.equal(ipToInt('255.255.255.255'), 0xffffffff);
   assert.equal(tapName('ws-0a1b2c3d'), 'isl-0a1b2c3d');
   assert.ok(tapName('ws-0a1b2c3d').length <= 15);
+  assert.equal(tapName('ws-0123456789abcdef'), 'isl-0123456789a');
+  assert.equal(tapName(newWorkspaceId()).length, 15);
   for (const bad of ['ws-0a1b2c3', 'ws-0A1B2C3D', 'x-0a1b2c3d', 'ws-0a1b2c3d;']) assert.throws(() => tapName(bad), RangeError, bad);
 });
 

@@ -126,8 +126,10 @@ func (w *Writer) Abort() {
 // last call has eof set (and may be empty). An error stops the read.
 type Emit func(b []byte, eof bool) error
 
-// Read streams path to emit if it is at most maxBytes long.
-func Read(path string, maxBytes int64, emit Emit) (proto.FileReadOK, error) {
+// Read streams req.Path to emit: the whole file if it is at most MaxBytes
+// long or, with req.Length set, at most Length bytes from Offset.
+func Read(req *proto.FileRead, emit Emit) (proto.FileReadOK, error) {
+	path, maxBytes := req.Path, *req.MaxBytes
 	// O_NONBLOCK so that opening a FIFO does not hang; it has no effect on
 	// regular files, the only kind read.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -145,13 +147,20 @@ func Read(path string, maxBytes int64, emit Emit) (proto.FileReadOK, error) {
 	if !st.Mode().IsRegular() {
 		return proto.FileReadOK{}, proto.Errorf(proto.CodeInvalidArgument, "%s is not a regular file (%s)", path, st.Mode().Type())
 	}
-	if st.Size() > maxBytes {
+	var src io.Reader = f
+	if req.Length != nil {
+		// A window: the file may be any size, the reply is bounded by Length.
+		if _, err := f.Seek(req.Offset, io.SeekStart); err != nil {
+			return proto.FileReadOK{}, ioErr("seek", path, err)
+		}
+		src = io.LimitReader(f, *req.Length)
+	} else if st.Size() > maxBytes {
 		return proto.FileReadOK{}, proto.Errorf(proto.CodeFileTooLarge, "%s is %d bytes, maxBytes %d", path, st.Size(), maxBytes)
 	}
 	buf := make([]byte, proto.DataChunk)
 	var total int64
 	for {
-		n, rerr := f.Read(buf)
+		n, rerr := src.Read(buf)
 		if n > 0 {
 			total += int64(n)
 			// Files that report a size of 0 (procfs) or grow while read are
@@ -173,7 +182,11 @@ func Read(path string, maxBytes int64, emit Emit) (proto.FileReadOK, error) {
 	if err := emit(nil, true); err != nil {
 		return proto.FileReadOK{}, err
 	}
-	return proto.FileReadOK{Size: total, Mode: unixMode(st)}, nil
+	ok := proto.FileReadOK{Size: total, Mode: unixMode(st)}
+	if req.Length != nil {
+		ok.FileSize = st.Size()
+	}
+	return ok, nil
 }
 
 // unixMode returns st_mode & 07777 (permissions plus setuid/setgid/sticky).

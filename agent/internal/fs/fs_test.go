@@ -26,7 +26,7 @@ func write(t *testing.T, req proto.FileWrite, chunks ...[]byte) (int64, error) {
 func read(t *testing.T, path string, max int64) ([]byte, proto.FileReadOK, error) {
 	var buf bytes.Buffer
 	eof := false
-	ok, err := Read(path, max, func(b []byte, e bool) error {
+	ok, err := Read(&proto.FileRead{Path: path, MaxBytes: &max}, func(b []byte, e bool) error {
 		if eof || len(b) > proto.DataChunk {
 			t.Fatal("data after EOF or chunk too big")
 		}

@@ -215,10 +215,15 @@ type FileWriteOK struct {
 	Bytes int64 `json:"bytes"`
 }
 
-// FileRead is a FILE_READ request.
+// FileRead is a FILE_READ request. With Length set (capability
+// "file.range") it reads at most Length bytes from Offset, so that the host
+// can stream a file of any size with bounded memory, a window at a time;
+// MaxBytes then bounds only the window.
 type FileRead struct {
 	Path     string `json:"path"`
 	MaxBytes *int64 `json:"maxBytes"`
+	Offset   int64  `json:"offset,omitempty"`
+	Length   *int64 `json:"length,omitempty"`
 }
 
 // Validate checks a FILE_READ request.
@@ -232,6 +237,15 @@ func (r *FileRead) Validate(l Limits) error {
 	if *r.MaxBytes < 0 {
 		return errors.New("maxBytes is negative")
 	}
+	if r.Offset < 0 {
+		return errors.New("offset is negative")
+	}
+	if r.Length == nil && r.Offset != 0 {
+		return errors.New("offset needs length")
+	}
+	if r.Length != nil && (*r.Length < 0 || *r.Length > *r.MaxBytes) {
+		return fmt.Errorf("length %d is outside 0..maxBytes (%d)", *r.Length, *r.MaxBytes)
+	}
 	return nil
 }
 
@@ -239,6 +253,8 @@ func (r *FileRead) Validate(l Limits) error {
 type FileReadOK struct {
 	Size int64  `json:"size"`
 	Mode uint32 `json:"mode"`
+	// FileSize is the whole file's size when the request was a window.
+	FileSize int64 `json:"fileSize,omitempty"`
 }
 
 // Health is a HEALTH request (no fields).

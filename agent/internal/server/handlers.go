@@ -98,6 +98,14 @@ func (ss *session) handleSignal(f proto.Frame) {
 	}
 	ss.mu.Lock()
 	r := ss.reqs[f.RequestID]
+	if r != nil && r.typ == proto.TypeFileWrite {
+		// Capability "file.abort": the host gave up on a streamed write
+		// (its client went away); drop the temporary file now rather than
+		// hold it and a request slot until the connection ends.
+		r.abortOnce.Do(func() { close(r.abort) })
+		ss.mu.Unlock()
+		return
+	}
 	var p *exec.Process
 	if r != nil && r.typ == proto.TypeExec {
 		if p = r.proc; p == nil {
@@ -140,6 +148,9 @@ func (ss *session) handleFileWrite(f proto.Frame) {
 					}
 					return jsonFrame(proto.TypeOK, r.id, proto.FileWriteOK{Bytes: n})
 				}
+			case <-r.abort:
+				w.Abort()
+				return errorFrame(r.id, proto.Errorf(proto.CodeIOError, "write cancelled by the host before EOF"))
 			case <-ss.done:
 				w.Abort()
 				return errorFrame(r.id, proto.Errorf(proto.CodeIOError, "connection closed before EOF"))
@@ -158,7 +169,7 @@ func (ss *session) handleFileRead(f proto.Frame) {
 		return
 	}
 	ss.run(r, func(r *request) proto.Frame {
-		ok, err := fs.Read(req.Path, *req.MaxBytes, func(b []byte, eof bool) error {
+		ok, err := fs.Read(&req, func(b []byte, eof bool) error {
 			return ss.sendData(r.id, proto.StreamStdin, b, eof)
 		})
 		if err != nil {

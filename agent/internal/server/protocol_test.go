@@ -77,6 +77,62 @@ func TestFileWriteAbortedByDisconnect(t *testing.T) {
 	decode(t, h.final(1)[0], proto.TypeHello, &proto.HelloReply{})
 }
 
+func TestFileReadWindows(t *testing.T) {
+	h := newHarness(t, nil)
+	path := filepath.Join(t.TempDir(), "big")
+	content := make([]byte, 3*proto.DataChunk+17)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, content, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	// maxBytes bounds the window, not the file: windows reassemble it whole.
+	const window = proto.DataChunk + 5
+	var got []byte
+	id := uint32(10)
+	for off := 0; ; off += window {
+		id++
+		h.send(proto.TypeFileRead, id, map[string]interface{}{"path": path, "maxBytes": window, "offset": off, "length": window})
+		fs := h.final(id)
+		n := 0
+		for _, f := range fs[:len(fs)-1] {
+			got = append(got, f.Payload...)
+			n += len(f.Payload)
+		}
+		var ok proto.FileReadOK
+		decode(t, fs[len(fs)-1], proto.TypeOK, &ok)
+		if ok.Size != int64(n) || ok.FileSize != int64(len(content)) || ok.Mode != 0o640 {
+			t.Fatalf("window at %d: %+v after %d bytes", off, ok, n)
+		}
+		if n < window {
+			break
+		}
+	}
+	if !bytes.Equal(got, content) {
+		t.Fatalf("reassembled %d bytes, want %d", len(got), len(content))
+	}
+	h.send(proto.TypeFileRead, 50, map[string]interface{}{"path": path, "maxBytes": 10, "offset": 0, "length": 11})
+	expectError(t, h.final(50), proto.CodeInvalidArgument)
+	h.send(proto.TypeFileRead, 51, map[string]interface{}{"path": path, "maxBytes": 10, "offset": 5})
+	expectError(t, h.final(51), proto.CodeInvalidArgument)
+}
+
+func TestFileWriteAbortedBySignal(t *testing.T) {
+	h := newHarness(t, nil)
+	dir := t.TempDir()
+	h.send(proto.TypeFileWrite, 1, map[string]interface{}{"path": filepath.Join(dir, "f")})
+	h.sendData(1, []byte("partial"), false)
+	h.send(proto.TypeSignal, 1, proto.Signal{Signal: "KILL"})
+	expectError(t, h.final(1), proto.CodeIOError)
+	if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+		t.Fatalf("left %v", ents)
+	}
+	// The connection goes on serving.
+	h.send(proto.TypeHealth, 2, proto.Health{})
+	decode(t, h.final(2)[0], proto.TypeOK, &proto.HealthOK{})
+}
+
 func TestUnknownTypeKeepsServing(t *testing.T) {
 	h := newHarness(t, nil)
 	h.sendFrame(proto.Frame{Type: 99, RequestID: 1, Payload: []byte("whatever")})

@@ -117,6 +117,9 @@ type request struct {
 	done    chan struct{} // closed when the request has ended
 	dataEOF bool          // dispatch goroutine only
 
+	abort     chan struct{} // closed by a SIGNAL to a FILE_WRITE: discard it
+	abortOnce sync.Once
+
 	// under session.mu
 	proc       *exec.Process
 	pendingSig []string // SIGNALs that arrived before the process started
@@ -220,7 +223,7 @@ func (ss *session) register(id uint32, t proto.Type, takesData bool) *request {
 	busy := len(ss.reqs) >= ss.s.cfg.Limits.MaxInFlight
 	var r *request
 	if !dup && !busy {
-		r = &request{id: id, typ: t, done: make(chan struct{})}
+		r = &request{id: id, typ: t, done: make(chan struct{}), abort: make(chan struct{})}
 		if takesData {
 			r.data = make(chan dataMsg, StdinQueue)
 		}

@@ -152,24 +152,40 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
     return new Response(body, { status: 200, headers: { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' } }) as never;
   });
 
-  // --- files: raw bytes both ways ---
+  // --- files: raw bytes both ways, streamed (memory stays a window whatever the size) ---
   app.openapi(createRoute({
-    method: 'put', path: '/v1/workspaces/{id}/files', summary: 'write a guest file from the raw request body (parents created)',
+    method: 'put', path: '/v1/workspaces/{id}/files',
+    summary: 'write a guest file from the raw request body, streamed (parents created; the file appears only when the whole body arrived; '
+      + 'at most [server] max_transfer_bytes)',
     request: { params: Id, query: FileQuery, body: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } } },
-    responses: { 200: json(z.object({ path: z.string(), bytes: z.number().int() }), 'written'), ...errorResponses },
+    responses: { 200: json(z.object({ path: z.string(), bytes: z.number().int() }), 'written'), 413: { description: 'body over [server] max_transfer_bytes (FILE_TOO_LARGE)', content: { 'application/json': { schema: ErrorBody } } }, ...errorResponses },
   }), async (c) => {
     const q = c.req.valid('query');
-    const data = await readBody(c.env.incoming, o.maxBodyBytes);
+    const max = o.maxBodyBytes;
+    if (Number(c.env.incoming.headers['content-length'] ?? 0) > max) throw tooLarge(max);
     const mode = q.mode === undefined ? undefined : Number.parseInt(q.mode, 8);
-    return send(c, await svc.writeBytes(caller(c), { workspace_id: c.req.valid('param').id, path: q.path, mode }, data, { signal: signalOf(c) }), 200);
+    return send(c, await svc.writeStream(caller(c), { workspace_id: c.req.valid('param').id, path: q.path, mode }, c.env.incoming as AsyncIterable<Buffer>, { signal: signalOf(c) }), 200);
   });
   app.openapi(createRoute({
-    method: 'get', path: '/v1/workspaces/{id}/files', summary: 'read a guest file as raw bytes',
+    method: 'get', path: '/v1/workspaces/{id}/files',
+    summary: 'read a guest file as raw bytes, streamed (Content-Length is the size when the read began; a file that changes size meanwhile ends the body early)',
     request: { params: Id, query: FileQuery.pick({ path: true }) },
     responses: { 200: { description: 'the file', content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } }, ...errorResponses },
   }), async (c) => {
-    const data = await svc.readBytes(caller(c), { workspace_id: c.req.valid('param').id, path: c.req.valid('query').path }, { signal: signalOf(c) });
-    return new Response(data, { status: 200, headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(data.length) } }) as never;
+    const f = await svc.readStream(caller(c), { workspace_id: c.req.valid('param').id, path: c.req.valid('query').path }, { signal: signalOf(c) });
+    const it = f.chunks[Symbol.asyncIterator]();
+    // Pull-driven: the next window is read from the guest only when the client has taken the last one.
+    const body = new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        const n = await it.next();
+        if (n.done) ctl.close();
+        else ctl.enqueue(n.value);
+      },
+      async cancel() { await it.return?.(undefined); },
+    }, { highWaterMark: 0 });
+    const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(f.size) };
+    if (f.mode !== undefined) headers['x-islet-file-mode'] = f.mode.toString(8).padStart(4, '0');
+    return new Response(body, { status: 200, headers }) as never;
   });
 
   app.openapi(createRoute({
@@ -298,15 +314,16 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
   return app;
 }
 
+const tooLarge = (max: number) => new IsletError('FILE_TOO_LARGE', `request body over ${max} bytes`, 'raise [server] max_transfer_bytes', { max });
+
 /** Reads a request body up to max bytes, refusing (413) as soon as it passes the bound. */
 async function readBody(req: AsyncIterable<unknown> & { headers: Record<string, unknown> }, max: number): Promise<Buffer> {
-  const tooLarge = () => new IsletError('FILE_TOO_LARGE', `request body over ${max} bytes`, 'raise [server] max_transfer_bytes', { max });
-  if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge();
+  if (Number(req.headers['content-length'] ?? 0) > max) throw tooLarge(max);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const c of req) {
     size += (c as Buffer).length;
-    if (size > max) throw tooLarge();
+    if (size > max) throw tooLarge(max);
     chunks.push(c as Buffer);
   }
   return Buffer.concat(chunks, size);
