@@ -52,7 +52,7 @@ describe('daemon file bodies, streamed', { timeout: 900_000 }, () => {
   const islet = new Islet({ config: cfg, owner: 'files' });
   let ws: Workspace;
 
-  test('160 MiB in and out byte-exact, with the daemon\'s peak RSS flat', async () => {
+  test('160 MiB in and out byte-exact, with the daemon\'s peak RSS flat', async (t) => {
     ws = await islet.workspaces.create({ name: 'f1', image: 'base' });
     const pid = daemonPidFor(cfg);
     assert.ok(pid, 'the SDK started a daemon');
@@ -73,6 +73,7 @@ describe('daemon file bodies, streamed', { timeout: 900_000 }, () => {
     assert.equal(n, size);
     assert.equal(got.digest('hex'), want, 'read back byte-exact');
     const grew = peakMiB(pid) - before;
+    t.diagnostic(`daemon peak RSS ${before.toFixed(1)} → ${(before + grew).toFixed(1)} MiB over a ${size >> 20} MiB write and read`);
     // A buffered body would raise the peak by at least its size; streamed, it is a few windows.
     assert.ok(grew < 64, `daemon peak RSS grew by ${grew.toFixed(1)} MiB for a ${size >> 20} MiB round trip`);
   });

@@ -117,6 +117,10 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
     server.connect(new StdioServerTransport(socket, socket, { maxBufferSize: MAX_BODY_BYTES })).catch(() => socket.destroy());
     socket.once('close', () => { server.close().catch(() => undefined); });
     socket.on('error', () => socket.destroy());
+    // The front went away (its MCP client closed it, or it died). HTTP servers keep sockets half-open,
+    // and after the upgrade nothing else would end this one: it would count as a client for ever and
+    // keep the daemon from its idle exit.
+    socket.once('end', () => socket.destroy());
   });
   track(unix);
 

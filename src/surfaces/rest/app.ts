@@ -78,7 +78,9 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
   };
   const signalOf = (c: { env: HttpBindings }): AbortSignal => {
     const ac = new AbortController();
-    c.env.incoming.once('close', () => { if (!c.env.outgoing.writableFinished) ac.abort(new Error('client went away')); });
+    // The response's close, not the request's: a request emits close as soon as its body has been read,
+    // which for a streamed upload is before the guest has the last byte.
+    c.env.outgoing.once('close', () => { if (!c.env.outgoing.writableFinished) ac.abort(new Error('client went away')); });
     return ac.signal;
   };
 
