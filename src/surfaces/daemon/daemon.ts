@@ -82,7 +82,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
 
   let active = 0;
   let lastActive = Date.now();
-  const track = (server: Server) => server.on('connection', (s: Socket) => {
+  const track = (server: Server) => bounded(server).on('connection', (s: Socket) => {
     active++;
     s.once('close', () => { active--; lastActive = Date.now(); });
   });
@@ -192,6 +192,25 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
   idleTimer.unref();
 
   return { socket: paths.socket, tcpUrl, stopped, stop };
+}
+
+/** A request body that sends nothing for this long is cut (an upload's guest file is then discarded). */
+export const BODY_IDLE_MS = 60_000;
+
+/**
+ * Headers must arrive within 30 s. A body has no total time limit, since file uploads
+ * stream and may be large; instead one that stalls for BODY_IDLE_MS is cut. Once the body
+ * is in, the reply (a long exec's stream) may take as long as the operation does.
+ */
+export function bounded(server: Server, bodyIdleMs = BODY_IDLE_MS): Server {
+  server.headersTimeout = 30_000;
+  server.requestTimeout = 0;
+  server.on('request', (req: IncomingMessage) => {
+    if (req.complete) return;
+    req.setTimeout(bodyIdleMs, () => req.destroy(new Error('request body stalled')));
+    req.once('end', () => req.setTimeout(0));
+  });
+  return server;
 }
 
 function listen(server: Server, portOrPath: number | string, host?: string): Promise<void> {

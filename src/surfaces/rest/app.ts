@@ -16,6 +16,7 @@ import { statusFor } from './status.js';
 
 export const API_VERSION = '1';
 
+
 /** Who sent a request: set by the listener (unix socket: the peer's claim; TCP: its bearer token) before routing. */
 export const callerOf = new WeakMap<object, Caller>();
 
