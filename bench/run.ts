@@ -23,6 +23,12 @@ import { benchProcs } from './procs.js';
 import { benchSnapshots } from './snapshots.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
+/** `npm run bench -- --only daemon,procs`: just those sections (the bare-boot baseline runs when boot or pool is asked). */
+const SECTIONS = ['boot', 'exec', 'mcp', 'daemon', 'procs', 'net', 'snapshots', 'pool', 'density', 'kernel'] as const;
+const onlyArg = process.argv.indexOf('--only');
+const only = onlyArg >= 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',')) : undefined;
+for (const o of only ?? []) if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`--only: unknown section ${o}; sections: ${SECTIONS.join(', ')}`);
+const want = (s: (typeof SECTIONS)[number]) => !only || only.has(s);
 const EXECS = Number(process.env.BENCH_EXECS ?? 200);
 
 const pct = (xs: number[], p: number) => {
@@ -86,28 +92,30 @@ async function main(): Promise<void> {
     // Interleave bare and islet boots so drift in host load hits both alike.
     const bare: number[] = [];
     const cold: number[] = [];
-    for (let i = 0; i < N; i++) {
+    for (let i = 0; i < (want('boot') || want('pool') ? N : 0); i++) {
       bare.push(await bareBoot(rt, accel.accel, work, i));
       const t0 = performance.now();
       const m = await rt.boot();
       cold.push(ms(t0));
       await m.destroy();
     }
-    const bareMed = median(bare);
-    record({ metric: 'bare QEMU boot to first agent reply (median)', value: bareMed, unit: 'ms' });
-    record({ metric: 'islet cold boot to agent ready (median)', value: median(cold), unit: 'ms', baseline: bareMed, ratio: median(cold) / bareMed });
+    const bareMed = bare.length ? median(bare) : NaN;
+    if (bare.length) {
+      record({ metric: 'bare QEMU boot to first agent reply (median)', value: bareMed, unit: 'ms' });
+      record({ metric: 'islet cold boot to agent ready (median)', value: median(cold), unit: 'ms', baseline: bareMed, ratio: median(cold) / bareMed });
+    }
 
     const runs: number[] = [];
-    for (let i = 0; i < Math.min(N, 3); i++) {
+    for (let i = 0; i < (want('boot') ? Math.min(N, 3) : 0); i++) {
       const t0 = performance.now();
       const r = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'run', '-q', '--', 'true'], { stdio: 'ignore' });
       if (r.status !== 0) throw new Error(`islet run -- true exited ${r.status}`);
       runs.push(ms(t0));
     }
-    record({ metric: '`islet run -- true` wall time (median)', value: median(runs), unit: 'ms', baseline: bareMed, ratio: median(runs) / bareMed });
+    if (runs.length) record({ metric: '`islet run -- true` wall time (median)', value: median(runs), unit: 'ms', baseline: bareMed, ratio: median(runs) / bareMed });
 
-    const m = await rt.boot();
-    try {
+    const m = want('exec') ? await rt.boot() : undefined;
+    if (m) try {
       for (let i = 0; i < 10; i++) await m.exec({ argv: ['true'] }); // warm the guest's page cache
       const rtt: number[] = [];
       for (let i = 0; i < EXECS; i++) {
@@ -132,20 +140,24 @@ async function main(): Promise<void> {
     } finally {
       await m.destroy();
     }
-    await benchMcp(config, rt, Math.min(N, 3), record);
-    await benchDaemon(config, Math.min(EXECS, 100), record);
-    await benchProcs(rt, N, record);
-    await benchNet(config, record);
-    await benchSnapshots(config, Math.min(N, 3), record);
-    await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);
-    await benchDensity(config, record);
-    await benchKernel(config, accel.accel, Math.min(N, 3), record);
+    if (want('mcp')) await benchMcp(config, rt, Math.min(N, 3), record);
+    if (want('daemon')) await benchDaemon(config, Math.min(EXECS, 100), record);
+    if (want('procs')) await benchProcs(rt, N, record);
+    if (want('net')) await benchNet(config, record);
+    if (want('snapshots')) await benchSnapshots(config, Math.min(N, 3), record);
+    if (want('pool')) await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);
+    if (want('density')) await benchDensity(config, record);
+    if (want('kernel')) await benchKernel(config, accel.accel, Math.min(N, 3), record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
   const outDir = path.resolve('bench/results');
   await mkdir(outDir, { recursive: true });
   const meta = { date: new Date().toISOString(), accel: accel.accel, cores: os.cpus().length, host: os.release(), boots: N, execs: EXECS };
+  if (only) { // a partial run does not replace the full report
+    console.log(`\n--only ${[...only].join(',')}: bench/results/latest.* left as they were`);
+    return;
+  }
   await writeFile(path.join(outDir, 'latest.json'), JSON.stringify({ meta, rows }, null, 2));
   const md = [`# islet bench ${meta.date}`, '', `accel ${meta.accel}, ${meta.cores} cores, host kernel ${meta.host}`, '',
     '| metric | value | unit | baseline | ratio |', '|---|---:|---|---:|---:|',
