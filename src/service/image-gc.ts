@@ -88,7 +88,7 @@ async function walkFiles(dir: string, skip: string | undefined, out: string[], d
  * Disk paths the state database names (workspace disks, snapshot files), and
  * the images of rows whose disk does not exist (yet): those cannot be traced.
  */
-export function stateReferences(dbFile: string): { files: string[]; images: Set<string> } {
+export function stateReferences(dbFile: string, dataDir: string): { files: string[]; images: Set<string> } {
   const files: string[] = [];
   const images = new Set<string>();
   if (!existsSync(dbFile)) return { files, images };
@@ -97,9 +97,12 @@ export function stateReferences(dbFile: string): { files: string[]; images: Set<
     const tables = new Set((db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Array<{ name: string }>).map((r) => r.name));
     if (tables.has('workspaces')) {
       const cols = new Set((db.prepare('PRAGMA table_info(workspaces)').all() as Array<{ name: string }>).map((c) => c.name));
-      const rows = db.prepare(`SELECT image${cols.has('disk_path') ? ', disk_path' : ''} FROM workspaces WHERE state != 'destroyed'`).all() as Array<{ image: string; disk_path?: string | null }>;
+      const rows = db.prepare(`SELECT id, image${cols.has('disk_path') ? ', disk_path' : ''} FROM workspaces WHERE state != 'destroyed'`)
+        .all() as Array<{ id: string; image: string; disk_path?: string | null }>;
       for (const r of rows) {
-        if (r.disk_path && existsSync(r.disk_path)) files.push(r.disk_path);
+        // NULL disk_path: the legacy <data_dir>/disks/<id>.qcow2 (store.ts).
+        const disk = r.disk_path ?? path.join(dataDir, 'disks', `${r.id}.qcow2`);
+        if (existsSync(disk)) files.push(disk);
         else images.add(r.image);
       }
     }
@@ -162,7 +165,7 @@ async function kindDirs(config: Config, only?: string): Promise<Array<{ kind: st
  */
 export async function gcCache(config: Config, o: { dryRun?: boolean; only?: string; scanProcesses?: boolean } = {}): Promise<GcResult> {
   const root = artifactsRoot(config);
-  const state = stateReferences(config.paths.stateDb);
+  const state = stateReferences(config.paths.stateDb, config.paths.dataDir);
   const disks: string[] = [...state.files];
   await walkFiles(config.paths.dataDir, path.resolve(root), disks);
   await walkFiles(path.join(root, 'templates'), undefined, disks);
