@@ -27,6 +27,8 @@ import { vmEnv } from './factory.js';
 const shared = loadConfig().paths.cacheDir;
 const cache = mkdtempSync(path.join(os.tmpdir(), 'islet-import-cache-'));
 mkdirSync(path.join(cache, 'images'));
+// base: the accelerator verdict is taken on it (Runtime.accel); only read here.
+if (existsSync(path.join(shared, 'images', 'base'))) symlinkSync(path.join(shared, 'images', 'base'), path.join(cache, 'images', 'base'));
 for (const d of ['kernel', 'go', 'kernel-custom']) if (existsSync(path.join(shared, d))) symlinkSync(path.join(shared, d), path.join(cache, d));
 if (existsSync(path.join(shared, 'accel.json'))) copyFileSync(path.join(shared, 'accel.json'), path.join(cache, 'accel.json'));
 const env = vmEnv('image-import', { storage: { cache_dir: cache }, vm: { kernel: 'distro' } });
