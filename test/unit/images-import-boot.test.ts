@@ -15,6 +15,7 @@ import { kindDir } from '../../src/images/paths.js';
 import { resolveBootArtifacts } from '../../src/service/artifacts.js';
 import { imageNameFromReference, pullImage } from '../../src/service/image-ops.js';
 import { readCpio } from '../../src/images/cpio.js';
+import { elfKernel } from '../fixtures/elf-kernel.js';
 
 async function scratch(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const d = await mkdtemp(path.join(os.tmpdir(), 'islet-import-boot-'));
@@ -25,45 +26,6 @@ async function scratch(t: { after: (fn: () => Promise<void>) => void }): Promise
 function fakeExt4(): Buffer {
   const b = Buffer.alloc(4096);
   b.writeUInt16LE(0xef53, EXT4_MAGIC_OFFSET);
-  return b;
-}
-
-/**
- * An ELF64 x86-64 executable with a section table: a .shstrtab and a .notes
- * section holding one note, Xen's PHYS32_ENTRY (type 18) when pvh, else a
- * GNU build-id note (type 3). `salt` makes two kernels differ.
- */
-export function elfKernel(pvh: boolean, salt = 0): Buffer {
-  const shstr = Buffer.from('\0.shstrtab\0.notes\0');
-  const name = Buffer.from(pvh ? 'Xen\0' : 'GNU\0');
-  const note = Buffer.alloc(12 + 4 + 8);
-  note.writeUInt32LE(4, 0); // namesz
-  note.writeUInt32LE(8, 4); // descsz
-  note.writeUInt32LE(pvh ? 18 : 3, 8);
-  name.copy(note, 12);
-  note.writeUInt32LE(0x1000000 + salt, 16);
-  const shstrOff = 64;
-  const notesOff = shstrOff + shstr.length + 2;
-  const shoff = notesOff + note.length;
-  const b = Buffer.alloc(shoff + 3 * 64);
-  b.writeUInt32BE(0x7f454c46, 0);
-  b[4] = 2; b[5] = 1; b[6] = 1;
-  b.writeUInt16LE(2, 16); // ET_EXEC
-  b.writeUInt16LE(62, 18); // x86-64
-  b.writeBigUInt64LE(BigInt(shoff), 40);
-  b.writeUInt16LE(64, 58); // shentsize
-  b.writeUInt16LE(3, 60); // shnum
-  b.writeUInt16LE(1, 62); // shstrndx
-  shstr.copy(b, shstrOff);
-  note.copy(b, notesOff);
-  const sh = (i: number, nameOff: number, off: number, size: number) => {
-    const at = shoff + i * 64;
-    b.writeUInt32LE(nameOff, at);
-    b.writeBigUInt64LE(BigInt(off), at + 24);
-    b.writeBigUInt64LE(BigInt(size), at + 32);
-  };
-  sh(1, 1, shstrOff, shstr.length);
-  sh(2, 11, notesOff, note.length);
   return b;
 }
 
