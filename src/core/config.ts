@@ -132,6 +132,8 @@ const ImagesSchema = z.object({
   suite: z.string().min(1).default('bookworm'),
   kernel_package: z.string().regex(/^linux-image-[a-z0-9.+-]+$/).optional()
     .describe('Debian kernel package; default: the newest linux-image-*-cloud-amd64 apt offers'),
+  import_max_mb: z.number().int().min(1).max(1 << 20).default(16_384)
+    .describe('largest rootfs (and kernel) `islet image import` and POST /api/images/pull accept'),
 }).strict();
 
 export const ConfigSchema = z.object({

@@ -72,6 +72,8 @@ export interface KernelBuildOptions extends BuildOptions {
   jobs?: number;
   /** Build again even when the cache holds this key. */
   force?: boolean;
+  /** Keep the unpacked source tree (~1.5 GB) after the build; default: remove it (the next build unpacks it again). */
+  keepSource?: boolean;
 }
 
 async function installedVersion(pkg: string, signal?: AbortSignal): Promise<string | undefined> {
@@ -133,6 +135,16 @@ function alive(pid: number): boolean {
   }
 }
 
+/**
+ * Removes the unpacked source tree after a build. The build dir stays:
+ * tar restores the sources' mtimes when the next build unpacks them again,
+ * so make still sees the old objects as up to date and rebuilds only what
+ * a changed option touches.
+ */
+export async function removeSourceTree(dir: string): Promise<void> {
+  await removeTree(path.join(dir, 'source'));
+}
+
 /** The unpacked source tree, reused while the installed package version stays the same. */
 async function ensureSource(dir: string, version: string, opts: BuildOptions): Promise<string> {
   const srcDir = path.join(dir, 'source');
@@ -172,7 +184,9 @@ export async function buildCustomKernel(
   const existing = opts.force ? undefined : await readEntry(dir, key);
   const entry = existing ?? await withBuildLock(dir, async () => {
     if (opts.force) await removeTree(path.join(dir, key));
-    return buildEntry(dir, key, source, fragment, ph, opts);
+    const e = await buildEntry(dir, key, source, fragment, ph, opts);
+    if (!opts.keepSource) await removeSourceTree(dir);
+    return e;
   });
   const kernel = customFromEntry(entry.path, entry.key, entry.meta, entry.reused);
   ph.line(5, `${kernel.reused ? 'cached' : 'built'} ${kernel.release}: vmlinux ${formatBytes(kernel.vmlinuxBytes)}` +
@@ -337,4 +351,20 @@ export async function chooseKernel(config: Config, agentKey: string | undefined)
     reason: `${mode === 'auto' ? 'auto: ' : ''}custom ${k.release}, vmlinux ${formatBytes(k.vmlinuxBytes)} (key ${k.key})`,
     custom: { ...k, initrd: path.join(initrd.path, INITRAMFS_FILE) },
   };
+}
+
+/**
+ * Whether the current custom kernel was built from another fragment than
+ * images/kernel/microvm.config says today (edited since, or islet updated):
+ * the symbols whose wanted value differs. undefined when no custom kernel
+ * is built. Compared by content, so touching the file without changing a
+ * value is not "stale".
+ */
+export async function staleCustomKernel(config: Config): Promise<{ release: string; builtAt: string; changed: string[] } | undefined> {
+  const e = await getCurrent(customKernelDir(config));
+  if (!e) return undefined;
+  const built = new Map(Object.entries((e.meta.recipe as { fragment?: Record<string, string> } | null)?.fragment ?? {}));
+  const now = await loadFragment();
+  const changed = [...new Set([...built.keys(), ...now.keys()])].filter((k) => built.get(k) !== now.get(k)).sort();
+  return { release: String(e.meta.info.release ?? ''), builtAt: e.meta.builtAt, changed };
 }

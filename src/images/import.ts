@@ -8,27 +8,27 @@
 // reflink where the filesystem supports it) and made read-only; the source
 // is never modified.
 //
-// Limitation: the service boots every image with islet's own kernel and
-// initramfs today. The imported kernel is validated and stored beside the
-// rootfs (vmlinux in the cache entry) for when per-image kernels land; it is
-// not used yet. The rootfs must contain the islet agent at
-// /usr/local/bin/islet-agent to boot (checked, reported as a warning).
+// How the import then boots (the agent injected from the initramfs, the
+// imported kernel when it is PVH-bootable, else islet's with a warning) is
+// imported-boot.ts's job.
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { chmod, open, realpath, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { FileNotFoundError, InvalidArgumentError, IsletError, PathOutsideAllowedError } from '../core/errors.js';
+import { FileNotFoundError, FileTooLargeError, InvalidArgumentError, PathOutsideAllowedError } from '../core/errors.js';
 import { type Progress, silent } from '../core/progress.js';
 import { run } from '../host/run.js';
 import { cached, setCurrent } from './cache.js';
 import { EM_X86_64, isElf } from './elf.js';
+import { IMPORTED_KERNEL_FILE, type ImportedMeta, isPvhBootable, sha256File } from './imported-boot.js';
 import { formatBytes, kindDir } from './paths.js';
 import { IMAGE_NAME, listRecipeNames } from './recipe.js';
 import { AGENT_IN_IMAGE, ROOTFS_FILE } from './rootfs.js';
 
-export const IMPORTED_KERNEL_FILE = 'vmlinux';
+export { IMPORTED_KERNEL_FILE } from './imported-boot.js';
+/** Bump when what an import records changes: a new format is a new cache key (2: kernelUse, injectAgent). */
+export const IMPORT_FORMAT = 2;
 /** ext2/3/4 superblock: 1024 bytes in, s_magic at offset 56 of it. */
 export const EXT4_MAGIC_OFFSET = 1080;
 export const EXT4_MAGIC = 0xef53;
@@ -48,8 +48,11 @@ export interface ImportResult {
   kernel: string;
   sizeBytes: number;
   reused: boolean;
-  /** The rootfs has /usr/local/bin/islet-agent (needed to boot under islet). */
+  /** The rootfs has /usr/local/bin/islet-agent (needed only by full-init imports: fast ones get it injected). */
   hasAgent: boolean | null;
+  /** "own": the imported vmlinux boots (it is PVH-bootable); "islet": islet's kernel does, and a warning says why. */
+  kernelUse: 'own' | 'islet';
+  injectAgent: boolean;
   warnings: string[];
 }
 
@@ -69,9 +72,20 @@ const within = (root: string, p: string) => {
   return rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel));
 };
 
-/** realpath of an existing regular file inside one of roots, or a FILE_NOT_FOUND / PATH_OUTSIDE_ALLOWED / INVALID_ARGUMENT error. */
-export async function resolveImportSource(what: 'kernel' | 'rootfs', p: string, roots: readonly string[]): Promise<string> {
+/**
+ * realpath of an existing regular file inside one of roots, at most
+ * maxBytes long, or a FILE_NOT_FOUND / PATH_OUTSIDE_ALLOWED / FILE_TOO_LARGE /
+ * INVALID_ARGUMENT error. `absolute`: refuse relative paths and any ".."
+ * segment outright (REST callers, whose working directory is not theirs).
+ */
+export async function resolveImportSource(
+  what: 'kernel' | 'rootfs', p: string, roots: readonly string[], o: { maxBytes?: number; absolute?: boolean } = {},
+): Promise<string> {
   if (!p) throw new InvalidArgumentError(`--${what} is required`);
+  if (p.includes('\0')) throw new InvalidArgumentError(`${what} path contains a NUL byte`);
+  if (o.absolute && (!path.isAbsolute(p) || p.split('/').includes('..'))) {
+    throw new InvalidArgumentError(`${what} path ${JSON.stringify(p.slice(0, 200))} must be absolute, without ".." segments`, 'pass the file\'s absolute path on the daemon\'s host');
+  }
   const abs = path.resolve(p);
   let real: string;
   try {
@@ -86,6 +100,10 @@ export async function resolveImportSource(what: 'kernel' | 'rootfs', p: string, 
   }
   const st = await stat(real);
   if (!st.isFile()) throw new InvalidArgumentError(`${what} ${real} is not a regular file`, `pass a ${what === 'kernel' ? 'vmlinux' : 'raw ext4 image'} file`);
+  if (o.maxBytes !== undefined && st.size > o.maxBytes) {
+    throw new FileTooLargeError(`${what} ${real} is ${st.size} bytes, above the ${o.maxBytes} bytes imports may have`,
+      'raise [images] import_max_mb, or shrink the filesystem (resize2fs -M)', { [what]: real, sizeBytes: st.size, maxBytes: o.maxBytes });
+  }
   return real;
 }
 
@@ -127,12 +145,6 @@ export async function assertVmlinux(file: string): Promise<void> {
   if (head.readUInt16LE(16) !== ET_EXEC) throw bad('an ELF but not an executable (a module or shared object?)');
 }
 
-async function sha256(file: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 /** Does the ext4 image contain path? null if debugfs is not available. */
 async function ext4Has(img: string, p: string): Promise<boolean | null> {
   const r = await run(['debugfs', '-R', `stat ${p}`, img], { allowFailure: true }).catch(() => undefined);
@@ -140,7 +152,9 @@ async function ext4Has(img: string, p: string): Promise<boolean | null> {
   return r.code === 0 && /Inode:/.test(r.stdout);
 }
 
-export async function importImage(config: Config, req: ImportRequest, progress: Progress = silent): Promise<ImportResult> {
+export async function importImage(
+  config: Config, req: ImportRequest, progress: Progress = silent, o: { absolute?: boolean } = {},
+): Promise<ImportResult> {
   const { name } = req;
   if (!IMAGE_NAME.test(name)) {
     throw new InvalidArgumentError(`invalid image name "${name}"`, 'use lowercase letters, digits and "-" (at most 40 characters)');
@@ -149,15 +163,23 @@ export async function importImage(config: Config, req: ImportRequest, progress: 
     throw new InvalidArgumentError(`"${name}" is an image of the catalog (images/${name}/recipe.json)`, 'import under another name');
   }
   const roots = await allowedImportRoots(config);
-  const kernel = await resolveImportSource('kernel', req.kernel, roots);
-  const rootfs = await resolveImportSource('rootfs', req.rootfs, roots);
+  const limit = { maxBytes: config.images.import_max_mb * 1024 * 1024, absolute: o.absolute };
+  const kernel = await resolveImportSource('kernel', req.kernel, roots, limit);
+  const rootfs = await resolveImportSource('rootfs', req.rootfs, roots, limit);
   await assertVmlinux(kernel);
   await assertExt4(rootfs);
+  const pvh = await isPvhBootable(kernel);
 
   progress(`import ${name}: hashing ${rootfs} and ${kernel}`);
-  const [rh, kh] = await Promise.all([sha256(rootfs), sha256(kernel)]);
+  const [rh, kh] = await Promise.all([sha256File(rootfs), sha256File(kernel)]);
   const initMode = req.initMode ?? 'fast';
-  const key = createHash('sha256').update(`import\0${rh}\0${kh}\0${initMode}`).digest('hex').slice(0, 16);
+  const key = createHash('sha256').update(`import\0${IMPORT_FORMAT}\0${rh}\0${kh}\0${initMode}`).digest('hex').slice(0, 16);
+  const imported: ImportedMeta = {
+    rootfs, kernel, rootfsSha256: rh, kernelSha256: kh,
+    kernelUse: pvh ? 'own' : 'islet',
+    kernelReason: pvh ? 'the kernel has the PVH entry note' : 'KERNEL_NOT_PVH: the kernel has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY), which QEMU\'s microvm boots through',
+    injectAgent: initMode === 'fast',
+  };
   const dir = kindDir.image(config, name);
   const entry = await cached(dir, key, async (tmp) => {
     const dst = path.join(tmp, ROOTFS_FILE);
@@ -170,7 +192,7 @@ export async function importImage(config: Config, req: ImportRequest, progress: 
     // Shaped like a built image's meta (findArtifacts reads recipe.recipe.initMode).
     const recipe = { name, parent: null, chain: [name], initMode, imported: true, packages: [], npmPackages: [], scripts: [], files: [], services: [] };
     return {
-      recipe: { recipe, imported: { rootfs, kernel, rootfsSha256: rh, kernelSha256: kh } },
+      recipe: { recipe, imported },
       info: { imported: true, minBytes: st.size, allocatedBytes: st.blocks * 512 },
     };
   });
@@ -178,10 +200,12 @@ export async function importImage(config: Config, req: ImportRequest, progress: 
   const dst = path.join(entry.path, ROOTFS_FILE);
   const hasAgent = await ext4Has(dst, AGENT_IN_IMAGE);
   const warnings: string[] = [];
-  if (hasAgent === false) warnings.push(`the rootfs has no ${AGENT_IN_IMAGE}: islet boots it through its initramfs, which execs that agent; install it in the image (islet setup builds it)`);
-  warnings.push('the imported kernel is stored but not used yet: workspaces boot with islet\'s kernel and initramfs');
+  if (initMode === 'full' && hasAgent === false) {
+    warnings.push(`the rootfs has no ${AGENT_IN_IMAGE}: a full-init import starts the image's own agent through its systemd unit; install both, or import with --init fast (the agent is then injected)`);
+  }
+  if (!pvh) warnings.push(`${imported.kernelReason}: workspaces of ${name} boot islet's kernel instead`);
   return {
     name, key, rootfs: dst, kernel: path.join(entry.path, IMPORTED_KERNEL_FILE), sizeBytes: entry.meta.files[ROOTFS_FILE] ?? 0,
-    reused: entry.reused, hasAgent, warnings,
+    reused: entry.reused, hasAgent, kernelUse: imported.kernelUse ?? 'islet', injectAgent: imported.injectAgent ?? false, warnings,
   };
 }

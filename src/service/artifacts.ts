@@ -5,14 +5,20 @@ import type { Config } from '../core/config.js';
 import { ImageNotFoundError } from '../core/errors.js';
 import { chooseKernel } from '../images/custom-kernel.js';
 import { findArtifacts } from '../images/index.js';
+import { importedBoot } from '../images/imported-boot.js';
 import type { BootArtifacts } from './machine.js';
 
 export async function resolveBootArtifacts(config: Config, image: string): Promise<BootArtifacts & { kernelKey: string }> {
   const found = await findArtifacts(config, { image });
   // [vm] kernel: the custom kernel (islet kernel build) boots with its own module-less initramfs.
   const custom = (await chooseKernel(config, found.agent?.key)).custom;
-  const vmlinux = config.vm.kernel_path ?? custom?.vmlinux ?? found.kernel?.vmlinux;
-  const initrd = config.vm.initrd_path ?? custom?.initrd ?? found.initramfs?.path;
+  // An imported image may bring its own kernel (imported-boot.ts); [vm] kernel_path still wins.
+  const known = [custom && { vmlinux: custom.vmlinux, initrd: custom.initrd }, found.kernel && found.initramfs && { vmlinux: found.kernel.vmlinux, initrd: found.initramfs.path }]
+    .filter((k): k is { vmlinux: string; initrd: string } => !!k);
+  const imp = config.vm.kernel_path ? undefined : await importedBoot(config, image, found.agent, known);
+  const own = imp?.kernelUse === 'own' ? imp : undefined;
+  const vmlinux = config.vm.kernel_path ?? own?.vmlinux ?? custom?.vmlinux ?? found.kernel?.vmlinux;
+  const initrd = config.vm.initrd_path ?? own?.initrd ?? custom?.initrd ?? found.initramfs?.path;
   if (!vmlinux) throw new ImageNotFoundError(image, 'no kernel has been built');
   if (!initrd) throw new ImageNotFoundError(image, 'no initramfs has been built');
   if (!found.image) throw new ImageNotFoundError(image, 'this image has not been built');
@@ -23,6 +29,7 @@ export async function resolveBootArtifacts(config: Config, image: string): Promi
     initrd,
     rootfs: found.image.rootfs,
     initMode: found.image.recipe.initMode,
-    kernelKey: config.vm.kernel_path ? `path:${vmlinux}` : (custom?.key ?? found.kernel?.key ?? 'unknown'),
+    injectAgent: imp?.injectAgent ?? false,
+    kernelKey: config.vm.kernel_path ? `path:${vmlinux}` : (own?.kernelKey ?? custom?.key ?? found.kernel?.key ?? 'unknown'),
   };
 }

@@ -6,7 +6,7 @@ import { access, mkdir, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { firstLine, IsletError } from '../core/errors.js';
-import { chooseKernel } from '../images/custom-kernel.js';
+import { chooseKernel, fragmentPath, staleCustomKernel } from '../images/custom-kernel.js';
 import { findArtifacts } from '../images/index.js';
 import { run, which } from '../host/run.js';
 import { kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
@@ -107,6 +107,13 @@ export async function runChecks(config: Config, o: { canary?: boolean } = {}): P
     ['guest kernel choice', false, async () => {
       const c = await chooseKernel(config, (await findArtifacts(config)).agent?.key);
       return ok(`${c.kind} (${c.reason})`);
+    }],
+    ['custom kernel vs its config fragment', false, async () => {
+      const s = await staleCustomKernel(config);
+      if (!s) return ok('no custom kernel built');
+      if (!s.changed.length) return ok(`${s.release} matches ${path.basename(fragmentPath())}`);
+      return fail(`${s.release} (built ${s.builtAt}) is older than ${fragmentPath()}: ${s.changed.length} option(s) differ (${s.changed.slice(0, 5).join(', ')}${s.changed.length > 5 ? ', ...' : ''})`,
+        'run `islet kernel build` to rebuild it from the current fragment');
     }],
     ['initramfs', true, artifactCheck((a) => a.initrd, 'initramfs', false)],
     ['base image', true, artifactCheck((a) => a.rootfs, 'base image', false)],

@@ -9,6 +9,7 @@ import type { ExecOptions, ExecRequest, ExecResult, GuestAgent, GuestConnector, 
 import type { DiskDriver } from '../storage/overlay.js';
 import type { Accel, InitMode, NetSpec, PortForward, VmSpec } from '../vmm/argv.js';
 import type { ExitInfo, Vm, VmDriver } from '../vmm/driver.js';
+import { INJECT_AGENT_WORD } from '../images/imported-boot.js';
 
 /** The drivers a Machine is made of: real ones (drivers.ts) or the fakes (vmm/fake.ts, guest/fake.ts, storage/fake.ts). */
 export interface Drivers {
@@ -22,6 +23,8 @@ export interface BootArtifacts {
   initrd: string;
   rootfs: string;
   initMode: InitMode;
+  /** Stage 1 copies its own agent into the root and runs that (imported images without islet's agent). */
+  injectAgent?: boolean;
 }
 
 export interface MachineSpec {
@@ -112,6 +115,7 @@ export class Machine {
         memoryMb: spec.memoryMb,
         accel: spec.accel,
         initMode: spec.artifacts.initMode,
+        cmdlineExtra: spec.artifacts.injectAgent ? [INJECT_AGENT_WORD] : undefined,
         hostname: spec.hostname ?? `islet-${id}`,
         tcgTbSizeMb: spec.tcgTbSizeMb,
         tscKhz: spec.tscKhz,

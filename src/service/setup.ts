@@ -4,6 +4,7 @@ import { Progress, silent } from '../core/progress.js';
 import { checkHostPackages, missingPackagesError } from '../host/packages.js';
 import { DEFAULT_IMAGE, ensureArtifacts } from '../images/index.js';
 import { ensureEgressHelper } from '../net/egress-build.js';
+import { gcCache } from './image-gc.js';
 import { Runtime } from './runtime.js';
 
 export interface SetupResult {
@@ -20,7 +21,15 @@ export async function setupHost(config: Config, o: { progress?: Progress; image?
   // when no image is named (dev unless configured); --image: whatever else was asked for.
   const images = [...new Set([DEFAULT_IMAGE, config.resources.default_image, ...(o.image ? [o.image] : [])])];
   const built = [];
-  for (const image of images) built.push(await ensureArtifacts(config, progress, { image }));
+  for (const image of images) {
+    const a = await ensureArtifacts(config, progress, { image });
+    built.push(a);
+    // A rebuild supersedes the image's older builds: prune those nothing uses (image-gc.ts).
+    if (!a.image.reused) {
+      const g = await gcCache(config, { only: `image:${image}` });
+      if (g.removed.length) progress(`pruned ${g.removed.length} superseded build(s) of ${image}`);
+    }
+  }
   const a = built[0]!;
   // User mode's egress proxy (a guestfwd starts it per connection); any mode may switch to user mode later.
   const egress = await ensureEgressHelper(config, progress);

@@ -25,5 +25,5 @@ test('image list: name, parent, size, built at, recipe hash and the kernel it bo
     ['dev', 'base', 'fast', '100.0 MiB', '356.0 MiB', '2026-11-23 12:13Z (2h ago)', '52.0 s', '80e8bbd4ffa6a2a3', 'distro 6.1.0-56-cloud-amd64', '2 builds cached']);
   assert.deepEqual(cells('agent-ready').slice(0, 9), ['agent-ready', 'dev', 'fast', '-', '-', '-', '-', '-', 'distro 6.1.0-56-cloud-amd64']);
   assert.match(cells('agent-ready').at(-1) ?? '', /not built/);
-  assert.match(cells('mine').at(-1) ?? '', /no recipe, own vmlinux stored, not booted/);
+  assert.match(cells('mine').at(-1) ?? '', /no recipe, imported/);
 });

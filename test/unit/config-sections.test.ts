@@ -44,7 +44,7 @@ test('defaults of every section', () => {
     max_result_bytes: 4 << 20, max_sessions: 256, session_idle_ms: 3_600_000, max_concurrent_calls: 32, max_buffered_output_bytes: 256 << 20,
     exec_detach_ms: 45_000,
   });
-  assert.deepEqual(c.images, { mirror: 'http://deb.debian.org/debian', suite: 'bookworm' });
+  assert.deepEqual(c.images, { mirror: 'http://deb.debian.org/debian', suite: 'bookworm', import_max_mb: 16_384 });
   assert.equal(c.paths.transferDir, path.join(c.paths.dataDir, 'transfer'));
   assert.equal(c.paths.stateDb, path.join(c.paths.dataDir, 'state.db'));
 });
@@ -137,7 +137,7 @@ kernel_package = "linux-image-6.1.0-30-cloud-amd64"
     { token: '0123456789abcdef0123', owner: 'bob', admin: false },
     { token: 'fedcba9876543210fedc', owner: 'root@ops', admin: true },
   ]);
-  assert.deepEqual(c.images, { mirror: 'http://mirror.example/debian', suite: 'trixie', kernel_package: 'linux-image-6.1.0-30-cloud-amd64' });
+  assert.deepEqual(c.images, { mirror: 'http://mirror.example/debian', suite: 'trixie', kernel_package: 'linux-image-6.1.0-30-cloud-amd64', import_max_mb: 16_384 });
 });
 
 test('an unknown key in each section is rejected with its section', () => {

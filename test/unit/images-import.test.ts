@@ -122,7 +122,8 @@ test('importImage validates, then registers a read-only copy that image list sho
   assert.deepEqual(await readFile(r.rootfs), fakeExt4());
   assert.equal((await stat(r.rootfs)).mode & 0o777, 0o444);
   assert.deepEqual(await readFile(r.kernel), fakeVmlinux());
-  assert.ok(r.warnings.some((w) => /kernel is stored but not used/.test(w)));
+  assert.ok(r.warnings.some((w) => /KERNEL_NOT_PVH/.test(w)), 'a kernel without the PVH note falls back to islet\'s, with a warning');
+  assert.equal(r.kernelUse, 'islet');
   assert.equal((await importImage(config, { name: 'mine', kernel, rootfs })).reused, true, 'same files, same key');
   const row = (await listImages(config)).find((x) => x.name === 'mine');
   assert.ok(row?.built, JSON.stringify(row));

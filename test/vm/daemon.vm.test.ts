@@ -14,6 +14,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { loadConfig } from '../../src/core/config.js';
 import { ApiClient, DaemonUnavailableError, Islet, IsletApiError, UnauthorizedError, WorkspaceNotFoundError } from '../../src/sdk/index.js';
+import { resolveBootArtifacts } from '../../src/service/artifacts.js';
 import { qemuProcesses } from './procs.js';
 
 const TOKEN = 'daemon-test-token-0123456789';
@@ -58,6 +59,7 @@ function daemons(): number[] {
 after(() => {
   for (const w of ['a1', 'b1', 'c1', 's1', 's1-fork', 'k1', 'r1', 'r1-fork', 'm1']) islet(['ws', 'destroy', w, '--all', '-q'], 60_000);
   islet(['daemon', 'stop'], 60_000);
+  for (const n of ['route-pull', 'route-import']) islet(['image', 'rm', n]); // the image routes' imports (into the shared cache)
   for (const q of qemuProcesses(runDir)) { try { process.kill(q.pid, 'SIGKILL'); } catch { /* gone */ } }
   rmSync(runDir, { recursive: true, force: true });
   rmSync(dataDir, { recursive: true, force: true });
@@ -164,6 +166,38 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
     await new Promise((r) => d.once('exit', r));
   });
 
+  /** The image routes: admin only; pull and import register the built base rootfs (copied into the data dir) under two names, removed afterwards. */
+  function imageRoutes(socketPath: string | undefined, raw: (method: string, p: string, o?: { json?: unknown }) => Promise<unknown>): Array<[string, () => Promise<unknown>]> {
+    const admin = new ApiClient({ socketPath, headers: { 'x-islet-admin': '1' } });
+    const files = async () => {
+      const a = await resolveBootArtifacts(loadConfig(), 'base');
+      const rootfsPath = path.join(dataDir, 'route-rootfs.ext4');
+      spawnSync('cp', ['--sparse=always', a.rootfs, rootfsPath]);
+      return { kernelPath: a.vmlinux, rootfsPath };
+    };
+    return [
+      ['POST /api/images/pull', async () => {
+        const f = await files();
+        await assert.rejects(raw('POST', '/api/images/pull', { json: { reference: 'route-pull', ...f } }), (e: unknown) => (e as IsletApiError).status === 403, 'pull needs an admin');
+        await assert.rejects(admin.http.send('POST', '/api/images/pull', { json: { reference: 'route-pull', kernelPath: f.kernelPath, rootfsPath: `${dataDir}/../x.ext4` } }),
+          (e: unknown) => (e as IsletApiError).status === 400, 'no ".." in host paths');
+        return admin.http.send('POST', '/api/images/pull', { json: { reference: 'route-pull', ...f } });
+      }],
+      ['POST /v1/images/import', async () => admin.http.send('POST', '/v1/images/import', { json: { name: 'route-import', ...(await files()) } })],
+      ['POST /v1/images/{name}/build', () => admin.http.send('POST', '/v1/images/base/build')],
+      ['POST /v1/images/{name}/verify', async () => {
+        const res = await admin.http.send('POST', '/v1/images/route-import/verify', { json: {} }) as AsyncIterable<Buffer> & { statusCode?: number; resume(): void };
+        const body: Buffer[] = [];
+        for await (const c of res) body.push(c);
+        const report = JSON.parse(Buffer.concat(body).toString()) as { ok: boolean; kind: string; checks: Array<{ name: string; ok: boolean; detail: string }> };
+        assert.equal(report.kind, 'imported');
+        // The route's wiring; what the checks prove is test/vm/image-import.vm.test.ts's job (this cache's agent may predate injection).
+        assert.ok(report.checks.filter((c) => c.name.startsWith('exec:')).every((c) => c.ok), JSON.stringify(report.checks));
+        return { statusCode: res.statusCode, resume() {} };
+      }],
+    ];
+  }
+
   test('every route of /v1/openapi.json answers with a success status on a real workspace', async () => {
     const api = await new Islet({ config: cfg, owner: 'routes' }).client();
     const raw = (method: string, p: string, o: { json?: unknown; body?: Buffer; query?: Record<string, string> } = {}) => api.http.send(method, p, o);
@@ -179,6 +213,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
         await assert.rejects(raw('GET', '/v1/status'), (e: unknown) => (e as IsletApiError).status === 403, 'status needs an admin');
         return new ApiClient({ socketPath: api.http.endpoint.socketPath, headers: { 'x-islet-admin': '1' } }).http.send('GET', '/v1/status');
       }],
+      ...imageRoutes(api.http.endpoint.socketPath, raw),
       ['POST /v1/workspaces', () => raw('POST', '/v1/workspaces', { json: { name: 'r1', image: 'base' } })],
       ['GET /v1/workspaces', () => raw('GET', '/v1/workspaces')],
       ['GET /v1/workspaces/{id}', () => raw('GET', w)],

@@ -35,10 +35,15 @@ const (
 	NewRoot         = "/newroot"
 	AgentPath       = "/usr/local/bin/islet-agent"
 	SystemdPath     = "/sbin/init"
-	DefaultRoot     = "/dev/vda"
-	DefaultRootFS   = "ext4"
-	RootWait        = 5 * time.Second
-	RootPoll        = 10 * time.Millisecond
+	// InjectedAgentDir is a tmpfs that stage 1 mounts on the new root's /run
+	// when islet.agent=initramfs; the agent is copied there from /init.
+	InjectedAgentDir   = "/run/islet"
+	InjectedAgentPath  = InjectedAgentDir + "/islet-agent"
+	AgentFromInitramfs = "initramfs"
+	DefaultRoot        = "/dev/vda"
+	DefaultRootFS      = "ext4"
+	RootWait           = 5 * time.Second
+	RootPoll           = 10 * time.Millisecond
 )
 
 const sysFinitModule = 313 // x86_64; Go 1.19's syscall package lacks it
@@ -157,6 +162,14 @@ func Stage1(logf logger.Logf) {
 	}
 	cmd := info.ReadCmdline("/proc")
 	root, fstype, mode := cmd["islet.root"], cmd["islet.rootfstype"], cmd["islet.init"]
+	inject := false
+	switch cmd["islet.agent"] {
+	case "", "image":
+	case AgentFromInitramfs:
+		inject = true
+	default:
+		Fatal(logf, "islet.agent=%q: want image or initramfs", cmd["islet.agent"])
+	}
 	if root == "" {
 		root = DefaultRoot
 	}
@@ -167,6 +180,10 @@ func Stage1(logf logger.Logf) {
 	switch mode {
 	case "", info.InitFast:
 	case info.InitFull:
+		if inject {
+			// systemd would need a unit for the agent; the host only injects into fast images.
+			Fatal(logf, "islet.agent=initramfs needs islet.init=fast")
+		}
 		target = SystemdPath
 	default:
 		Fatal(logf, "islet.init=%q: want fast or full", mode)
@@ -194,6 +211,12 @@ func Stage1(logf logger.Logf) {
 			logf("root filesystem grown from %d to %d blocks", before, after)
 		}
 	}
+	if inject {
+		if err := InjectAgent("/init", NewRoot); err != nil {
+			Fatal(logf, "inject the agent: %v", err)
+		}
+		target = InjectedAgentPath
+	}
 	for _, d := range []string{"/dev", "/proc", "/sys"} {
 		dst := NewRoot + d
 		if err := os.MkdirAll(dst, 0o755); err != nil {
@@ -207,11 +230,49 @@ func Stage1(logf logger.Logf) {
 		Fatal(logf, "switch root: %v", err)
 	}
 	if _, err := os.Stat(target); err != nil {
+		if target == AgentPath {
+			Fatal(logf, "islet.init=%s: %v (an image without islet's agent boots only with islet.agent=initramfs, which islet uses for imported images)", mode, err)
+		}
 		Fatal(logf, "islet.init=%s: %v", mode, err)
 	}
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
 	err := syscall.Exec(target, []string{target}, env)
 	Fatal(logf, "exec %s: %v", target, err)
+}
+
+// InjectAgent copies this binary (src, the initramfs /init) to
+// InjectedAgentPath under root, on a tmpfs mounted on root's /run: the
+// image's own files are not touched, and the copy is gone at power off.
+// The PID 1 agent later finds /run already a mount point and keeps it.
+func InjectAgent(src, root string) error {
+	run := root + "/run"
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		return fmt.Errorf("mkdir %s: %v", run, err)
+	}
+	if err := syscall.Mount("tmpfs", run, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755"); err != nil {
+		return fmt.Errorf("mount tmpfs on %s: %v", run, err)
+	}
+	return copyExecutable(src, root+InjectedAgentPath)
+}
+
+func copyExecutable(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copy %s to %s: %v", src, dst, err)
+	}
+	return out.Close()
 }
 
 // switchRoot makes dir the root, as busybox switch_root does (the old

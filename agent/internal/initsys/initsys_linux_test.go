@@ -38,3 +38,20 @@ func TestLoadModulesOrder(t *testing.T) {
 		t.Fatal("missing .ko accepted")
 	}
 }
+
+func TestCopyExecutable(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "init")
+	os.WriteFile(src, []byte("agent-bytes"), 0o644)
+	dst := filepath.Join(dir, "root", "run", "islet", "islet-agent")
+	if err := copyExecutable(src, dst); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dst)
+	if err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("copy: %v %v", st, err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "agent-bytes" {
+		t.Fatalf("content %q", b)
+	}
+}

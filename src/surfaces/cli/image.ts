@@ -7,16 +7,16 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import { silent } from '../../core/progress.js';
 import { type CatalogRow, listImages } from '../../images/catalog.js';
 import { chooseKernel } from '../../images/custom-kernel.js';
-import { ensureArtifacts, findArtifacts, loadRecipeChain, resolveVerify } from '../../images/index.js';
+import { findArtifacts } from '../../images/index.js';
 import { importImage } from '../../images/import.js';
 import { formatBytes, formatMs } from '../../images/paths.js';
-import { runVerify } from '../../images/verify.js';
 import { Runtime } from '../../service/runtime.js';
+import { gcCache } from '../../service/image-gc.js';
+import { buildImage, exportImage, verifyImage } from '../../service/image-ops.js';
 import { removeImage } from '../../service/state-reader.js';
 import { age, json, table } from './format.js';
 import { stderrProgress } from './progress.js';
 
-const GiB = 1024 ** 3;
 
 interface Common { config?: string; quiet?: boolean; json?: boolean }
 
@@ -24,11 +24,12 @@ const progressOf = (f: Common) => (f.quiet ? silent : stderrProgress());
 
 async function build(config: Config, name: string, f: Common): Promise<void> {
   const t0 = performance.now();
-  const a = await ensureArtifacts(config, progressOf(f), { image: name });
+  const { artifacts: a, pruned } = await buildImage(config, name, { progress: progressOf(f) });
   const i = a.image;
   const v = { name, key: i.key, reused: i.reused, rootfs: i.rootfs, usedBytes: i.minBytes, fileBytes: i.sizeBytes, initMode: i.recipe.initMode,
-    chain: i.recipe.chain, ms: Math.round(performance.now() - t0) };
+    chain: i.recipe.chain, ms: Math.round(performance.now() - t0), prunedBytes: pruned?.freedBytes ?? 0 };
   if (f.json) return json(v);
+  if (pruned?.removed.length) process.stderr.write(`pruned ${pruned.removed.length} superseded build(s) of ${name} (${formatBytes(pruned.freedBytes)})\n`);
   process.stdout.write(`${name}: ${i.reused ? 'already built' : 'built'} in ${formatMs(v.ms)}: ${formatBytes(i.minBytes)} used, ` +
     `${formatBytes(i.sizeBytes)} file (${i.recipe.chain.join(' → ')}, ${i.recipe.initMode} init, key ${i.key})\n${i.rootfs}\n`);
 }
@@ -37,7 +38,7 @@ async function build(config: Config, name: string, f: Common): Promise<void> {
  * The kernel a workspace of any image boots today: one per host, not per
  * image ([vm] kernel_path, else the custom kernel when `islet kernel build`
  * made one and [vm] kernel allows it, else the distro kernel). An imported
- * image's own vmlinux is stored but not booted yet.
+ * image with a PVH-bootable vmlinux boots that one instead (docs/images.md).
  */
 export async function defaultKernelLabel(config: Config): Promise<string> {
   if (config.vm.kernel_path) return `path ${path.basename(config.vm.kernel_path)}`;
@@ -54,7 +55,7 @@ export function imageListTable(rows: readonly CatalogRow[], kernel: string, now 
     r.name, r.parent ?? '-', r.initMode ?? '-', r.usedBytes ? formatBytes(r.usedBytes) : '-', r.fileBytes ? formatBytes(r.fileBytes) : '-',
     r.builtAt ? builtAt(r.builtAt) : '-', r.buildMs ? formatMs(r.buildMs) : '-', r.key ?? '-', kernel,
     [!r.built ? 'not built' : '', !r.hasRecipe ? 'no recipe' : '', r.builds > 1 ? `${r.builds} builds cached` : '',
-      r.built && !r.hasRecipe ? 'own vmlinux stored, not booted' : ''].filter(Boolean).join(', '),
+      r.built && !r.hasRecipe ? 'imported' : ''].filter(Boolean).join(', '),
   ]));
 }
 
@@ -65,36 +66,37 @@ async function list(config: Config, f: Common): Promise<void> {
   process.stdout.write(imageListTable(rows, kernel));
 }
 
-async function verify(config: Config, name: string, f: Common & { build: boolean; memory: string; vcpus?: string }): Promise<void> {
+async function verify(config: Config, name: string, f: Common & { build: boolean; memory: string; vcpus?: string; checksFrom?: string[] }): Promise<void> {
   const memoryMb = Number(f.memory);
   if (!Number.isInteger(memoryMb) || memoryMb < 64) throw new InvalidArgumentError(`--memory must be a whole number of MiB >= 64, got "${f.memory}"`);
   const vcpus = f.vcpus === undefined ? undefined : Number(f.vcpus);
   if (vcpus !== undefined && !(Number.isInteger(vcpus) && vcpus >= 1)) throw new InvalidArgumentError(`--vcpus must be a whole number >= 1, got "${f.vcpus}"`);
-  const checks = resolveVerify(await loadRecipeChain(name));
-  if (!checks.length) throw new InvalidArgumentError(`image "${name}" has no verify checks`, `add a "verify" list to its recipe (or its parent's)`);
   const progress = progressOf(f);
-  // Checks come from the recipe on disk; building first makes sure they run against that recipe's image, not an older build.
-  if (f.build) await ensureArtifacts(config, progress, { image: name });
   const rt = await Runtime.open(config, { progress });
-  const t0 = performance.now();
-  // The throwaway overlay must be at least as large as the image, or the guest sees a truncated filesystem.
-  const imageBytes = (await findArtifacts(config, { image: name })).image?.sizeBytes ?? 0;
-  const diskBytes = Math.max(2 * GiB, Math.ceil(imageBytes / GiB) * GiB);
-  const m = await rt.boot({ image: name, memoryMb, vcpus, diskBytes });
-  const bootMs = Math.round(performance.now() - t0);
-  let results;
-  try {
-    results = await runVerify(m, checks, (r) => {
+  const report = await verifyImage(config, rt, name, {
+    build: f.build, memoryMb, vcpus, checksFrom: f.checksFrom, progress,
+    onResult: (r) => {
       if (f.json) return;
       process.stdout.write(`${r.ok ? '[PASS]' : '[FAIL]'} ${r.name} (${formatMs(r.durationMs)})${r.ok ? '' : `: ${r.detail}`}\n`);
-    });
-  } finally {
-    await m.destroy();
-  }
-  const failed = results.filter((r) => !r.ok).length;
-  if (f.json) json({ image: name, ok: failed === 0, bootMs, checks: results });
-  else process.stdout.write(`${name}: ${results.length - failed}/${results.length} checks passed (boot ${formatMs(bootMs)})\n`);
+    },
+  });
+  const failed = report.checks.filter((r) => !r.ok).length;
+  if (f.json) json(report);
+  else process.stdout.write(`${name}: ${report.checks.length - failed}/${report.checks.length} ${report.kind === 'imported' ? 'generic ' : ''}checks passed (boot ${formatMs(report.bootMs)})\n`);
   process.exitCode = failed ? 1 : 0;
+}
+
+async function exportCmd(config: Config, name: string, f: Common & { out: string }): Promise<void> {
+  const r = await exportImage(config, name, f.out);
+  if (f.json) return json(r);
+  process.stdout.write(`${name} exported to ${r.dir}: rootfs.ext4, vmlinux, initrd.cpio, manifest.json\nkernel command line under islet: ${r.cmdline}\n`);
+}
+
+async function gc(config: Config, f: Common & { dryRun?: boolean }): Promise<void> {
+  const r = await gcCache(config, { dryRun: f.dryRun });
+  if (f.json) return json(r);
+  for (const x of r.removed) process.stdout.write(`${f.dryRun ? 'would remove' : 'removed'} ${x.kind} ${x.key} (${formatBytes(x.bytes)})\n`);
+  process.stdout.write(`${f.dryRun ? 'would free' : 'freed'} ${formatBytes(r.freedBytes)} in ${r.removed.length} entr${r.removed.length === 1 ? 'y' : 'ies'}; kept ${r.kept.length}\n`);
 }
 
 export { workspacesUsing } from '../../service/state-reader.js';
@@ -109,7 +111,8 @@ async function importCmd(config: Config, name: string, f: Common & { kernel: str
   if (f.init !== 'fast' && f.init !== 'full') throw new InvalidArgumentError(`--init must be "fast" or "full", got "${f.init}"`);
   const r = await importImage(config, { name, kernel: f.kernel, rootfs: f.rootfs, initMode: f.init }, progressOf(f));
   if (f.json) return json(r);
-  process.stdout.write(`${name}: ${r.reused ? 'already imported' : 'imported'}: ${formatBytes(r.sizeBytes)} rootfs (key ${r.key})\n${r.rootfs}\n`);
+  process.stdout.write(`${name}: ${r.reused ? 'already imported' : 'imported'}: ${formatBytes(r.sizeBytes)} rootfs (key ${r.key}), ` +
+    `boots ${r.kernelUse === 'own' ? 'its own kernel' : 'islet\'s kernel'}${r.injectAgent ? ', agent injected from the initramfs' : ''}\n${r.rootfs}\n`);
   for (const w of r.warnings) process.stderr.write(`warning: ${w}\n`);
 }
 
@@ -131,12 +134,21 @@ export function registerImage(program: Command): void {
     .option('--no-build', 'use the current build as is, even if the recipe changed since')
     .option('--memory <mb>', 'guest memory for the checks (compilers want more than the default)', '1024')
     .option('--vcpus <n>', 'guest vCPUs')
-    .action(async (name: string, f: Common & { build: boolean; memory: string; vcpus?: string }) => verify(loadConfig(f.config), name, f));
+    .option('--checks-from <recipe...>', 'also run these recipes\' checks (e.g. agent-ready on an import meant to replace it)')
+    .action(async (name: string, f: Common & { build: boolean; memory: string; vcpus?: string; checksFrom?: string[] }) => verify(loadConfig(f.config), name, f));
+  common(image.command('export <name>')
+    .description('write the image\'s rootfs.ext4, vmlinux, initrd.cpio and manifest.json into a new directory, for other VMMs'))
+    .requiredOption('--out <dir>', 'a new or empty directory')
+    .action(async (name: string, f: Common & { out: string }) => exportCmd(loadConfig(f.config), name, f));
+  common(image.command('gc')
+    .description('remove superseded builds; keeps what workspaces, snapshots, templates and running VMs use'))
+    .option('--dry-run', 'list what would be removed')
+    .action(async (f: Common & { dryRun?: boolean }) => gc(loadConfig(f.config), f));
   common(image.command('import <name>')
     .description('register your own raw ext4 rootfs and vmlinux (under your home or [storage] data_dir) as an image'))
-    .requiredOption('--kernel <file>', 'uncompressed x86-64 ELF vmlinux')
+    .requiredOption('--kernel <file>', 'uncompressed x86-64 ELF vmlinux; booted when it has the PVH note, else islet\'s kernel is (with a warning)')
     .requiredOption('--rootfs <file>', 'raw ext4 filesystem image (copied, read-only)')
-    .option('--init <mode>', 'fast: islet-agent is PID 1; full: the image\'s /sbin/init (systemd) starts islet-agent.service', 'fast')
+    .option('--init <mode>', 'fast: islet\'s agent, injected from the initramfs, is PID 1; full: the image\'s /sbin/init (systemd) starts its own islet-agent.service', 'fast')
     .action(async (name: string, f: Common & { kernel: string; rootfs: string; init: string }) => importCmd(loadConfig(f.config), name, f));
   common(image.command('rm <name>')
     .description('delete every cached build of an image; refused while a workspace uses it'))

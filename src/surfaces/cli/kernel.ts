@@ -12,7 +12,7 @@ import { stderrProgress } from './progress.js';
 
 interface Common { config?: string; quiet?: boolean; json?: boolean }
 
-async function build(config: Config, f: Common & { jobs?: string; force?: boolean }): Promise<void> {
+async function build(config: Config, f: Common & { jobs?: string; force?: boolean; keepSource?: boolean }): Promise<void> {
   const jobs = f.jobs === undefined ? undefined : Number(f.jobs);
   if (jobs !== undefined && !(Number.isInteger(jobs) && jobs >= 1 && jobs <= 256)) {
     throw new InvalidArgumentError(`--jobs must be a whole number from 1 to 256, got "${f.jobs}"`);
@@ -20,7 +20,7 @@ async function build(config: Config, f: Common & { jobs?: string; force?: boolea
   const progress = f.quiet ? silent : stderrProgress();
   const t0 = performance.now();
   const agent = await ensureAgent(config, progress);
-  const k = await buildCustomKernel(config, agent, progress, { jobs, force: f.force });
+  const k = await buildCustomKernel(config, agent, progress, { jobs, force: f.force, keepSource: f.keepSource });
   const choice = await chooseKernel(config, agent.key);
   const ms = Math.round(performance.now() - t0);
   if (f.json) return json({ ...k, ms, used: choice.kind, reason: choice.reason });
@@ -62,7 +62,8 @@ export function registerKernel(program: Command): void {
     .description('compile the minimal kernel from images/kernel/microvm.config (cached by source version + fragment; slow: see docs/kernel.md)'))
     .option('-j, --jobs <n>', 'parallel compile jobs (default: every core; the build runs at nice 19)')
     .option('--force', 'build again even if this source + fragment is cached')
-    .action(async (f: Common & { jobs?: string; force?: boolean }) => build(loadConfig(f.config), f));
+    .option('--keep-source', 'keep the unpacked kernel source (~1.5 GB) after the build; by default it is removed')
+    .action(async (f: Common & { jobs?: string; force?: boolean; keepSource?: boolean }) => build(loadConfig(f.config), f));
   common(kernel.command('status')
     .description('the distro and custom kernels, and which one VMs boot'))
     .action(async (f: Common) => status(loadConfig(f.config), f));
