@@ -15,7 +15,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import fc from 'fast-check';
-import { ConfigSchema, resolveConfig } from '../../src/core/config.js';
+import { ConfigSchema, loadConfig, resolveConfig } from '../../src/core/config.js';
 import { IsletError } from '../../src/core/errors.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
 import { createMcpServer } from '../../src/surfaces/mcp/server.js';
@@ -126,7 +126,8 @@ describe('fuzz: config and CLI parsers', () => {
     mkdirSync(transfer);
     writeFileSync(path.join(transfer, 'keep.txt'), 'precious');
     // The CLI is a client of the data dir's daemon: one starts on the first call and leaves soon after the last.
-    writeFileSync(cfg, `[storage]\ndata_dir = "${dir}/data"\nrun_dir = "${dir}/run"\n[server]\ntransfer_dir = "${transfer}"\ndaemon_idle_exit_s = 2\n[pool]\nenabled = false\n`);
+    // The shared cache: a private one would make the first daemon build the egress helper with go first.
+    writeFileSync(cfg, `[storage]\ndata_dir = "${dir}/data"\nrun_dir = "${dir}/run"\ncache_dir = "${loadConfig().paths.cacheDir}"\n[server]\ntransfer_dir = "${transfer}"\ndaemon_idle_exit_s = 2\n[pool]\nenabled = false\n`);
     // Subcommands that act on a named workspace: on an empty data dir none can boot a VM.
     const sub = fc.constantFrom('info', 'exec', 'write', 'read', 'upload', 'download', 'destroy', 'start', 'stop', 'snapshot', 'fork', 'pause', 'resume', 'list');
     const arg = fc.oneof(hostile, fc.constantFrom('--mode', '--max-bytes', '--timeout', '--env', '--sh', '--overwrite', '--json', '--from', '--', '-e', '--owner', '--all'));
