@@ -8,7 +8,8 @@
 // Udp NoPorts counter, so a spoofed datagram is seen arriving, or not,
 // without any listener. The host's own network is never used.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -30,7 +31,10 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-net-bt-'));
   const runDir = mkdtempSync('/tmp/islet-nbt-');
   const cfgFile = path.join(dataDir, 'islet.toml');
-  const log = () => { try { return readFileSync(path.join(dataDir, 'daemon.log'), 'utf8'); } catch { return ''; } };
+  /** The daemon's progress lines (it runs in the foreground here, so they are on its stderr). */
+  let daemonOut = '';
+  const log = () => daemonOut;
+  let daemon: ChildProcess | undefined;
   let topo: Topology;
   let client: Client;
   let stderr = '';
@@ -98,7 +102,7 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
   const evidence = async (fn: () => Promise<void>) => {
     try { await fn(); } catch (e) {
       const rules = await topo.exec(topo.islet, ['nft', 'list', 'ruleset'], { allowFailure: true }).catch(() => undefined);
-      process.stderr.write(`--- daemon.log ---\n${log().slice(-4000)}\n--- serve stderr ---\n${stderr.slice(-2000)}\n--- nft ruleset ---\n${rules?.stdout ?? ''}\n`);
+      process.stderr.write(`--- daemon ---\n${log().slice(-4000)}\n--- serve stderr ---\n${stderr.slice(-2000)}\n--- nft ruleset ---\n${rules?.stdout ?? ''}\n`);
       throw e;
     }
   };
@@ -114,6 +118,13 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
       '[pool]', 'enabled = true', 'template = true', 'min_size = 1', 'max_size = 1', 'target_free = 1', 'max_memory_mb = 320',
       '[server]', 'stdio_owner = "bridge-template-test"', '',
     ].join('\n'));
+    // The daemon first, in the foreground: its progress says how each workspace started. `islet serve` then finds it.
+    daemon = spawn('ip', ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'daemon', 'run', '--config', cfgFile],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    daemon.stdout!.on('data', (c: Buffer) => { daemonOut += c.toString(); });
+    daemon.stderr!.on('data', (c: Buffer) => { daemonOut += c.toString(); });
+    for (let i = 0; i < 600 && !/listening on/.test(daemonOut); i++) await new Promise((r) => setTimeout(r, 100));
+    assert.match(daemonOut, /listening on/, 'the daemon started');
     const transport = new StdioClientTransport({
       command: 'ip', args: ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--config', cfgFile], stderr: 'pipe',
     });
@@ -130,6 +141,7 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
   after(async () => {
     await client?.close().catch(() => undefined);
     stopDaemon(cfgFile);
+    daemon?.kill('SIGTERM');
     if (topo) {
       const cleanup = `import { loadConfig } from '${path.resolve('dist/src/core/config.js')}';
         import { WorkspaceService } from '${path.resolve('dist/src/service/workspaces.js')}';
@@ -175,7 +187,7 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
     await assertAnswers(fork, ipF, 'hello from bt-b');
     assert.equal(await sendFrom(fork, ipF, ipF), DATAGRAMS, 'the fork (internet, as its parent) passes with its own address');
     assert.equal(await sendFrom(fork, ipB, ipF), 0, 'the fork with its parent\'s address is dropped');
-    assert.equal(await hostGet(ipB, 8080), 'hello from bt-b', 'the parent still answers at its own');
+    await assertAnswers(b, ipB, 'hello from bt-b'); // the parent still answers at its own
   }));
 
   test('a pool hit in bridge mode: the pool VM takes its lease at hand-out, and is addressed, on the bridge and reachable', () => evidence(async () => {
