@@ -88,7 +88,7 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
     const mac = `02:15:${ip.split('.').map((o) => Number(o).toString(16).padStart(2, '0')).join(':')}`;
     assert.match(r.stdout, new RegExp(mac), 'the MAC of its own lease');
     const ports = (await topo.exec(topo.islet, ['ip', '-o', 'link', 'show', 'master', 'br-islet'])).stdout;
-    assert.match(ports, new RegExp(`isl-${ws.workspace_id.slice(3)}`), 'its TAP is on the bridge');
+    assert.match(ports, new RegExp(`isl-${ws.workspace_id.slice(3, 14)}`), 'its TAP is on the bridge');
   };
   /** The guest answers HTTP at its address, from the host, once its policy opens the port. */
   const assertAnswers = async (ws: WorkspaceInfo, ip: string, body: string) => {
