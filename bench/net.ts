@@ -7,7 +7,9 @@
 // Bridge mode (as root, with nft): the same two throughputs and the time to
 // apply a policy change live, measured by a child process inside a network
 // namespace of its own (net-bridge-child.ts), with the user-mode figures of
-// this run as baselines.
+// this run as baselines. Beside them, workspace_create to first exec in
+// both modes (a template restore; in bridge mode plus the re-addressing of
+// the guest to its lease).
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -106,22 +108,42 @@ export async function hostToGuest(svc: WorkspaceService, c: { owner: string }, i
   return BYTES / 1e6 / (ms / 1000);
 }
 
+/** create -> first exec -> destroy, n times after the caller's first create (which built the template if needed); ms each. */
+export async function createToExec(svc: WorkspaceService, c: { owner: string }, name: string, n: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    const w = await svc.create(c, { name: `${name}-${i}` });
+    const r = await svc.exec(c, { workspace_id: w.workspace_id, command: 'true' });
+    out.push(performance.now() - t0);
+    if (r.exit_code !== 0) throw new Error(`first exec in ${w.workspace_id} exited ${r.exit_code}`);
+    await svc.destroy(c, { workspace_id: w.workspace_id });
+  }
+  return out;
+}
+
+const medianOf = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
 export async function benchNet(config: Config, record: (r: Row) => void): Promise<void> {
   const user = await benchUserNet(config, record);
   user.g2h = await benchEgressNet(config, record);
   await benchBridgeNet(config, record, user);
 }
 
-interface UserFigures { g2h: number; h2g: number; policyMs: number }
+interface UserFigures { g2h: number; h2g: number; policyMs: number; createMs: number }
 
 async function benchUserNet(config: Config, record: (r: Row) => void): Promise<UserFigures> {
-  const fig: UserFigures = { g2h: 0, h2g: 0, policyMs: 0 };
+  const fig: UserFigures = { g2h: 0, h2g: 0, policyMs: 0, createMs: 0 };
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-bench-net-'));
   const svc = await WorkspaceService.open(resolveConfig({ storage: { data_dir: dataDir, cache_dir: config.paths.cacheDir } }));
   const c = { owner: 'bench' };
   try {
     const w = await svc.create(c, { name: 'bench-net', allow_internet: true });
     const id = w.workspace_id;
+    const creates = await createToExec(svc, c, 'bench-net-c', 3);
+    fig.createMs = medianOf(creates);
+    record({ metric: 'create -> first exec, user mode, template restore (median of 3)', value: fig.createMs, unit: 'ms',
+      note: `runs ${creates.map((x) => x.toFixed(0)).join('/')}; no pool` });
 
     fig.h2g = await hostToGuest(svc, c, id);
     record({ metric: `host->guest TCP via port forward, user mode (${MIB} MiB)`, value: fig.h2g, unit: 'MB/s' });
@@ -191,7 +213,7 @@ async function benchEgressNet(config: Config, record: (r: Row) => void): Promise
 async function benchBridgeNet(config: Config, record: (r: Row) => void, user: UserFigures): Promise<void> {
   const why = await netnsUnavailable();
   if (why) {
-    console.log(`bridge-mode network figures skipped: ${why}`);
+    console.log(`bridge-mode network figures (and the bridge-mode create) skipped: ${why}`);
     return;
   }
   const topo = await makeTopology(`bn${process.pid}`);
@@ -200,7 +222,10 @@ async function benchBridgeNet(config: Config, record: (r: Row) => void, user: Us
     const r = await topo.exec(topo.islet, [process.execPath, path.resolve('dist/bench/net-bridge-child.js'), config.paths.cacheDir, PUBLIC, String(SINK_PORT)],
       { timeoutMs: 900_000, allowFailure: true });
     if (r.code !== 0) throw new Error(`bridge bench child exited ${r.code}: ${r.stderr.slice(-2000)}`);
-    const got = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { g2h: number; h2g: number; applyMs: number[]; callMs: number[] };
+    const got = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { g2h: number; h2g: number; applyMs: number[]; callMs: number[]; createMs: number[] };
+    const create = medianOf(got.createMs);
+    record({ metric: 'create -> first exec, bridge mode, template restore (median of 3)', value: create, unit: 'ms', baseline: user.createMs,
+      ratio: create / user.createMs, note: `runs ${got.createMs.map((x) => x.toFixed(0)).join('/')}; restore + re-address to the lease + TAP on the bridge; baseline: user mode, same run` });
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
     record({ metric: `guest->outside TCP throughput, bridge mode (${MIB} MiB)`, value: got.g2h, unit: 'MB/s', baseline: user.g2h,
       ratio: got.g2h / user.g2h, note: 'guest-timed, to a sink in a test namespace; baseline: user mode direct slirp' });

@@ -88,3 +88,13 @@ export function tapName(workspaceId: string): string {
 }
 
 export const TAP_PREFIX = 'isl-';
+
+/**
+ * The address a VM that is not yet a workspace's boots with (a template, a
+ * warm pool VM): the subnet's last host address. Such a VM's TAP is never on
+ * the bridge, so the address is never seen there; the guest is re-addressed
+ * to its workspace's lease before its TAP joins (service/identity.ts).
+ */
+export function spareAddress(s: Subnet): string {
+  return intToIp(s.base + hostCount(s.prefix));
+}

@@ -1,9 +1,13 @@
 // A guest's identity, made its own: every workspace that starts from saved
 // state (a template, a pool VM, a fork) carries the hostname, machine-id,
 // entropy and SSH host keys of the VM that state came from. One reset, used
-// by all three paths, so no path forgets a piece.
+// by all three paths, so no path forgets a piece. In bridge mode that state
+// also carries an address that is not the workspace's (a template's spare
+// address, the fork source's lease): the guest is re-addressed in the same
+// exec, before its TAP goes on the bridge.
 import { randomBytes } from 'node:crypto';
 import { GuestStepError } from '../core/errors.js';
+import type { NetSpec } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
@@ -28,14 +32,36 @@ const SCRIPT = [
   'if [ -n "$remade" ] && command -v systemctl >/dev/null; then systemctl try-restart ssh.service || true; fi',
 ].join('\n');
 
+// $4 MAC, $5 address/prefix, $6 gateway, $7 DNS. Link down first: it drops
+// the old neighbours and routes, so nothing learned under the old address
+// survives. eth0 is the only NIC (what islet.net configures at boot). A guest
+// without ip (iproute2 or busybox) fails here, and the caller boots instead.
+const READDRESS = [
+  'if command -v ip >/dev/null; then ipc() { ip "$@"; }',
+  'elif command -v busybox >/dev/null; then ipc() { busybox ip "$@"; }',
+  'else echo "no ip command (iproute2 or busybox) to re-address eth0" >&2; exit 127; fi',
+  'ipc link set dev eth0 down',
+  'ipc addr flush dev eth0',
+  'ipc link set dev eth0 address "$4"',
+  'ipc link set dev eth0 up',
+  'ipc addr add "$5" dev eth0',
+  'ipc route add default via "$6" dev eth0',
+  'printf "# written by islet at re-addressing\\nnameserver %s\\n" "$7" > /etc/resolv.conf.islet-tmp',
+  'mv -f /etc/resolv.conf.islet-tmp /etc/resolv.conf',
+].join('\n');
+
 /**
  * Gives a running guest a fresh identity: hostname, machine-id, new entropy
  * in its RNG, new SSH host keys where it has any, and the host's clock.
  * Shell builtins only, except ssh-keygen where keys exist: under TCG every
- * program started in a fresh VM costs translation time.
+ * program started in a fresh VM costs translation time. With a TAP net (bridge
+ * mode), eth0 also takes that spec's MAC, address, route and DNS.
  */
-export async function freshIdentity(m: Machine, hostname: string, signal?: AbortSignal): Promise<void> {
-  const r = await m.exec({ argv: ['sh', '-c', SCRIPT, 'sh', hostname, hex(16), hex(256)], timeoutMs: 60_000 }, { signal });
+export async function freshIdentity(m: Machine, hostname: string, signal?: AbortSignal, net?: NetSpec): Promise<void> {
+  const tap = net?.kind === 'tap' ? net : undefined;
+  const script = tap ? `${SCRIPT}\n${READDRESS}` : SCRIPT;
+  const addr = tap ? [tap.mac, `${tap.ip}/${tap.prefix}`, tap.gateway, tap.dns] : [];
+  const r = await m.exec({ argv: ['sh', '-c', script, 'sh', hostname, hex(16), hex(256), ...addr], timeoutMs: 60_000 }, { signal });
   if (r.exitCode !== 0) throw new GuestStepError(`identity reset failed in the guest (exit ${r.exitCode}): ${r.stderr.toString('utf8').slice(0, 200)}`);
   await m.agent.syncClock(signal);
 }

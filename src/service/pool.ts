@@ -2,7 +2,10 @@
 // instead of starting one. Each pool VM already has the workspace id, disk
 // overlay and VM directory it will keep, so assigning it is an identity reset
 // (hostname, machine-id, RNG, clock) plus one transaction that moves it from
-// the pool table to the workspaces table. The pool refills in the background,
+// the pool table to the workspaces table. Under bridge networking a pool VM
+// has its TAP but no lease and stays off the bridge; at assignment it takes
+// the workspace's lease (re-addressed with the identity reset) and only then
+// joins the bridge, with its rules. The pool refills in the background,
 // one VM at a time and only after a create has finished, within [pool]
 // max_size and max_memory_mb. Pool VMs end with the service (close); after a
 // kill -9, reconcile ends them at the next start (they are in pool_vms).
@@ -83,17 +86,30 @@ export class WarmPool {
     this.entries.delete(e.id); // no longer offered; its exit watcher lets go of it
     const row = rowOf(e.id);
     try {
-      await freshIdentity(m, row.name, signal);
-      await ensureWorkspaceKey(this.s.config, row, m, signal);
-      this.s.store.claimPoolVm(e.id, { ...row, state: 'running', pid: m.vm.pid }, limits);
+      // The claim first (quotas, name): a refusal leaves the VM untouched, still a clean pool VM.
+      this.s.store.claimPoolVm(e.id, { ...row, state: 'creating', pid: m.vm.pid }, limits);
     } catch (err) {
-      await removeWorkspaceKey(this.s.config.paths.dataDir, e.id);
       if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT') && !m.agent.isClosed) {
-        this.entries.set(e.id, e); // still a clean pool VM: its identity is reset again at the next assignment
+        this.entries.set(e.id, e);
         throw err;
       }
-      this.s.progress(`pool VM ${e.id} could not be assigned (${err instanceof Error ? err.message : String(err)}); ending it`);
+      this.s.progress(`pool VM ${e.id} could not be assigned (${firstLine(err)}); ending it`);
       await this.drop(e.id, m);
+      return undefined;
+    }
+    // Now a workspace row ('creating': reconcile undoes it after a crash); the lease can be taken (bridge) and the VM made its own.
+    try {
+      const net = this.s.net.netSpec(spec.allow_internet, e.id);
+      await freshIdentity(m, row.name, signal, net);
+      await this.s.net.attach(this.s.mustGet(e.id), m);
+      await ensureWorkspaceKey(this.s.config, row, m, signal);
+      this.s.store.setState(e.id, 'running', { pid: m.vm.pid });
+    } catch (err) {
+      this.s.progress(`pool VM ${e.id} could not be assigned (${firstLine(err)}); ending it`);
+      await m.destroy({ graceMs: 0 }).catch(() => undefined);
+      await this.s.rollbackCreate(e.id);
+      await rm(path.join(this.s.config.paths.runDir, 'vm', e.id), { recursive: true, force: true });
+      if (signal?.aborted) throw err;
       return undefined;
     }
     this.stats.hits++;
@@ -158,13 +174,14 @@ export class WarmPool {
     this.s.store.insertPoolVm(row);
     const entry: Entry = { id, spec };
     this.entries.set(id, entry);
-    const net = this.s.net.netSpec(spec.allow_internet);
+    // Bridge mode: the TAP this id keeps, off the bridge, on the spare address; the lease comes at assignment.
+    const net = this.s.net.spareNetSpec(id);
     const signal = this.abort.signal;
     let m: Machine | undefined;
     let source = 'cold';
     try {
       const t = this.templates
-        ? await this.templates.ensure({ image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskGb: spec.disk_gb, net }, signal)
+        ? await this.templates.ensure({ image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskGb: spec.disk_gb, net: this.s.net.spareNetSpec() }, signal)
           .catch((e: unknown) => { if (signal.aborted) throw e; return undefined; })
         : undefined;
       if (t) {

@@ -81,10 +81,11 @@ export class Templates {
     const art = await this.rt.artifacts(spec.image);
     const { accel } = await this.rt.accel();
     const files = await Promise.all([art.vmlinux, art.initrd, art.rootfs].map(fileId));
-    // Per-VM names and paths are placeholders; tsc_early_khz is left out (the host's, read at each boot).
+    // Per-VM names and paths are placeholders (a TAP's name too); tsc_early_khz is left out (the host's, read at each boot).
+    const net = spec.net?.kind === 'tap' ? { ...spec.net, ifname: 'template' } : spec.net;
     const argv = buildQemuArgv({
       id: 'template', dir: '/t', disk: '/t/disk.qcow2', kernel: art.vmlinux, initrd: art.initrd, vcpus: spec.vcpus, memoryMb: spec.memoryMb,
-      accel, initMode: art.initMode, hostname: 'template', tcgTbSizeMb: c.vm.tcg_tb_size_mb, net: spec.net, ramFile: { path: '/t/mem', shared: true },
+      accel, initMode: art.initMode, hostname: 'template', tcgTbSizeMb: c.vm.tcg_tb_size_mb, net, ramFile: { path: '/t/mem', shared: true },
     }, c.vm.qemu_binary);
     const parts = { FORMAT, qemu: await this.rt.qemuVersion(), kernelKey: art.kernelKey, files, argv, diskGb: spec.diskGb };
     return { key: createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16), files };
@@ -139,10 +140,12 @@ export class Templates {
     this.progress(`building template ${path.basename(final)} (${spec.image}, ${spec.vcpus} vcpu, ${spec.memoryMb} MiB, ${spec.diskGb} GiB): one boot`);
     const t0 = performance.now();
     let m: Machine | undefined;
+    // Bridge mode: a TAP of the build's own (QEMU makes it, it goes with QEMU, it never joins the bridge); "islt-" is no workspace's prefix.
+    const net = spec.net?.kind === 'tap' ? { ...spec.net, ifname: `islt-${hex(4)}` } : spec.net;
     try {
       m = await this.rt.boot({
         image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memoryMb, diskBytes: spec.diskGb * 1024 ** 3, hostname: 'islet-template',
-        net: spec.net, disk: path.join(tmp, 'disk.qcow2'), createDisk: true, ramFile: { path: path.join(tmp, 'mem'), shared: true }, signal,
+        net, disk: path.join(tmp, 'disk.qcow2'), createDisk: true, ramFile: { path: path.join(tmp, 'mem'), shared: true }, signal,
       });
       // The shell and sync are then in the guest page cache of every restore: shared, and the first exec reads no disk.
       await m.exec({ argv: ['sh', '-c', 'sync'], timeoutMs: SAVE_TIMEOUT_MS }, { signal });
@@ -172,7 +175,10 @@ export class Templates {
   /**
    * A new VM from the template: its own copy of the template's disk at `disk`,
    * the template's RAM mapped copy-on-write, the device state loaded, the guest
-   * clock resynced. The caller gives it its identity (freshIdentity).
+   * clock resynced. The caller gives it its identity (freshIdentity) and, in
+   * bridge mode, its address: `net` may name another TAP and MAC than the
+   * template's (QEMU's backend is not in the saved state; the guest keeps the
+   * template's MAC until freshIdentity sets the one of `net`).
    */
   async restore(t: Template, o: { id: string; disk: string; hostname: string; net: NetSpec | undefined; detached: boolean; signal?: AbortSignal }): Promise<Machine> {
     await copyFile(t.disk, o.disk, constants.COPYFILE_FICLONE);

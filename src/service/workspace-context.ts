@@ -14,6 +14,7 @@ import { ensureWorkspaceKey, removeWorkspaceKey, sshInfo } from './ssh.js';
 import type { Store, WorkspaceRow } from './store.js';
 import { assertState } from './transitions.js';
 import type { Caller, WorkspaceInfo } from './types.js';
+import type { NetSpec } from '../vmm/argv.js';
 import { WorkspaceNetwork } from './workspace-network.js';
 
 export class WorkspaceContext {
@@ -45,17 +46,22 @@ export class WorkspaceContext {
    * Boots the workspace's VM on its disk (createDisk: a new overlay first;
    * memoryFile: resume from saved memory instead of booting) and marks it
    * running. A failed boot of an existing workspace marks it failed with the
-   * reason; a failed create leaves the undoing to rollbackCreate.
+   * reason; a failed create leaves the undoing to rollbackCreate. prepare
+   * runs on the booted VM before its network is attached (a fork's identity
+   * and address).
    */
-  async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal, memoryFile?: string): Promise<void> {
+  async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal, memoryFile?: string,
+    prepare?: (m: Machine, net: NetSpec | undefined) => Promise<void>): Promise<void> {
     this.progress(`workspace ${row.name}: booting (${row.image}, ${row.vcpus} vcpu, ${row.memory_mb} MiB, ${row.disk_gb} GiB)`);
     let m: Machine | undefined;
     try {
+      const net = this.net.netSpec(row.allow_internet === 1, row.id);
       m = await Machine.boot(await this.rt.machineSpec({
         id: row.id, disk: snaps.activeDisk(this.snap, row), createDisk, image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
-        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net: this.net.netSpec(row.allow_internet === 1, row.id), detached: true, signal, memoryFile,
+        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net, detached: true, signal, memoryFile,
       }));
       this.progress(`VM ${m.id} ready in ${m.bootMs} ms`);
+      await prepare?.(m, net);
       await this.net.attach(row, m);
       // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
       await ensureWorkspaceKey(this.config, row, m, signal);

@@ -10,7 +10,7 @@ import type { Progress } from '../core/progress.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { BridgeGuest, BridgeNet } from '../net/bridge.js';
 import { GUEST_ENV_FILE, installGuestProxyEnv, writeEgressPolicy } from '../net/egress.js';
-import { allocate, contains, macOf, tapName } from '../net/ipam.js';
+import { allocate, contains, macOf, spareAddress, tapName } from '../net/ipam.js';
 import { NetSpec, USER_NET } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
 import type { ForwardRow, Store, WorkspaceRow } from './store.js';
@@ -49,6 +49,22 @@ export class WorkspaceNetwork {
     // Always restrict=on: the only way out is the egress proxy, which applies the policy (allow_internet too) per connection.
     if (id) this.writeEgress(id);
     return { restrict: true, egressHelper: this.egressHelper };
+  }
+
+  /**
+   * The network of a VM that is not (yet) a workspace's: a template being
+   * built, or a warm pool VM (tap: the TAP its id will keep). In user mode the
+   * same as netSpec. In bridge mode: no lease, the spare address, and a TAP
+   * that is never put on the bridge; the VM becomes a workspace by being
+   * re-addressed to netSpec(…, id) (freshIdentity) and then attached.
+   */
+  spareNetSpec(id?: string): NetSpec | undefined {
+    if (this.config.network.mode !== 'bridge') return this.netSpec(false);
+    const b = this.bridgeNet;
+    if (!b) return this.netSpec(false); // NOT_SUPPORTED, as for a workspace
+    const ip = spareAddress(b.subnet);
+    // 'template' is a placeholder: a template build gives its VM a TAP name of its own, and the template key leaves the name out.
+    return { kind: 'tap', ifname: id ? tapName(id) : 'template', mac: macOf(ip), ip, prefix: b.subnet.prefix, gateway: b.gateway, dns: b.gateway };
   }
 
   /** User mode: the proxy settings in the guest's /etc/environment; best effort (exec gets them anyway). */

@@ -57,7 +57,7 @@ export class WorkspaceService {
   private readonly snapshots: SnapshotOps;
   private readonly procs: ProcessOps;
   private readonly liveness = new Liveness();
-  /** Template snapshots ([pool] template); undefined when off or under bridge networking (each VM's address is in its memory). */
+  /** Template snapshots ([pool] template); undefined when off. Under bridge networking a restored guest is re-addressed (identity.ts). */
   readonly templates: Templates | undefined;
   /** The warm pool, in processes that asked for it (see open). */
   pool: WarmPool | undefined;
@@ -67,7 +67,7 @@ export class WorkspaceService {
     this.net = new NetworkOps(this.ctx);
     this.snapshots = new SnapshotOps(this.ctx);
     this.procs = new ProcessOps(this.ctx);
-    this.templates = config.pool.template && config.network.mode !== 'bridge' ? new Templates(rt, progress) : undefined;
+    this.templates = config.pool.template ? new Templates(rt, progress) : undefined;
   }
 
   get config(): Config { return this.ctx.config; }
@@ -100,7 +100,7 @@ export class WorkspaceService {
       await ctx.net.open(attached);
       await snaps.sweep(ctx.snap);
       await sweepKeys(config.paths.dataDir, new Set(store.all().map((r) => r.id)));
-      if (o.pool === true && config.network.mode !== 'bridge') {
+      if (o.pool === true) {
         const r = config.resources;
         svc.pool = new WarmPool(ctx, svc.templates, config.pool, {
           image: r.default_image, vcpus: r.default_vcpus, memory_mb: r.default_memory_mb, disk_gb: r.default_disk_gb,
@@ -185,13 +185,14 @@ export class WorkspaceService {
     if (!this.templates) return false;
     const t0 = performance.now();
     const ctx = this.ctx;
-    const net = ctx.net.netSpec(row.allow_internet === 1);
     let m: Machine | undefined;
     try {
-      const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net }, signal);
-      ctx.net.writeEgress(row.id);
+      // The template is built on the spare network (bridge: no lease, a TAP off the bridge); the restore gets the workspace's own.
+      const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal);
+      const net = ctx.net.netSpec(row.allow_internet === 1, row.id);
       m = await this.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
-      await freshIdentity(m, row.name, signal);
+      await freshIdentity(m, row.name, signal, net); // bridge: the guest takes its lease before its TAP joins the bridge
+      await ctx.net.attach(row, m);
       await ensureWorkspaceKey(this.config, row, m, signal);
       await ctx.net.guestProxyEnv(row, m);
     } catch (e) {
@@ -280,8 +281,8 @@ export class WorkspaceService {
       try {
         const memory = await this.snapshots.memoryOf(snap);
         await snaps.forkDisk(ctx.snap, snap, id, o.signal);
-        await ctx.bootInto(row, false, o.signal, memory);
-        await freshIdentity(ctx.live.get(id)!, row.name, o.signal);
+        // A memory fork runs the source's guest: its identity and (bridge) its address are made its own before its TAP joins the bridge.
+        await ctx.bootInto(row, false, o.signal, memory, (m, net) => freshIdentity(m, row.name, o.signal, net));
       } catch (e) {
         await ctx.rollbackCreate(id);
         throw e;

@@ -161,7 +161,7 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
       assert.match(r.stdout, new RegExp(`02:15:0a:2a:00:0${ip.slice(-1)}`));
     }
     const ports = (await topo.exec(topo.islet, ['ip', '-o', 'link', 'show', 'master', 'br-islet'])).stdout;
-    for (const ws of [a, b]) assert.match(ports, new RegExp(`isl-${ws.workspace_id.slice(3)}`));
+    for (const ws of [a, b]) assert.match(ports, new RegExp(`isl-${ws.workspace_id.slice(3, 14)}`));
   }));
 
   test('by default guests cannot reach each other, and the host reaches no guest port', () => evidence(async () => {
@@ -276,7 +276,7 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     await client.close().catch(() => undefined);
     // No service: the VMs run on with their rules in place.
     const during = await topo.exec(topo.islet, ['ip', '-o', 'link', 'show', 'master', 'br-islet']);
-    assert.match(during.stdout, new RegExp(`isl-${a.workspace_id.slice(3)}`));
+    assert.match(during.stdout, new RegExp(`isl-${a.workspace_id.slice(3, 14)}`));
     assert.match((await topo.exec(topo.islet, ['nft', 'list', 'tables'])).stdout, /table inet islet/);
     await connect();
     const [ia, ib] = await Promise.all([a, b].map((w) => ok<WorkspaceInfo>('workspace_info', { workspace_id: w.workspace_id })));
