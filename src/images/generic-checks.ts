@@ -25,7 +25,9 @@ export function genericChecks(o: { injectAgent: boolean }): VerifyCheck[] {
       name: 'network: eth0 up with a default route and a resolver',
       run: [
         'if [ ! -e /sys/class/net/eth0 ]; then echo "no network device (not applicable)"; exit 0; fi',
-        'grep -q up /sys/class/net/eth0/operstate || { echo "eth0 is $(cat /sys/class/net/eth0/operstate)" >&2; exit 1; }',
+        // The link comes up asynchronously after the agent sets IFF_UP: give it 5 s.
+        'i=0; while ! grep -qE "^(up|unknown)$" /sys/class/net/eth0/operstate && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done',
+        'grep -qE "^(up|unknown)$" /sys/class/net/eth0/operstate || { echo "eth0 is $(cat /sys/class/net/eth0/operstate)" >&2; exit 1; }',
         'awk \'$2 == "00000000" { found = 1 } END { exit !found }\' /proc/net/route 2>/dev/null ' +
           '|| grep -q "^eth0[[:space:]]*00000000" /proc/net/route || { echo "no default route" >&2; exit 1; }',
         'grep -q "^nameserver" /etc/resolv.conf || { echo "no nameserver in /etc/resolv.conf" >&2; exit 1; }',
