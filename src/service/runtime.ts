@@ -100,7 +100,7 @@ export class Runtime {
   }
 
   /** The whole spec of a boot: the request, completed from the config, the image's artifacts and the accelerator. */
-  private async machineSpec(req: BootRequest): Promise<MachineSpec> {
+  async machineSpec(req: BootRequest = {}): Promise<MachineSpec> {
     const art = await this.artifacts(req.image ?? 'base');
     const { accel } = await this.accel();
     this.progress(`booting a ${req.image ?? 'base'} VM under ${accel}`);

@@ -51,10 +51,11 @@ export class WorkspaceContext {
     this.progress(`workspace ${row.name}: booting (${row.image}, ${row.vcpus} vcpu, ${row.memory_mb} MiB, ${row.disk_gb} GiB)`);
     let m: Machine | undefined;
     try {
-      m = await this.rt.boot({
+      m = await Machine.boot(await this.rt.machineSpec({
         id: row.id, disk: snaps.activeDisk(this.snap, row), createDisk, image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
         diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net: this.net.netSpec(row.allow_internet === 1, row.id), detached: true, signal, memoryFile,
-      });
+      }));
+      this.progress(`VM ${m.id} ready in ${m.bootMs} ms`);
       await this.net.attach(row, m);
       // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
       await ensureWorkspaceKey(this.config, row, m, signal);
