@@ -75,6 +75,18 @@ async function end(pid: number, graceMs: number): Promise<boolean> {
   return true;
 }
 
+/**
+ * Tears down envs now, one after the other (a failure does not skip the
+ * rest), then closes what they ran in: for a test whose islet runs in a
+ * network namespace, which must outlive the cleanup done inside it.
+ */
+export async function cleanupBefore(envs: VmEnv[], close: () => Promise<unknown>): Promise<void> {
+  const errors: unknown[] = [];
+  for (const e of envs) await e.cleanup().catch((x: unknown) => errors.push(x));
+  await close();
+  if (errors.length) throw new Error(errors.map(String).join('\n'));
+}
+
 export function vmEnv(name: string, overrides: Overrides = {}): VmEnv {
   const dir = mkdtempSync(path.join(os.tmpdir(), `islet-${name}-`));
   const o = overrides as Record<string, Record<string, unknown>>;

@@ -18,7 +18,7 @@ import type { ExecOutput, NetworkPolicyOutput, WorkspaceInfo, WorkspaceIpOutput 
 import { addEgressWorld, ALLOWED_PRIVATE, ALLOWED_PRIVATE_CIDR, METADATA, PRIVATE, PUBLIC } from '../fixtures/egress-world.js';
 import { inetPeerArgs, ISLET_SIDE, makeTopology, netnsUnavailable, SITE_A, SITE_B, SITE_PORT, Topology } from '../fixtures/netns.js';
 import { daemonPidFor, stopDaemon } from './daemon-stop.js';
-import { vmEnv } from './factory.js';
+import { cleanupBefore, vmEnv } from './factory.js';
 
 const skip = await netnsUnavailable();
 const HOST_PORT = 47700 + (process.pid % 200);
@@ -117,12 +117,7 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
   after(async () => {
     await client?.close().catch(() => undefined);
     // The factories' teardown (the daemon, the HTTP islet, leftover VMs and so the bridge) runs in the namespace, so before it goes.
-    try {
-      await vm.cleanup();
-      await httpVm.cleanup();
-    } finally {
-      await topo?.close();
-    }
+    await cleanupBefore([vm, httpVm], async () => topo?.close());
   }, { timeout: 600_000 });
 
   test('each workspace gets its own stable address, configured in the guest; its TAP is on the bridge', async () => {

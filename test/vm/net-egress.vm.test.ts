@@ -18,7 +18,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { ExecOutput, NetworkPolicyOutput, WorkspaceInfo } from '../../src/service/types.js';
 import { addEgressWorld, ALLOWED_PRIVATE, ALLOWED_PRIVATE_CIDR, METADATA, PRIVATE, PUBLIC } from '../fixtures/egress-world.js';
 import { inetPeerArgs, ISLET_SIDE, makeTopology, netnsUnavailable, SITE_A, SITE_PORT, Topology } from '../fixtures/netns.js';
-import { vmEnv } from './factory.js';
+import { cleanupBefore, vmEnv } from './factory.js';
 
 const skip = await netnsUnavailable();
 const SLOW = { timeout: 300_000 };
@@ -100,12 +100,7 @@ describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }
     if (ws) await ok('workspace_destroy', { workspace_id: ws.workspace_id }).catch(() => undefined);
     await client?.close().catch(() => undefined);
     // The factories' teardown (the daemon, the HTTP islet, leftover VMs) runs in the namespace, so before it goes.
-    try {
-      await vm.cleanup();
-      await httpVm.cleanup();
-    } finally {
-      await topo?.close();
-    }
+    await cleanupBefore([vm, httpVm], async () => topo?.close());
   }, { timeout: 600_000 });
 
   test('every exec has the proxy settings; slirp answers no DNS and opens no direct connection', async () => {
