@@ -5,7 +5,6 @@
 // Standalone: `node dist/bench/procs.js` (boots its own VM; run under the VM lock).
 import { pathToFileURL } from 'node:url';
 import { loadConfig } from '../src/core/config.js';
-import { readOutput, startProcess, writeProcess } from '../src/guest/process.js';
 import { Runtime } from '../src/service/runtime.js';
 import type { Row } from './mcp.js';
 
@@ -19,9 +18,9 @@ export async function benchProcs(rt: Runtime, n: number, record: (r: Row) => voi
     const ex: number[] = [];
     for (let i = 0; i < n; i++) {
       let t0 = performance.now();
-      const { id } = await startProcess(m.agent.client!, { shell: 'echo x' });
-      let r = await readOutput(m.agent.client!, { id, offset: 0, waitMs: 10_000 });
-      while (r.parts.length === 0 && r.proc.running) r = await readOutput(m.agent.client!, { id, offset: 0, waitMs: 10_000 });
+      const { id } = await m.agent.processes.start({ shell: 'echo x' });
+      let r = await m.agent.processes.output({ id, offset: 0, waitMs: 10_000 });
+      while (r.parts.length === 0 && r.proc.running) r = await m.agent.processes.output({ id, offset: 0, waitMs: 10_000 });
       bg.push(performance.now() - t0);
       t0 = performance.now();
       let first = 0;
@@ -33,29 +32,29 @@ export async function benchProcs(rt: Runtime, n: number, record: (r: Row) => voi
     record({ metric: 'background start -> first output byte p50', value: b50, unit: 'ms', baseline: e50, ratio: b50 / e50, note: 'baseline: exec start -> first byte' });
 
     // Echo: the terminal's line discipline echoes each key, so one key in -> one byte out.
-    const { id } = await startProcess(m.agent.client!, { argv: ['cat'], pty: { cols: 80, rows: 24 } });
+    const { id } = await m.agent.processes.start({ argv: ['cat'], pty: { cols: 80, rows: 24 } });
     let offset = 0;
     const rtt: number[] = [];
     for (let i = 0; i < Math.max(50, n * 10); i++) {
       const t0 = performance.now();
-      const pending = readOutput(m.agent.client!, { id, offset, waitMs: 10_000 });
-      await writeProcess(m.agent.client!, id, Buffer.from('a'), false);
+      const pending = m.agent.processes.output({ id, offset, waitMs: 10_000 });
+      await m.agent.processes.write(id, Buffer.from('a'), false);
       const r = await pending;
       offset = r.next;
       rtt.push(performance.now() - t0);
     }
-    await writeProcess(m.agent.client!, id, Buffer.alloc(0), true);
+    await m.agent.processes.write(id, Buffer.alloc(0), true);
     record({ metric: 'terminal keystroke echo round trip p50', value: pct(rtt, 50), unit: 'ms' });
     record({ metric: 'terminal keystroke echo round trip p99', value: pct(rtt, 99), unit: 'ms' });
 
     // Follow throughput: a 16 MiB ring, read as fast as the host can; dropped bytes are not counted as received.
     let t0 = performance.now();
-    const p = await startProcess(m.agent.client!, { shell: `head -c ${THROUGHPUT_BYTES} /dev/zero`, ringBytes: 16 << 20 });
+    const p = await m.agent.processes.start({ shell: `head -c ${THROUGHPUT_BYTES} /dev/zero`, ringBytes: 16 << 20 });
     let got = 0;
     let dropped = 0;
     let off = 0;
     for (;;) {
-      const r = await readOutput(m.agent.client!, { id: p.id, offset: off, maxBytes: 4 << 20, waitMs: 10_000 });
+      const r = await m.agent.processes.output({ id: p.id, offset: off, maxBytes: 4 << 20, waitMs: 10_000 });
       for (const part of r.parts) got += part.data.length;
       dropped += r.dropped;
       off = r.next;

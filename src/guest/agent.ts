@@ -1,15 +1,45 @@
 // The agent driver's surface, as the service sees it: one connected guest
 // agent and the operations islet asks of it. The wire protocol (frames,
-// request ids, streams) stays behind it in client.ts, exec.ts and files.ts;
-// guest/fake.ts is the in-memory twin the service's unit tests run on.
+// request ids, streams) stays behind it in client.ts, exec.ts, files.ts and
+// process.ts; guest/fake.ts is the in-memory twin the service's unit tests
+// run on.
 import { AgentClient, ConnectOptions } from './client.js';
 import { ExecOptions, ExecRequest, ExecResult, execInGuest } from './exec.js';
 import {
   FileStream, ReadFileOptions, StreamReadOptions, StreamWriteOptions, WriteFileOptions, readGuestFile, readGuestFileStream, writeGuestFile, writeGuestFileStream,
 } from './files.js';
 import { FrameType } from './frame.js';
+import {
+  listProcesses, OutputRequest, ProcInfo, ProcOutput, ProcStartRequest, readOutput, resizeProcess, signalProcess, startProcess,
+  waitProcess, writeProcess,
+} from './process.js';
 
-export type { ConnectOptions, ExecOptions, ExecRequest, ExecResult, FileStream, ReadFileOptions, StreamReadOptions, StreamWriteOptions, WriteFileOptions };
+export type {
+  ConnectOptions, ExecOptions, ExecRequest, ExecResult, FileStream, OutputRequest, ProcInfo, ProcOutput, ProcStartRequest, ReadFileOptions, StreamReadOptions,
+  StreamWriteOptions, WriteFileOptions,
+};
+export { MAX_READ_BYTES, MAX_RING_BYTES, PROC_CAP, PTY_CAP } from './process.js';
+
+/**
+ * Background processes (docs/protocol.md, "Background processes"): the agent
+ * owns them, so they outlive the connection that started them. Every call
+ * but supports() fails with NOT_SUPPORTED when the agent lacks the capability.
+ */
+export interface GuestProcesses {
+  /** Whether the agent has the capability: 'proc' (background processes) or 'proc.pty' (terminals). */
+  supports(cap: 'proc' | 'proc.pty'): boolean;
+  start(req: ProcStartRequest, signal?: AbortSignal): Promise<{ id: number; pid: number }>;
+  list(signal?: AbortSignal): Promise<ProcInfo[]>;
+  /** Output from an offset; with waitMs, waits that long for some (or the exit) when there is none yet. */
+  output(req: OutputRequest, signal?: AbortSignal): Promise<ProcOutput>;
+  /** Writes to stdin (a terminal's input); close ends it (^D on a terminal). Returns the bytes written. */
+  write(id: number, data: Buffer, close: boolean, signal?: AbortSignal): Promise<number>;
+  /** Sends a signal by name (TERM, KILL, ...); returns the process's info right after. */
+  signal(id: number, sig: string, signal?: AbortSignal): Promise<ProcInfo>;
+  /** Waits up to waitMs for the exit (0: not at all); returns the info either way. */
+  wait(id: number, waitMs: number, signal?: AbortSignal): Promise<ProcInfo>;
+  resize(id: number, cols: number, rows: number, signal?: AbortSignal): Promise<void>;
+}
 
 export interface GuestAgent {
   /** true once the connection is gone (the guest powered off, crashed, or close() was called). */
@@ -27,15 +57,28 @@ export interface GuestAgent {
   /** Asks the guest to sync and power off; resolves when it acknowledged. */
   powerOff(signal?: AbortSignal): Promise<void>;
   close(): void;
-  /** The raw connection, for protocol features not (yet) in this interface; undefined on a fake. */
-  readonly client?: AgentClient;
+  readonly processes: GuestProcesses;
 }
 
 /** Connects to the agent on a VM's virtio-serial socket and completes the HELLO handshake. */
 export type GuestConnector = (socketPath: string, o: ConnectOptions) => Promise<GuestAgent>;
 
+class AgentProcesses implements GuestProcesses {
+  constructor(private readonly client: AgentClient) {}
+
+  supports(cap: 'proc' | 'proc.pty'): boolean { return this.client.hasCap(cap); }
+  start(req: ProcStartRequest, signal?: AbortSignal) { return startProcess(this.client, req, signal); }
+  list(signal?: AbortSignal) { return listProcesses(this.client, signal); }
+  output(req: OutputRequest, signal?: AbortSignal) { return readOutput(this.client, req, signal); }
+  write(id: number, data: Buffer, close: boolean, signal?: AbortSignal) { return writeProcess(this.client, id, data, close, signal); }
+  signal(id: number, sig: string, signal?: AbortSignal) { return signalProcess(this.client, id, sig, signal); }
+  wait(id: number, waitMs: number, signal?: AbortSignal) { return waitProcess(this.client, id, waitMs, signal); }
+  resize(id: number, cols: number, rows: number, signal?: AbortSignal) { return resizeProcess(this.client, id, cols, rows, signal); }
+}
+
 export class AgentConnection implements GuestAgent {
-  constructor(readonly client: AgentClient) {}
+  readonly processes: GuestProcesses;
+  constructor(readonly client: AgentClient) { this.processes = new AgentProcesses(client); }
 
   get isClosed(): boolean { return this.client.isClosed; }
   exec(req: ExecRequest, o?: ExecOptions): Promise<ExecResult> { return execInGuest(this.client, req, o); }

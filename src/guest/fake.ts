@@ -7,6 +7,7 @@ import { CancelledError, FileNotFoundError, FileTooLargeError, GuestDisconnected
 import type {
   ExecOptions, ExecRequest, ExecResult, FileStream, GuestAgent, GuestConnector, ReadFileOptions, StreamReadOptions, StreamWriteOptions, WriteFileOptions,
 } from './agent.js';
+import { FakeProcesses, FakeProcTable } from './fake-processes.js';
 
 /** What guest/fake needs of a fake VM; vmm/fake.ts's FakeVm has this shape (the two layers do not import each other). */
 export interface FakeGuestHost {
@@ -43,13 +44,17 @@ export class FakeGuest {
   };
 }
 
+const procTables = new WeakMap<FakeGuestHost, FakeProcTable>();
 const files = (h: FakeGuestHost) => ((h.guest.files ??= {}) as Record<string, { data: string; mode: number }>);
 
 class FakeAgent implements GuestAgent {
   private closed = false;
+  readonly processes: FakeProcesses;
 
   constructor(private readonly host: FakeGuestHost, private readonly g: FakeGuest) {
     void host.exited.then(() => { this.closed = true; });
+    if (!procTables.has(host)) procTables.set(host, new FakeProcTable());
+    this.processes = new FakeProcesses(procTables.get(host)!, (req) => this.result(req), (op) => this.live(op));
   }
 
   get isClosed(): boolean { return this.closed || this.host.gone !== undefined; }
@@ -58,14 +63,19 @@ class FakeAgent implements GuestAgent {
     if (this.isClosed) throw new GuestDisconnectedError(`${op}: agent connection closed`);
   }
 
+  /** What the test's handler says a command does (every command exits 0 with no output unless told otherwise). */
+  private result(req: ExecRequest): ExecResult {
+    this.g.execs.push(req);
+    return {
+      pid: 100, exitCode: 0, signal: null, timedOut: false, truncated: false, durationMs: 1, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0),
+      ...this.g.handler(req),
+    };
+  }
+
   async exec(req: ExecRequest, o: ExecOptions = {}): Promise<ExecResult> {
     this.live('exec');
     if (o.signal?.aborted) throw new CancelledError('exec', o.signal.reason);
-    this.g.execs.push(req);
-    const r = this.g.handler(req) ?? {};
-    const out: ExecResult = {
-      pid: 100, exitCode: 0, signal: null, timedOut: false, truncated: false, durationMs: 1, stdout: Buffer.alloc(0), stderr: Buffer.alloc(0), ...r,
-    };
+    const out = this.result(req);
     if (out.stdout.length) o.onData?.('stdout', out.stdout);
     if (out.stderr.length) o.onData?.('stderr', out.stderr);
     return out;

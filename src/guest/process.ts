@@ -48,6 +48,8 @@ export interface ProcInfo {
 
 export interface OutputPart { stream: 'stdout' | 'stderr'; data: Buffer }
 
+export interface OutputRequest { id: number; offset: number; maxBytes?: number; waitMs?: number }
+
 export interface ProcOutput {
   /** Offset of the first byte returned (later than asked by `dropped` if those left the ring). */
   start: number;
@@ -144,8 +146,7 @@ export async function waitProcess(client: AgentClient, id: number, waitMs: numbe
  * Output from `offset`; with waitMs, waits that long for some to come (or
  * the exit) when there is none yet, which is how callers follow a process.
  */
-export async function readOutput(client: AgentClient, req: { id: number; offset: number; maxBytes?: number; waitMs?: number },
-  signal?: AbortSignal): Promise<ProcOutput> {
+export async function readOutput(client: AgentClient, req: OutputRequest, signal?: AbortSignal): Promise<ProcOutput> {
   requireCap(client, PROC_CAP);
   const maxBytes = Math.min(req.maxBytes || DEFAULT_READ_BYTES, MAX_READ_BYTES);
   const waitMs = Math.min(Math.max(0, Math.round(req.waitMs ?? 0)), MAX_WAIT_MS);

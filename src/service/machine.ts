@@ -27,36 +27,48 @@ export interface BootArtifacts {
   injectAgent?: boolean;
 }
 
-export interface MachineSpec {
-  /** Default: a fresh random id (ephemeral VMs). Workspaces pass their own. */
+/**
+ * What a caller asks of a boot. Runtime completes it (MachineSpec) from the
+ * config, the image's artifacts and the accelerator; Machine.boot turns that
+ * into the VMM's VmSpec (vmm/argv.ts), which the service cannot share: the
+ * VMM driver knows nothing of images, owners or disks to create.
+ */
+export interface BootRequest {
+  /** A workspace's own id and disk; default: a throwaway VM with a fresh overlay (<diskDir>/<id>.qcow2). */
   id?: string;
-  /** Default: <diskDir>/<id>.qcow2. */
   disk?: string;
   /** Create the overlay (default), or boot an existing one (a restarted workspace). */
   createDisk?: boolean;
-  artifacts: BootArtifacts;
-  accel: Accel;
-  runDir: string;
-  diskDir: string;
-  vcpus: number;
-  memoryMb: number;
+  image?: string;
+  vcpus?: number;
+  memoryMb?: number;
   /** Virtual disk size; the guest grows its root filesystem to fill it. */
   diskBytes?: number;
   hostname?: string;
-  /** User-mode network or a TAP; absent: no network device. */
+  /** User-mode network or a TAP; absent: the VM has no network device. */
   net?: NetSpec;
   /** Resume from this memory state file (saved by pauseToFile) instead of booting; the disk must be the one it was saved with. */
   memoryFile?: string;
   /** Guest RAM backed by a file (templates: src/service/templates.ts); a restore from a template maps it privately. */
   ramFile?: { path: string; shared: boolean };
+  detached?: boolean;
+  signal?: AbortSignal;
+}
+
+/** A BootRequest completed by Runtime with what the host decides: everything Machine.boot needs. */
+export interface MachineSpec extends Omit<BootRequest, 'vcpus' | 'memoryMb'> {
+  vcpus: number;
+  memoryMb: number;
+  artifacts: BootArtifacts;
+  accel: Accel;
+  runDir: string;
+  diskDir: string;
   tcgTbSizeMb?: number;
   tscKhz?: number;
   qemuBinary?: string;
   bootTimeoutMs: number;
   /** Deadline of each single-reply agent request once booted ([vm] request_timeout_ms). */
   requestTimeoutMs?: number;
-  detached?: boolean;
-  signal?: AbortSignal;
   drivers: Drivers;
 }
 

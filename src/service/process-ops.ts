@@ -9,13 +9,9 @@ import type {
   ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput, ProcessWriteInput,
 } from '../core/process-schemas.js';
 import type { ExecInput, WorkspaceRef } from '../core/schemas.js';
-import {
-  listProcesses, MAX_READ_BYTES, MAX_RING_BYTES, PROC_CAP, ProcInfo, readOutput, resizeProcess, signalProcess, startProcess,
-  waitProcess, writeProcess,
-} from '../guest/process.js';
+import { type GuestProcesses, MAX_READ_BYTES, MAX_RING_BYTES, type ProcInfo } from '../guest/agent.js';
 import { DEFAULT_MAX_OUTPUT, MAX_OUTPUT_LIMIT } from '../guest/exec.js';
 import { execStreams } from '../core/encoding.js';
-import { NotSupportedError } from '../core/errors.js';
 import type { WorkspaceContext } from './workspace-context.js';
 import type { Caller, ExecHooks, ExecOutput, OpOptions } from './types.js';
 
@@ -76,31 +72,29 @@ const infoOf = (workspace: string, p: ProcInfo): ProcessInfo => ({
 export class ProcessOps {
   constructor(private readonly s: WorkspaceContext) {}
 
-  /** The agent connection of a running workspace: processes are an extension of the real agent's protocol (the fake has none). */
-  private target(c: Caller, ref: string) {
-    const client = this.s.running(c, ref).agent.client;
-    if (!client) throw new NotSupportedError('background processes need a real guest agent connection', 'use a QEMU-backed workspace');
-    return { m: { agent: client }, id: this.s.resolve(c, ref).id };
+  /** The processes of a running workspace's agent, and the workspace's id. */
+  private target(c: Caller, ref: string): { procs: GuestProcesses; id: string } {
+    return { procs: this.s.running(c, ref).agent.processes, id: this.s.resolve(c, ref).id };
   }
 
   async start(c: Caller, input: ProcessStartInput & { pty?: { cols: number; rows: number } }, o: OpOptions = {}): Promise<ProcessInfo> {
-    const { m, id } = this.target(c, input.workspace_id);
+    const { procs, id } = this.target(c, input.workspace_id);
     const cmd = typeof input.command === 'string' ? { shell: input.command } : { argv: input.command };
-    const r = await startProcess(m.agent, {
+    const r = await procs.start({
       ...cmd, env: input.env, cwd: input.cwd, stdin: input.stdin, timeoutMs: input.timeout_ms ?? 0, ringBytes: input.ring_bytes, pty: input.pty,
     }, o.signal);
     // The start reply has only ids; one wait of 0 ms gives the full record.
-    return infoOf(id, await waitProcess(m.agent, r.id, 0, o.signal));
+    return infoOf(id, await procs.wait(r.id, 0, o.signal));
   }
 
   async list(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<ProcessListOutput> {
-    const { m, id } = this.target(c, input.workspace_id);
-    return { workspace_id: id, processes: (await listProcesses(m.agent, o.signal)).map((p) => infoOf(id, p)) };
+    const { procs, id } = this.target(c, input.workspace_id);
+    return { workspace_id: id, processes: (await procs.list(o.signal)).map((p) => infoOf(id, p)) };
   }
 
   async outputRaw(c: Caller, input: ProcessOutputInput, o: OpOptions = {}): Promise<RawOutput> {
-    const { m, id } = this.target(c, input.workspace_id);
-    const r = await readOutput(m.agent, { id: input.process_id, offset: input.offset ?? 0, maxBytes: input.max_bytes, waitMs: input.wait_ms }, o.signal);
+    const { procs, id } = this.target(c, input.workspace_id);
+    const r = await procs.output({ id: input.process_id, offset: input.offset ?? 0, maxBytes: input.max_bytes, waitMs: input.wait_ms }, o.signal);
     return { parts: r.parts, next: r.next, dropped: r.dropped, proc: infoOf(id, r.proc) };
   }
 
@@ -114,36 +108,36 @@ export class ProcessOps {
   }
 
   async write(c: Caller, input: ProcessWriteInput, o: OpOptions = {}): Promise<ProcessWriteOutput> {
-    const { m, id } = this.target(c, input.workspace_id);
+    const { procs, id } = this.target(c, input.workspace_id);
     const data = Buffer.from(input.input, input.encoding ?? 'utf8');
-    const bytes = await writeProcess(m.agent, input.process_id, data, input.close === true, o.signal);
+    const bytes = await procs.write(input.process_id, data, input.close === true, o.signal);
     return { workspace_id: id, process_id: input.process_id, bytes, closed: input.close === true };
   }
 
   async kill(c: Caller, input: ProcessKillInput, o: OpOptions = {}): Promise<ProcessInfo> {
-    const { m, id } = this.target(c, input.workspace_id);
-    return infoOf(id, await signalProcess(m.agent, input.process_id, input.signal ?? 'TERM', o.signal));
+    const { procs, id } = this.target(c, input.workspace_id);
+    return infoOf(id, await procs.signal(input.process_id, input.signal ?? 'TERM', o.signal));
   }
 
   async wait(c: Caller, input: ProcessWaitInput, o: OpOptions = {}): Promise<ProcessInfo> {
-    const { m, id } = this.target(c, input.workspace_id);
-    return infoOf(id, await waitProcess(m.agent, input.process_id, input.timeout_ms ?? DEFAULT_WAIT_MS, o.signal));
+    const { procs, id } = this.target(c, input.workspace_id);
+    return infoOf(id, await procs.wait(input.process_id, input.timeout_ms ?? DEFAULT_WAIT_MS, o.signal));
   }
 
   async resize(c: Caller, input: ProcessRef & { cols: number; rows: number }, o: OpOptions = {}): Promise<void> {
-    const { m } = this.target(c, input.workspace_id);
-    await resizeProcess(m.agent, input.process_id, input.cols, input.rows, o.signal);
+    const { procs } = this.target(c, input.workspace_id);
+    await procs.resize(input.process_id, input.cols, input.rows, o.signal);
   }
 
   /** Writes raw bytes (terminal keystrokes); no close. */
   async writeRaw(c: Caller, input: ProcessRef, data: Buffer, o: OpOptions = {}): Promise<number> {
-    const { m } = this.target(c, input.workspace_id);
-    return writeProcess(m.agent, input.process_id, data, false, o.signal);
+    const { procs } = this.target(c, input.workspace_id);
+    return procs.write(input.process_id, data, false, o.signal);
   }
 
   /** Whether exec should take the detachable path: the command may outlive detachMs and the agent can keep it. */
   detachable(c: Caller, input: ExecInput, timeoutMs: number, detachMs: number): boolean {
-    return (timeoutMs === 0 || timeoutMs > detachMs) && (this.s.running(c, input.workspace_id).agent.client?.hasCap(PROC_CAP) ?? false);
+    return (timeoutMs === 0 || timeoutMs > detachMs) && this.s.running(c, input.workspace_id).agent.processes.supports('proc');
   }
 
   /**
@@ -152,24 +146,24 @@ export class ProcessOps {
    * running=true and its process_id (it keeps running in the guest).
    */
   async execDetachable(c: Caller, input: ExecInput, timeoutMs: number, detachMs: number, hooks: ExecHooks = {}): Promise<ExecOutput> {
-    const { m } = this.target(c, input.workspace_id);
+    const { procs } = this.target(c, input.workspace_id);
     const t0 = performance.now();
     const maxOut = Math.min(input.max_output_bytes || DEFAULT_MAX_OUTPUT, MAX_OUTPUT_LIMIT);
     const cmd = typeof input.command === 'string' ? { shell: input.command } : { argv: input.command };
-    const { id } = await startProcess(m.agent, {
+    const { id } = await procs.start({
       ...cmd, env: input.env, cwd: input.cwd, stdin: input.stdin !== undefined, timeoutMs,
       ringBytes: Math.min(2 * maxOut, MAX_RING_BYTES),
     }, hooks.signal);
-    const kill = () => signalProcess(m.agent, id, 'KILL').catch(() => undefined);
+    const kill = () => procs.signal(id, 'KILL').catch(() => undefined);
     const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
     const size = { stdout: 0, stderr: 0 };
     let truncated = false;
     let offset = 0;
     try {
-      if (input.stdin !== undefined) await writeProcess(m.agent, id, Buffer.from(input.stdin), true, hooks.signal);
+      if (input.stdin !== undefined) await procs.write(id, Buffer.from(input.stdin), true, hooks.signal);
       for (;;) {
         const left = detachMs - (performance.now() - t0);
-        const r = await readOutput(m.agent, { id, offset, maxBytes: MAX_READ_BYTES, waitMs: Math.max(0, Math.min(EXEC_POLL_MS, left)) }, hooks.signal);
+        const r = await procs.output({ id, offset, maxBytes: MAX_READ_BYTES, waitMs: Math.max(0, Math.min(EXEC_POLL_MS, left)) }, hooks.signal);
         if (r.dropped > 0) truncated = true;
         for (const p of r.parts) {
           const room = maxOut - size[p.stream];

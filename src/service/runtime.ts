@@ -10,32 +10,13 @@ import { Progress, silent } from '../core/progress.js';
 import { ExecRequest, ExecResult } from '../guest/exec.js';
 import { connectAgent } from '../guest/agent.js';
 import { qemuImgDisks } from '../storage/overlay.js';
-import type { NetSpec } from '../vmm/argv.js';
 import { AccelChoice, accelCacheKey, chooseAccel, kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
 import { QemuDriver } from '../vmm/qemu-driver.js';
 import { resolveBootArtifacts } from './artifacts.js';
-import { BootArtifacts, Drivers, Machine, MachineSpec } from './machine.js';
+import { BootArtifacts, BootRequest, Drivers, Machine, MachineSpec } from './machine.js';
 import { sweepOrphans } from './sweep.js';
 
-export interface BootRequest {
-  /** A workspace's own id and disk; default: a throwaway VM with a fresh overlay. */
-  id?: string;
-  disk?: string;
-  createDisk?: boolean;
-  image?: string;
-  vcpus?: number;
-  memoryMb?: number;
-  diskBytes?: number;
-  hostname?: string;
-  /** User-mode network or a TAP; absent: the VM has no network device. */
-  net?: NetSpec;
-  /** Resume from a saved memory state instead of booting. */
-  memoryFile?: string;
-  /** Guest RAM backed by a file (templates). */
-  ramFile?: { path: string; shared: boolean };
-  detached?: boolean;
-  signal?: AbortSignal;
-}
+export type { BootRequest } from './machine.js';
 
 export interface RunOnceRequest extends BootRequest {
   exec: ExecRequest;
@@ -133,9 +114,7 @@ export class Runtime {
   private specWith(art: BootArtifacts, accel: 'kvm' | 'tcg', req: BootRequest & { bootTimeoutMs?: number }): MachineSpec {
     const c = this.config;
     return {
-      id: req.id,
-      disk: req.disk,
-      createDisk: req.createDisk,
+      ...req,
       artifacts: art,
       accel,
       runDir: c.paths.runDir,
@@ -144,17 +123,11 @@ export class Runtime {
       memoryMb: req.memoryMb ?? c.resources.default_memory_mb,
       // The overlay may not be smaller than its base, or the guest sees a truncated filesystem.
       diskBytes: Math.max(req.diskBytes ?? 2 * 1024 ** 3, statSync(art.rootfs).size),
-      hostname: req.hostname,
-      net: req.net,
-      memoryFile: req.memoryFile,
-      ramFile: req.ramFile,
       tcgTbSizeMb: c.vm.tcg_tb_size_mb,
       tscKhz: tscKhz(),
       qemuBinary: c.vm.qemu_binary,
       bootTimeoutMs: req.bootTimeoutMs ?? c.vm.boot_timeout_ms,
       requestTimeoutMs: c.vm.request_timeout_ms,
-      detached: req.detached,
-      signal: req.signal,
       drivers: this.drivers,
     };
   }

@@ -9,11 +9,14 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { IsletError } from '../../src/core/errors.js';
+import { GuestError, IsletError } from '../../src/core/errors.js';
 import type { Machine } from '../../src/service/machine.js';
 import type { Runtime } from '../../src/service/runtime.js';
 
 const coded = (c: string) => (e: unknown) => e instanceof IsletError && e.code === c;
+
+/** The contract's process: reads a line, prints it back, exits 3 (the fakes' exec handler plays it: test/unit/drivers-contract.test.ts). */
+export const PROCESS_COMMAND = 'read x; echo got-$x; exit 3';
 
 export interface ContractEnv {
   rt(): Promise<Runtime>;
@@ -135,6 +138,30 @@ export function driverContract(label: string, env: ContractEnv): void {
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(m.agent.isClosed, true);
       await assert.rejects(m.agent.exec({ argv: ['true'] }), (e: unknown) => e instanceof IsletError && /GUEST_DISCONNECTED|VM_EXITED/.test(e.code));
+    });
+
+    test('processes: start with stdin, list, write and close, wait, output by offset; a signal ends one; an unknown id is NOT_FOUND', async () => {
+      const m = await boot();
+      const p = m.agent.processes;
+      assert.equal(p.supports('proc'), true);
+      const a = await p.start({ shell: PROCESS_COMMAND, stdin: true });
+      assert.ok(a.id > 0 && a.pid > 0);
+      assert.ok((await p.list()).some((x) => x.id === a.id && x.running && x.stdin), 'listed, running, with stdin');
+      assert.deepEqual((await p.output({ id: a.id, offset: 0 })).parts, []);
+      assert.equal(await p.write(a.id, Buffer.from('hi\n'), true), 3);
+      const w = await p.wait(a.id, 30_000);
+      assert.deepEqual([w.running, w.exitCode, w.signal, w.outputBytes], [false, 3, null, 7]);
+      const out = await p.output({ id: a.id, offset: 0 });
+      assert.deepEqual(out.parts.map((x) => [x.stream, x.data.toString()]), [['stdout', 'got-hi\n']]);
+      assert.deepEqual([out.start, out.next, out.dropped], [0, 7, 0]);
+      const mid = await p.output({ id: a.id, offset: 4, maxBytes: 2 });
+      assert.deepEqual([mid.parts.map((x) => x.data.toString()).join(''), mid.start, mid.next], ['hi', 4, 6]);
+      await assert.rejects(p.output({ id: a.id, offset: 8 }), coded('INVALID_ARGUMENT'));
+      const b = await p.start({ shell: 'read x', stdin: true });
+      await p.signal(b.id, 'KILL');
+      const k = await p.wait(b.id, 30_000);
+      assert.deepEqual([k.running, k.exitCode, k.signal], [false, null, 'KILL']);
+      await assert.rejects(p.wait(999_999, 0), (e: unknown) => e instanceof GuestError && e.guestCode === 'NOT_FOUND');
     });
 
     test('detach + reattach: a detached VM is found again and answers', async () => {

@@ -39,6 +39,7 @@ export const FORBIDDEN: Rule[] = [
   { from: 'service/', to: 'vmm/hostfwd.ts', why: 'port forwards are a Vm method; HMP text parsing stays in vmm' },
   { from: 'service/', to: 'guest/client.ts', why: 'the service talks to the agent through the GuestAgent interface (guest/agent.ts), so it runs on the fake' },
   { from: 'service/', to: 'guest/frame.ts', why: 'agent frames are the agent driver\'s wire format; the service uses GuestAgent methods' },
+  { from: 'service/', to: 'guest/process.ts', why: 'background processes are GuestAgent.processes (guest/agent.ts), which the fake implements too; process.ts speaks frames on the raw client' },
   ...['vmm/', 'guest/', 'storage/', 'net/'].map((to): Rule => ({
     from: 'surfaces/', to, why: 'surfaces parse, call the service, render; VMs, agents, disks and networks are reached through it',
   })),

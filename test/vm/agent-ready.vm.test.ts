@@ -10,15 +10,15 @@
 // with the reason printed, in the default `npm test`.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, statSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { loadConfig, resolveConfig } from '../../src/core/config.js';
+import { loadConfig } from '../../src/core/config.js';
 import { findArtifacts } from '../../src/images/index.js';
 import type { WorkspaceInfo } from '../../src/service/types.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 
 const IMAGE = 'agent-ready';
 const MEMORY_MB = 1024;
@@ -28,12 +28,12 @@ const skip = process.env.ISLET_IMAGE_TESTS !== '1'
   ? 'heavy (two 1 GiB full-init VMs, minutes of OpenCode start under TCG): run with `npm run test:images -- agent-ready`'
   : !built ? `the ${IMAGE} image is not built: islet image build ${IMAGE}` : false;
 
-const config = resolveConfig({
-  storage: { data_dir: mkdtempSync(path.join(os.tmpdir(), 'islet-ar-')), cache_dir: base.paths.cacheDir },
+const env = vmEnv('ar', {
   resources: { max_memory_mb: 2048 },
   network: { mode: 'user' },
   vm: { kernel: base.vm.kernel }, // $ISLET_CONFIG with [vm] kernel = "distro" runs it on the distro kernel (netfilter as modules)
 });
+const config = env.config;
 const me = { owner: 'acceptance' };
 const run = promisify(execFile);
 
@@ -74,7 +74,7 @@ describe('agent-ready: per-workspace SSH keys and OpenCode', { skip, timeout: 40
   let bPort: number;
 
   before(async () => {
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     const t0 = performance.now();
     a = await svc.create(me, { name: 'ar-a', image: IMAGE, memory_mb: MEMORY_MB });
     const createMs = performance.now() - t0;
@@ -91,14 +91,6 @@ describe('agent-ready: per-workspace SSH keys and OpenCode', { skip, timeout: 40
     console.log(`# create ${IMAGE} (${MEMORY_MB} MiB, kernel ${kernel.stdout.trim()}): ${(createMs / 1000).toFixed(1)} s to running; ` +
       `first ssh login ${(loginMs / 1000).toFixed(1)} s after that`);
   }, { timeout: 600_000 });
-
-  after(async () => {
-    if (!svc) return;
-    // Newest first: a fork builds on its source's snapshot, which cannot go while the fork exists.
-    const all = (await svc.list({ owner: 'x', admin: true })).sort((x, y) => y.created_at.localeCompare(x.created_at));
-    for (const w of all) await svc.destroy({ owner: 'x', admin: true }, { workspace_id: w.workspace_id }).catch(() => undefined);
-    await svc.close();
-  });
 
   test('the workspace info says how to connect; the private key is the workspace\'s own, 0600, under the data dir', () => {
     const s = a.ssh;

@@ -2,27 +2,16 @@
 // process, so each one reattaches to the VM the previous one left running.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import { loadConfig } from '../../src/core/config.js';
-import { daemonPidFor, stopDaemon } from './daemon-stop.js';
+import { describe, test } from 'node:test';
+import { vmEnv } from './factory.js';
 
-// A fresh data dir (its own state database), the real cache so the images
-// `islet setup` built are reused, and a short run dir: unix socket paths must
-// stay under ~100 bytes.
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-cli-data-'));
-const runDir = mkdtempSync('/tmp/islet-cli-');
-const cfg = path.join(dataDir, 'islet.toml');
-writeFileSync(cfg, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\nrun_dir = "${runDir}"\n`);
-
+// A fresh data dir (its own state database) and the real cache, so the
+// images `islet setup` built are reused; the CLI finds it through $ISLET_CONFIG.
+const env = vmEnv('cli-ws');
 const bin = path.resolve('bin/islet.js');
 const islet = (args: string[], input?: string | Buffer) => {
-  // --config goes right after the subcommand: anything after `--` is the guest's argv.
-  const at = args[0] !== 'ws' ? 1 : args[1] === 'snapshot' ? 3 : 2;
-  const argv = [bin, ...args.slice(0, at), '--config', cfg, ...args.slice(at)];
-  const r = spawnSync(process.execPath, argv, { input, timeout: 300_000, maxBuffer: 64 << 20 });
+  const r = spawnSync(process.execPath, [bin, ...args], { input, timeout: 300_000, maxBuffer: 64 << 20, env: env.childEnv() });
   return { status: r.status, stdout: r.stdout, out: r.stdout.toString('utf8'), err: r.stderr.toString('utf8') };
 };
 const ok = (args: string[], input?: string | Buffer) => {
@@ -33,14 +22,6 @@ const ok = (args: string[], input?: string | Buffer) => {
 
 interface Row { name: string; workspace_id: string; state: string; pid: number | null; pid_alive: boolean | null }
 const statusOf = (name: string) => (JSON.parse(ok(['status', '--json']).out) as Row[]).find((w) => w.name === name);
-
-after(() => {
-  // Best effort: a failed step must not leave a VM running.
-  islet(['ws', 'destroy', 't1', '-q']);
-  stopDaemon(cfg);
-  rmSync(runDir, { recursive: true, force: true });
-  rmSync(dataDir, { recursive: true, force: true });
-});
 
 describe('islet ws', { timeout: 900_000 }, () => {
   let id = '';

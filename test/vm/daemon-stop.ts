@@ -1,5 +1,6 @@
-// Test files whose `islet serve` or `islet ws` started a daemon stop it in
-// their after hook, before deleting the data dir it serves.
+// The daemon that a test's `islet serve` or `islet ws` started: the factory
+// (factory.ts) stops it this way at the end, before the data dir goes; a
+// test that kills it on purpose finds it by its pid.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 

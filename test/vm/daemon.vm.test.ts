@@ -6,27 +6,26 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { loadConfig } from '../../src/core/config.js';
 import { ApiClient, DaemonUnavailableError, Islet, IsletApiError, UnauthorizedError, WorkspaceNotFoundError } from '../../src/sdk/index.js';
 import { resolveBootArtifacts } from '../../src/service/artifacts.js';
+import { vmEnv } from './factory.js';
 import { qemuProcesses } from './procs.js';
 
 const TOKEN = 'daemon-test-token-0123456789';
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-daemon-data-'));
-const runDir = mkdtempSync('/tmp/islet-dmn-');
-const cfg = path.join(dataDir, 'islet.toml');
-writeFileSync(cfg, [
-  '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
-  '[pool]', 'enabled = false',
-  '[server]', 'http_port = 1', 'daemon_idle_exit_s = 0', `max_transfer_bytes = ${80 << 20}`,
-  '[[server.tokens]]', `token = "${TOKEN}"`, 'owner = "sdk-tcp"', '',
-].join('\n'));
+// The image routes' imports go into the shared cache: removed first (hooks run in order), before the factory's teardown stops the daemon.
+after(() => { for (const n of ['route-pull', 'route-import']) islet(['image', 'rm', n]); });
+const env = vmEnv('daemon', {
+  pool: { enabled: false },
+  server: { http_port: 1, daemon_idle_exit_s: 0, max_transfer_bytes: 80 << 20, tokens: [{ token: TOKEN, owner: 'sdk-tcp' }] },
+});
+const cfg = env.cfgFile;
+const runDir = env.config.paths.runDir;
 
 const bin = path.resolve('bin/islet.js');
 const islet = (args: string[], timeout = 300_000) => {
@@ -36,7 +35,7 @@ const islet = (args: string[], timeout = 300_000) => {
 };
 const islAsync = (args: string[]) => new Promise<{ status: number | null; out: string; err: string }>((resolve) => {
   const at = args[0] === 'ws' ? 2 : 1;
-  const p = spawn(process.execPath, [bin, ...args.slice(0, at), '--config', cfg, ...args.slice(at)]);
+  const p = env.track(spawn(process.execPath, [bin, ...args.slice(0, at), '--config', cfg, ...args.slice(at)]));
   let out = '';
   let err = '';
   p.stdout.on('data', (c: Buffer) => { out += c; });
@@ -56,15 +55,6 @@ function daemons(): number[] {
   return out;
 }
 
-after(() => {
-  for (const w of ['a1', 'b1', 'c1', 's1', 's1-fork', 'k1', 'r1', 'r1-fork', 'm1']) islet(['ws', 'destroy', w, '--all', '-q'], 60_000);
-  islet(['daemon', 'stop'], 60_000);
-  for (const n of ['route-pull', 'route-import']) islet(['image', 'rm', n]); // the image routes' imports (into the shared cache)
-  for (const q of qemuProcesses(runDir)) { try { process.kill(q.pid, 'SIGKILL'); } catch { /* gone */ } }
-  rmSync(runDir, { recursive: true, force: true });
-  rmSync(dataDir, { recursive: true, force: true });
-});
-
 describe('islet daemon', { timeout: 1_200_000 }, () => {
   test('five CLI commands started at once on a cold data dir start exactly one daemon', async () => {
     assert.deepEqual(daemons(), []);
@@ -78,7 +68,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
 
   test('two stdio MCP clients and the CLI at once: each its own workspaces, ownership separate', async () => {
     const mcp = async (owner: string) => {
-      const t = new StdioClientTransport({ command: process.execPath, args: [bin, 'serve', '--config', cfg, '--owner', owner, '-q'], stderr: 'pipe' });
+      const t = env.track(new StdioClientTransport({ command: process.execPath, args: [bin, 'serve', '--config', cfg, '--owner', owner, '-q'], stderr: 'pipe' }));
       const c = new Client({ name: `test-${owner}`, version: '1' });
       await c.connect(t);
       return c;
@@ -143,7 +133,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
 
   test('TCP: a token is required for REST; a wrong token gets 401; with one the SDK works', async () => {
     islet(['daemon', 'stop']);
-    const d = spawn(process.execPath, [bin, 'daemon', 'run', '--config', cfg, '--tcp', '--port', '0', '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const d = env.track(spawn(process.execPath, [bin, 'daemon', 'run', '--config', cfg, '--tcp', '--port', '0', '-q'], { stdio: ['ignore', 'ignore', 'pipe'] }));
     const url = await new Promise<string>((resolve, reject) => {
       let err = '';
       d.stderr.on('data', (c: Buffer) => {
@@ -170,8 +160,8 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
   function imageRoutes(socketPath: string | undefined, raw: (method: string, p: string, o?: { json?: unknown }) => Promise<unknown>): Array<[string, () => Promise<unknown>]> {
     const admin = new ApiClient({ socketPath, headers: { 'x-islet-admin': '1' } });
     const files = async () => {
-      const a = await resolveBootArtifacts(loadConfig(), 'base');
-      const rootfsPath = path.join(dataDir, 'route-rootfs.ext4');
+      const a = await resolveBootArtifacts(env.config, 'base');
+      const rootfsPath = path.join(env.dir, 'route-rootfs.ext4');
       spawnSync('cp', ['--sparse=always', a.rootfs, rootfsPath]);
       return { kernelPath: a.vmlinux, rootfsPath };
     };
@@ -179,7 +169,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
       ['POST /api/images/pull', async () => {
         const f = await files();
         await assert.rejects(raw('POST', '/api/images/pull', { json: { reference: 'route-pull', ...f } }), (e: unknown) => (e as IsletApiError).status === 403, 'pull needs an admin');
-        await assert.rejects(admin.http.send('POST', '/api/images/pull', { json: { reference: 'route-pull', kernelPath: f.kernelPath, rootfsPath: `${dataDir}/../x.ext4` } }),
+        await assert.rejects(admin.http.send('POST', '/api/images/pull', { json: { reference: 'route-pull', kernelPath: f.kernelPath, rootfsPath: `${env.dir}/../x.ext4` } }),
           (e: unknown) => (e as IsletApiError).status === 400, 'no ".." in host paths');
         return admin.http.send('POST', '/api/images/pull', { json: { reference: 'route-pull', ...f } });
       }],
@@ -294,7 +284,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
   });
 
   test('a stdio MCP client keeps its session across a daemon kill -9: the call in flight is a DAEMON_UNAVAILABLE tool error', async () => {
-    const t = new StdioClientTransport({ command: process.execPath, args: [bin, 'serve', '--config', cfg, '--owner', 'mcp-k', '-q'], stderr: 'pipe' });
+    const t = env.track(new StdioClientTransport({ command: process.execPath, args: [bin, 'serve', '--config', cfg, '--owner', 'mcp-k', '-q'], stderr: 'pipe' }));
     const c = new Client({ name: 'test-reconnect', version: '1' });
     await c.connect(t);
     const sc = (r: unknown) => (r as { structuredContent: Record<string, unknown> }).structuredContent;

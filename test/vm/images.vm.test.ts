@@ -10,10 +10,13 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { loadConfig } from '../../src/core/config.js';
+import { vmEnv } from './factory.js';
 
+// The verify VMs run on a private data dir (found through $ISLET_CONFIG); builds land in the shared cache.
+const vm = vmEnv('images');
 const bin = path.resolve('bin/islet.js');
 const islet = (args: string[], env: Record<string, string> = {}) =>
-  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 900_000, env: { ...process.env, ...env } });
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 900_000, env: vm.childEnv(env) });
 const MiB = 1024 * 1024;
 
 describe('islet image', { timeout: 1_800_000 }, () => {

@@ -5,18 +5,15 @@
 // with the reason printed, when no custom kernel has been built: the build
 // takes tens of minutes and is not part of `npm run setup`.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { loadConfig, resolveConfig } from '../../src/core/config.js';
+import { before, describe, test } from 'node:test';
 import { chooseKernel } from '../../src/images/custom-kernel.js';
 import { findArtifacts } from '../../src/images/index.js';
 import type { WorkspaceInfo } from '../../src/service/types.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-kernel-'));
-const config = resolveConfig({ storage: { data_dir: dataDir, cache_dir: loadConfig().paths.cacheDir }, vm: { kernel: 'custom' } });
+const env = vmEnv('kernel', { vm: { kernel: 'custom' } });
+const config = env.config;
 const caller = { owner: 'kernel-test' };
 
 async function skipReason(): Promise<string | false> {
@@ -28,10 +25,7 @@ async function skipReason(): Promise<string | false> {
   }
 }
 const skip = await skipReason();
-if (skip) {
-  process.stdout.write(`# kernel.vm.test: skipped: ${skip}\n`);
-  rmSync(dataDir, { recursive: true, force: true });
-}
+if (skip) process.stdout.write(`# kernel.vm.test: skipped: ${skip}\n`);
 
 describe('custom kernel', { timeout: 600_000, skip }, () => {
   let svc: WorkspaceService;
@@ -43,16 +37,9 @@ describe('custom kernel', { timeout: 600_000, skip }, () => {
   };
 
   before(async () => {
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     ws = await svc.create(caller, { name: 'kernel', disk_gb: 3, allow_internet: true });
   }, { timeout: 300_000 });
-  after(async () => {
-    if (svc) {
-      for (const w of await svc.list(caller)) await svc.destroy(caller, { workspace_id: w.workspace_id }).catch(() => undefined);
-      await svc.close();
-    }
-    rmSync(dataDir, { recursive: true, force: true });
-  });
 
   test('the VM runs the custom kernel: release -islet, no module support', async () => {
     const want = (await chooseKernel(config, (await findArtifacts(config)).agent?.key)).custom?.release;

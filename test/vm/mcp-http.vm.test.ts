@@ -1,35 +1,24 @@
 // `islet serve --http` with real VMs: two sessions without tokens own
 // separate workspaces; exec progress and cancellation travel over HTTP.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { Progress } from '@modelcontextprotocol/sdk/types.js';
-import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 import { call, fails, ok, SLOW } from './mcp-calls.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-mcp-http-'));
-const runDir = mkdtempSync('/tmp/islet-mcp-');
-const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, [
-  '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
-  '[server]', 'exec_progress_interval_ms = 500', '',
-].join('\n'));
+const env = vmEnv('mcp-http', { server: { exec_progress_interval_ms: 500 } });
 
-let server: ChildProcess | undefined;
 let stderr = '';
+env.note('islet serve stderr', () => stderr.slice(-4000));
 const sessions: Client[] = [];
 
 async function startServer(): Promise<string> {
-  const p = spawn(process.execPath, [path.resolve('bin/islet.js'), 'serve', '--http', '--port', '0', '--config', cfgFile],
+  const p = env.spawn(process.execPath, [path.resolve('bin/islet.js'), 'serve', '--http', '--port', '0', '--config', env.cfgFile],
     { stdio: ['ignore', 'ignore', 'pipe'] });
-  server = p;
   return new Promise((resolve, reject) => {
     p.stderr?.on('data', (c: Buffer) => {
       stderr += c.toString();
@@ -47,10 +36,6 @@ async function session(url: string): Promise<Client> {
   return c;
 }
 
-const evidence = async (fn: () => Promise<void>) => {
-  try { await fn(); } catch (e) { process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n`); throw e; }
-};
-
 describe('MCP over Streamable HTTP with real VMs', { timeout: 900_000 }, () => {
   let A: Client;
   let B: Client;
@@ -66,27 +51,16 @@ describe('MCP over Streamable HTTP with real VMs', { timeout: 900_000 }, () => {
   after(async () => {
     if (ws) await call(A, 'workspace_destroy', { workspace_id: ws.workspace_id }).catch(() => undefined);
     await Promise.allSettled(sessions.map((c) => c.close()));
-    if (server && server.exitCode === null) {
-      const exited = new Promise((r) => server?.once('exit', r));
-      server.kill('SIGTERM');
-      await exited;
-    }
-    const svc = await WorkspaceService.open(loadConfig(cfgFile));
-    const admin = { owner: 'cleanup', admin: true };
-    for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
-    await svc.close();
-    rmSync(dataDir, { recursive: true, force: true });
-    rmSync(runDir, { recursive: true, force: true });
   }, SLOW);
 
-  test('session A creates a workspace and runs a command in it', () => evidence(async () => {
+  test('session A creates a workspace and runs a command in it', async () => {
     ws = await ok<WorkspaceInfo>(A, 'workspace_create', { name: 'mcp-http-a' });
     assert.match(ws.owner, /^session:[0-9a-f-]{36}$/);
     const r = await ok<ExecOutput>(A, 'exec', { workspace_id: ws.workspace_id, command: ['sh', '-c', 'echo hi; exit 3'] });
     assert.deepEqual([r.stdout, r.exit_code], ['hi\n', 3]);
-  }));
+  });
 
-  test('session B neither sees nor touches A\'s workspace', () => evidence(async () => {
+  test('session B neither sees nor touches A\'s workspace', async () => {
     assert.ok(ws);
     const listB = await ok<{ workspaces: WorkspaceInfo[] }>(B, 'workspace_list', {});
     assert.deepEqual(listB.workspaces, []);
@@ -99,9 +73,9 @@ describe('MCP over Streamable HTTP with real VMs', { timeout: 900_000 }, () => {
       await fails(B, 'workspace_destroy', { workspace_id: ref }, 'WORKSPACE_NOT_FOUND');
     }
     await ok(A, 'workspace_info', { workspace_id: ws.workspace_id });
-  }));
+  });
 
-  test('exec sends progress notifications while a ~3 s command runs', () => evidence(async () => {
+  test('exec sends progress notifications while a ~3 s command runs', async () => {
     assert.ok(ws);
     const seen: Progress[] = [];
     const r = await ok<ExecOutput>(A, 'exec', { workspace_id: ws.workspace_id, command: 'for i in 1 2 3; do echo tick $i; sleep 1; done' },
@@ -110,9 +84,9 @@ describe('MCP over Streamable HTTP with real VMs', { timeout: 900_000 }, () => {
     assert.ok(seen.length >= 2, `expected at least 2 progress notifications, got ${seen.length}`);
     for (let i = 1; i < seen.length; i++) assert.ok(seen[i]!.progress > seen[i - 1]!.progress);
     assert.ok(seen.some((p) => /tick \d/.test(p.message ?? '')), JSON.stringify(seen));
-  }));
+  });
 
-  test('cancelling exec kills the guest process', () => evidence(async () => {
+  test('cancelling exec kills the guest process', async () => {
     assert.ok(ws);
     const id = ws.workspace_id;
     const ac = new AbortController();
@@ -131,21 +105,21 @@ describe('MCP over Streamable HTTP with real VMs', { timeout: 900_000 }, () => {
     const probe = await ok<ExecOutput>(A, 'exec', { workspace_id: id,
       command: `for i in $(seq 50); do kill -0 ${pid} 2>/dev/null || { echo gone; exit 0; }; sleep 0.1; done; echo alive` });
     assert.equal(probe.stdout, 'gone\n');
-  }));
+  });
 
-  test('errors over HTTP carry their code', () => evidence(async () => {
+  test('errors over HTTP carry their code', async () => {
     assert.ok(ws);
     await fails(A, 'workspace_start', { workspace_id: ws.workspace_id }, 'STATE_CONFLICT');
     await ok(A, 'file_write', { workspace_id: ws.workspace_id, path: '/tmp/big', content: 'y'.repeat(3000) });
     await fails(A, 'file_read', { workspace_id: ws.workspace_id, path: '/tmp/big', max_bytes: 100 }, 'FILE_TOO_LARGE');
     const r = await call(A, 'file_read', { workspace_id: ws.workspace_id, path: 'tmp/big' });
     assert.equal(r.isError, true, 'a relative guest path is refused by the schema');
-  }));
+  });
 
-  test('destroy from the owning session', () => evidence(async () => {
+  test('destroy from the owning session', async () => {
     assert.ok(ws);
     await ok(A, 'workspace_destroy', { workspace_id: ws.workspace_id });
     ws = undefined;
     assert.deepEqual((await ok<{ workspaces: WorkspaceInfo[] }>(A, 'workspace_list', {})).workspaces, []);
-  }));
+  });
 });

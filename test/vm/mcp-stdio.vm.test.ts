@@ -2,28 +2,21 @@
 // real VMs. Two workspaces go through their whole lifecycle; files and
 // errors are checked on the way.
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, WorkspaceInfo } from '../../src/service/types.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
 import * as calls from './mcp-calls.js';
 import { SLOW } from './mcp-calls.js';
-import { daemonPidFor, stopDaemon } from './daemon-stop.js';
+import { vmEnv } from './factory.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-mcp-stdio-'));
-const runDir = mkdtempSync('/tmp/islet-mcp-');
-const transferDir = path.join(dataDir, 'transfer');
+const env = vmEnv('mcp-stdio', { server: { stdio_owner: 'mcp-test' } });
+const dataDir = env.dir;
+const transferDir = env.config.paths.transferDir;
 const outsideDir = path.join(dataDir, 'outside');
-const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, [
-  '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
-  '[server]', `transfer_dir = "${transferDir}"`, 'stdio_owner = "mcp-test"', '',
-].join('\n'));
+const cfgFile = env.cfgFile;
 
 let stderr = '';
 const client = new Client({ name: 'islet-vm-test', version: '0' });
@@ -31,15 +24,13 @@ const transport = new StdioClientTransport({
   command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfgFile], stderr: 'pipe',
 });
 transport.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
+env.track(transport);
+env.note('islet serve stderr', () => stderr.slice(-4000));
 
 // The calls of this file all go through its one client.
 const call = (name: string, args: Record<string, unknown>) => calls.call(client, name, args);
 const ok = <T>(name: string, args: Record<string, unknown>) => calls.ok<T>(client, name, args);
 const fails = (name: string, args: Record<string, unknown>, code: string) => calls.fails(client, name, args, code);
-/** On failure, the server's stderr is the evidence. */
-const evidence = async (fn: () => Promise<void>) => {
-  try { await fn(); } catch (e) { process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n`); throw e; }
-};
 
 describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
   let a: WorkspaceInfo;
@@ -50,22 +41,14 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
   after(async () => {
     for (const w of [a, b]) if (w) await call('workspace_destroy', { workspace_id: w.workspace_id }).catch(() => undefined);
     await client.close(); // closes stdin: the server must exit by itself
-    stopDaemon(cfgFile); // the daemon it started keeps the VMs; the in-process cleanup below needs the data dir
-    // VMs outlive the server by design: whatever a failed test left behind goes now.
-    const svc = await WorkspaceService.open(loadConfig(cfgFile));
-    const admin = { owner: 'cleanup', admin: true };
-    for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
-    await svc.close();
-    rmSync(dataDir, { recursive: true, force: true });
-    rmSync(runDir, { recursive: true, force: true });
   }, SLOW);
 
-  test('the server lists its tools', () => evidence(async () => {
+  test('the server lists its tools', async () => {
     const { tools } = await client.listTools();
     assert.equal(tools.length, 28);
-  }));
+  });
 
-  test('create two workspaces; exec returns stdout, stderr and the exit code as data', () => evidence(async () => {
+  test('create two workspaces; exec returns stdout, stderr and the exit code as data', async () => {
     a = await ok<WorkspaceInfo>('workspace_create', { name: 'mcp-a' });
     b = await ok<WorkspaceInfo>('workspace_create', { name: 'mcp-b' });
     assert.equal(a.state, 'running');
@@ -76,18 +59,18 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
     assert.equal(rb.stdout, 'mcp-b\n');
     const { workspaces } = await ok<{ workspaces: WorkspaceInfo[] }>('workspace_list', {});
     assert.deepEqual(workspaces.map((w) => w.name).sort(), ['mcp-a', 'mcp-b']);
-  }));
+  });
 
-  test('workspace_ip and port_forward over MCP', () => evidence(async () => {
+  test('workspace_ip and port_forward over MCP', async () => {
     const ip = await ok<{ ip: string; mode: string; allow_internet: boolean }>('workspace_ip', { workspace_id: a.workspace_id });
     assert.deepEqual([ip.mode, ip.ip, ip.allow_internet], ['user', '10.0.2.15', false]);
     const f = await ok<{ host_port: number; guest_port: number }>('port_forward', { workspace_id: a.workspace_id, guest_port: 8080 });
     assert.equal(f.guest_port, 8080);
     const r = await ok<{ removed: boolean }>('port_forward_remove', { workspace_id: a.workspace_id, host_port: f.host_port });
     assert.equal(r.removed, true);
-  }));
+  });
 
-  test('file_write and file_read, utf8 and base64', () => evidence(async () => {
+  test('file_write and file_read, utf8 and base64', async () => {
     const w = await ok<{ bytes: number }>('file_write', { workspace_id: a.workspace_id, path: '/root/notes/hello.txt', content: 'héllo\n' });
     assert.equal(w.bytes, 7);
     const r = await ok<{ content: string; bytes: number }>('file_read', { workspace_id: a.workspace_id, path: '/root/notes/hello.txt' });
@@ -98,9 +81,9 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
     assert.deepEqual(Buffer.from(rb.content, 'base64'), bin);
     const st = await ok<ExecOutput>('exec', { workspace_id: a.workspace_id, command: 'stat -c %a /root/bin.dat' });
     assert.equal(st.stdout, '600\n');
-  }));
+  });
 
-  test('file_upload and file_download stay inside transfer_dir', () => evidence(async () => {
+  test('file_upload and file_download stay inside transfer_dir', async () => {
     mkdirSync(transferDir, { recursive: true });
     mkdirSync(outsideDir, { recursive: true });
     writeFileSync(path.join(transferDir, 'in.txt'), 'from the host\n');
@@ -130,9 +113,9 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
     assert.equal(existsSync(path.join(dataDir, 'escaped.txt')), false);
     assert.equal(existsSync(path.join(outsideDir, 'x.txt')), false);
     assert.equal(existsSync(path.join(outsideDir, 'sub')), false, 'a refused download must not create directories outside transfer_dir');
-  }));
+  });
 
-  test('errors carry their code; invalid arguments are refused', () => evidence(async () => {
+  test('errors carry their code; invalid arguments are refused', async () => {
     await fails('exec', { workspace_id: 'no-such-ws', command: 'true' }, 'WORKSPACE_NOT_FOUND');
     await fails('workspace_info', { workspace_id: 'no-such-ws' }, 'WORKSPACE_NOT_FOUND');
     await ok('file_write', { workspace_id: a.workspace_id, path: '/root/big', content: 'x'.repeat(5000) });
@@ -142,9 +125,9 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
       assert.equal(r.isError, true, JSON.stringify(args));
     }
     await fails('workspace_create', { name: 'mcp-a' }, 'INVALID_ARGUMENT');
-  }));
+  });
 
-  test('stop, start and exec again: files survive, processes do not', () => evidence(async () => {
+  test('stop, start and exec again: files survive, processes do not', async () => {
     await ok('exec', { workspace_id: a.workspace_id, command: 'nohup sleep 1000 >/dev/null 2>&1 & sync' });
     const stopped = await ok<WorkspaceInfo>('workspace_stop', { workspace_id: a.workspace_id });
     assert.deepEqual([stopped.state, stopped.pid], ['stopped', null]);
@@ -155,9 +138,9 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
     assert.equal(r.stdout, 'héllo\nno-sleep\n');
     const info = await ok<WorkspaceInfo>('workspace_info', { workspace_id: b.workspace_id });
     assert.equal(info.state, 'running', 'the other workspace is untouched');
-  }));
+  });
 
-  test('destroy both; a second destroy is WORKSPACE_NOT_FOUND', () => evidence(async () => {
+  test('destroy both; a second destroy is WORKSPACE_NOT_FOUND', async () => {
     for (const w of [a, b]) {
       const d = await ok<{ destroyed: boolean }>('workspace_destroy', { workspace_id: w.workspace_id });
       assert.equal(d.destroyed, true);
@@ -165,5 +148,5 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
     await fails('workspace_destroy', { workspace_id: a.workspace_id }, 'WORKSPACE_NOT_FOUND');
     const { workspaces } = await ok<{ workspaces: WorkspaceInfo[] }>('workspace_list', {});
     assert.deepEqual(workspaces, []);
-  }));
+  });
 });

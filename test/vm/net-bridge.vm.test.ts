@@ -9,18 +9,16 @@
 // host's own network is never used.
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, NetworkPolicyOutput, WorkspaceInfo, WorkspaceIpOutput } from '../../src/service/types.js';
 import { addEgressWorld, ALLOWED_PRIVATE, ALLOWED_PRIVATE_CIDR, METADATA, PRIVATE, PUBLIC } from '../fixtures/egress-world.js';
 import { inetPeerArgs, ISLET_SIDE, makeTopology, netnsUnavailable, SITE_A, SITE_B, SITE_PORT, Topology } from '../fixtures/netns.js';
 import { daemonPidFor, stopDaemon } from './daemon-stop.js';
+import { cleanupBefore, vmEnv } from './factory.js';
 
 const skip = await netnsUnavailable();
 const HOST_PORT = 47700 + (process.pid % 200);
@@ -28,9 +26,13 @@ const ISLET_HTTP_PORT = HOST_PORT + 1;
 const SLOW = { timeout: 300_000 };
 
 describe('bridge networking in a network namespace', { timeout: 1_200_000, skip }, () => {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-net-bridge-'));
-  const runDir = mkdtempSync('/tmp/islet-nb-');
-  const cfgFile = path.join(dataDir, 'islet.toml');
+  const vm = vmEnv('net-bridge', {
+    network: { mode: 'bridge', dns_upstream: [SITE_A], allowed_private_cidrs: [ALLOWED_PRIVATE_CIDR] },
+    server: { stdio_owner: 'bridge-test' },
+  });
+  // A second islet: its own HTTP endpoint on the host, with no VMs.
+  const httpVm = vmEnv('net-bridge-http', { network: { mode: 'none' }, pool: { enabled: false }, server: { tokens: [{ token: 't'.repeat(32), owner: 'x' }] } });
+  const cfgFile = vm.cfgFile;
   let topo: Topology;
   let client: Client;
   let stderr = '';
@@ -41,8 +43,6 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
   let ipA = '';
   let ipB = '';
   let ipForwardBefore = '';
-  const httpDir = mkdtempSync(path.join(os.tmpdir(), 'islet-net-bridge-http-'));
-  const httpCfg = path.join(httpDir, 'islet.toml');
   let isletHttp: ChildProcess | undefined;
 
   const call = async (name: string, args: Record<string, unknown>) => await client.callTool({ name, arguments: args }, undefined, SLOW) as CallToolResult;
@@ -70,19 +70,14 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
   /** An HTTP GET from the islet namespace (the host side of the bridge). */
   const hostGet = async (host: string, port: number) =>
     (await topo.exec(topo.islet, [process.execPath, path.resolve('dist/test/fixtures/net-peer.js'), 'get', host, String(port)], { allowFailure: true })).stdout.trim();
-  const evidence = async (fn: () => Promise<void>) => {
-    try { await fn(); } catch (e) {
-      const rules = await topo.exec(topo.islet, ['nft', 'list', 'ruleset'], { allowFailure: true }).catch(() => undefined);
-      process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n--- nft ruleset ---\n${rules?.stdout ?? ''}\n`);
-      throw e;
-    }
-  };
+  vm.note('islet serve stderr', () => stderr.slice(-4000));
+  vm.note('nft ruleset', async () => (await topo.exec(topo.islet, ['nft', 'list', 'ruleset'], { allowFailure: true })).stdout);
 
   /** Starts `islet serve` inside the islet namespace and connects to it over stdio. */
   const connect = async () => {
-    const transport = new StdioClientTransport({
+    const transport = vm.track(new StdioClientTransport({
       command: 'ip', args: ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--config', cfgFile], stderr: 'pipe',
-    });
+    }));
     transport.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
     client = new Client({ name: 'islet-bridge-test', version: '0' });
     await client.connect(transport);
@@ -92,14 +87,14 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
 
   before(async () => {
     topo = await makeTopology(`nb${process.pid}`);
+    // The bridge, TAPs and nft table live in the islet namespace: the leftover cleanup runs there too, never on the host.
+    for (const e of [vm, httpVm]) e.cleanupUnder(['ip', 'netns', 'exec', topo.islet]);
     await topo.peer(topo.inet, inetPeerArgs());
     await addEgressWorld(topo);
     // What a guest with internet must still never reach on the host: a listener on every host address, and islet's own HTTP endpoint.
     await topo.peer(topo.islet, ['hold', '0.0.0.0', String(HOST_PORT)]);
-    writeFileSync(httpCfg, ['[storage]', `data_dir = "${httpDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, '[network]', 'mode = "none"',
-      '[pool]', 'enabled = false', '[[server.tokens]]', `token = "${'t'.repeat(32)}"`, 'owner = "x"', ''].join('\n'));
-    isletHttp = spawn('ip', ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--http', '--host', '0.0.0.0',
-      '--port', String(ISLET_HTTP_PORT), '--config', httpCfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    isletHttp = httpVm.track(spawn('ip', ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--http', '--host', '0.0.0.0',
+      '--port', String(ISLET_HTTP_PORT), '--config', httpVm.cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] }));
     await new Promise<void>((resolve, reject) => {
       let err = '';
       const t = setTimeout(() => reject(new Error(`islet serve --http did not start: ${err}`)), 60_000);
@@ -107,11 +102,6 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
       isletHttp!.once('exit', (code) => { clearTimeout(t); reject(new Error(`islet serve --http exited (${code}): ${err}`)); });
     });
     ipForwardBefore = (await topo.exec(topo.islet, ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout.trim();
-    writeFileSync(cfgFile, [
-      '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
-      '[network]', 'mode = "bridge"', `dns_upstream = ["${SITE_A}"]`, `allowed_private_cidrs = ["${ALLOWED_PRIVATE_CIDR}"]`,
-      '[server]', 'stdio_owner = "bridge-test"', '',
-    ].join('\n'));
     await connect();
     [a, b] = await Promise.all([
       ok<WorkspaceInfo>('workspace_create', { name: 'nb-a', memory_mb: 256 }),
@@ -126,25 +116,11 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
 
   after(async () => {
     await client?.close().catch(() => undefined);
-    stopDaemon(cfgFile);
-    // A failed test may leave VMs: a service in the namespace destroys them (and so removes the bridge).
-    if (topo) {
-      const cleanup = `import { loadConfig } from '${path.resolve('dist/src/core/config.js')}';
-        import { WorkspaceService } from '${path.resolve('dist/src/service/workspaces.js')}';
-        const svc = await WorkspaceService.open(loadConfig('${cfgFile}'));
-        const admin = { owner: 'cleanup', admin: true };
-        for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
-        await svc.close();`;
-      await topo.exec(topo.islet, [process.execPath, '--input-type=module', '-e', cleanup], { allowFailure: true, timeoutMs: 120_000 }).catch(() => undefined);
-      isletHttp?.kill('SIGTERM');
-      await topo.close();
-    }
-    rmSync(httpDir, { recursive: true, force: true });
-    rmSync(dataDir, { recursive: true, force: true });
-    rmSync(runDir, { recursive: true, force: true });
-  }, { timeout: 180_000 });
+    // The factories' teardown (the daemon, the HTTP islet, leftover VMs and so the bridge) runs in the namespace, so before it goes.
+    await cleanupBefore([vm, httpVm], async () => topo?.close());
+  }, { timeout: 600_000 });
 
-  test('each workspace gets its own stable address, configured in the guest; its TAP is on the bridge', () => evidence(async () => {
+  test('each workspace gets its own stable address, configured in the guest; its TAP is on the bridge', async () => {
     const [ia, ib] = await Promise.all([a, b].map((w) => ok<WorkspaceIpOutput>('workspace_ip', { workspace_id: w.workspace_id })));
     ipA = ia!.ip!;
     ipB = ib!.ip!;
@@ -162,16 +138,16 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     }
     const ports = (await topo.exec(topo.islet, ['ip', '-o', 'link', 'show', 'master', 'br-islet'])).stdout;
     for (const ws of [a, b]) assert.match(ports, new RegExp(`isl-${ws.workspace_id.slice(3, 14)}`));
-  }));
+  });
 
-  test('by default guests cannot reach each other, and the host reaches no guest port', () => evidence(async () => {
+  test('by default guests cannot reach each other, and the host reaches no guest port', async () => {
     assert.equal(await guestGet(a, `http://${ipA}:8080/`), 'hello from nb-a', 'a guest reaches itself');
     assert.match(await guestGet(a, `http://${ipB}:8080/`), /^FAILED/);
     assert.match(await guestGet(b, `http://${ipA}:8080/`), /^FAILED/);
     assert.match(await hostGet(ipB, 8080), /^error/);
-  }));
+  });
 
-  test('allowed_ports opens exactly the listed guest port, to other guests and to the host, live', () => evidence(async () => {
+  test('allowed_ports opens exactly the listed guest port, to other guests and to the host, live', async () => {
     const p = await policy(b, { allowed_ports: [8080] });
     assert.equal(p.applied, 'live');
     assert.ok(p.apply_ms !== null && p.apply_ms > 0);
@@ -180,9 +156,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     assert.equal(await hostGet(ipB, 8080), 'hello from nb-b');
     assert.match(await hostGet(ipB, 9090), /^error/);
     assert.match(await guestGet(b, `http://${ipA}:8080/`), /^FAILED/, 'the other direction stays closed');
-  }));
+  });
 
-  test('inter-VM traffic flows only while both sides allow it', () => evidence(async () => {
+  test('inter-VM traffic flows only while both sides allow it', async () => {
     await policy(a, { allow_inter_vm: true });
     assert.match(await guestGet(a, `http://${ipB}:9090/`), /^FAILED/, 'only one side allows it');
     await policy(b, { allow_inter_vm: true });
@@ -190,9 +166,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     assert.equal(await guestGet(b, `http://${ipA}:9090/`), 'hello from nb-a');
     await policy(a, { allow_inter_vm: false });
     assert.match(await guestGet(a, `http://${ipB}:9090/`), /^FAILED/, 'revoked live');
-  }));
+  });
 
-  test('the internet is reachable only when allowed; DNS then works, and not before', () => evidence(async () => {
+  test('the internet is reachable only when allowed; DNS then works, and not before', async () => {
     const site = `http://${SITE_A}:${SITE_PORT}/`;
     assert.match(await guestGet(a, site), /^FAILED/);
     const refused = await sh(a, 'timeout 5 busybox nslookup blocked.test; echo rc=$?');
@@ -204,9 +180,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     assert.match(ns.stdout, new RegExp(`Address:\\s*${SITE_B.replace(/\./g, '\\.')}`), ns.stdout + ns.stderr);
     assert.equal(await guestGet(a, `http://blocked.test:${SITE_PORT}/`), `site ${SITE_B}`, 'by name, through the forwarder');
     assert.match(await guestGet(b, site), /^FAILED/, 'b still has no internet');
-  }));
+  });
 
-  test('internet never includes the host (any address, islet\'s HTTP endpoint), link-local or private ranges; public and allowed ranges are reached', () => evidence(async () => {
+  test('internet never includes the host (any address, islet\'s HTTP endpoint), link-local or private ranges; public and allowed ranges are reached', async () => {
     // a has internet (the test before turned it on).
     assert.equal(await guestGet(a, `http://${PUBLIC}:${SITE_PORT}/`), `site ${PUBLIC}`);
     assert.equal(await guestGet(a, `http://${ALLOWED_PRIVATE}:${SITE_PORT}/`), `site ${ALLOWED_PRIVATE}`);
@@ -219,9 +195,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     }
     const host = await hostGet(ISLET_SIDE, HOST_PORT);
     assert.equal(host, 'held', 'the listener itself answers on the host');
-  }));
+  });
 
-  test('a domain allowlist: only the listed name resolves, and only its addresses are reachable', () => evidence(async () => {
+  test('a domain allowlist: only the listed name resolves, and only its addresses are reachable', async () => {
     const p = await policy(a, { allowed_domains: ['allowed.test'] });
     assert.deepEqual(p.allowed_domains, ['allowed.test']);
     // Not resolved yet: even the allowed site's address is closed.
@@ -235,9 +211,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     // Lifting the list opens everything again, live.
     await policy(a, { allowed_domains: [] });
     assert.equal(await guestGet(a, `http://${SITE_B}:${SITE_PORT}/`), `site ${SITE_B}`);
-  }));
+  });
 
-  test('port forwards: 127.0.0.1:H reaches the guest by DNAT; bad ports, a bound port and a taken forward are errors', () => evidence(async () => {
+  test('port forwards: 127.0.0.1:H reaches the guest by DNAT; bad ports, a bound port and a taken forward are errors', async () => {
     const f = await ok<{ host_port: number; guest_port: number; host_address: string }>('port_forward', { workspace_id: b.workspace_id, guest_port: 9090 });
     assert.deepEqual([f.host_address, f.guest_port], ['127.0.0.1', 9090]);
     assert.equal(await hostGet('127.0.0.1', f.host_port), 'hello from nb-b', 'a forward works even to a port allowed_ports does not open');
@@ -263,9 +239,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     await ok('port_forward_remove', { workspace_id: b.workspace_id, host_port: f.host_port });
     assert.match(await hostGet('127.0.0.1', f.host_port), /^error ECONNREFUSED/);
     await coded('port_forward_remove', { workspace_id: b.workspace_id, host_port: f.host_port }, 'INVALID_ARGUMENT');
-  }));
+  });
 
-  test('kill -9 of the service: isolation holds meanwhile; the next service takes the bridge over and holds the forwards again', () => evidence(async () => {
+  test('kill -9 of the service: isolation holds meanwhile; the next service takes the bridge over and holds the forwards again', async () => {
     const f = await ok<{ host_port: number }>('port_forward', { workspace_id: b.workspace_id, guest_port: 9090 });
     assert.ok(servePid);
     process.kill(servePid, 'SIGKILL');
@@ -286,9 +262,9 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     assert.equal(await hostGet('127.0.0.1', f.host_port), 'hello from nb-b', 'the forward is back');
     await assert.rejects(topo.peer(topo.islet, ['hold', '127.0.0.1', String(f.host_port)]), /exited \(1\): error EADDRINUSE/, 'and its host port is held again');
     await coded('port_forward', { workspace_id: a.workspace_id, guest_port: 8080, host_port: f.host_port }, 'PORT_IN_USE');
-  }));
+  });
 
-  test('after destroy and shutdown nothing islet made is left: no bridge, no TAP, no nft table; ip_forward restored', () => evidence(async () => {
+  test('after destroy and shutdown nothing islet made is left: no bridge, no TAP, no nft table; ip_forward restored', async () => {
     for (const ws of [a, b]) await ok('workspace_destroy', { workspace_id: ws.workspace_id });
     await client.close(); // stdin closes: the front exits; the daemon behind it is stopped as `islet daemon stop` does
     await Promise.race([serverGone, new Promise((r) => setTimeout(r, 30_000))]);
@@ -305,5 +281,5 @@ describe('bridge networking in a network namespace', { timeout: 1_200_000, skip 
     assert.doesNotMatch(links, /isl-/);
     assert.doesNotMatch(tables, /islet/);
     assert.equal((await topo.exec(topo.islet, ['cat', '/proc/sys/net/ipv4/ip_forward'])).stdout.trim(), ipForwardBefore);
-  }));
+  });
 });

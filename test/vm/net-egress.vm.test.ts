@@ -10,18 +10,15 @@
 // off apply live while a guest process keeps running.
 import assert from 'node:assert/strict';
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, NetworkPolicyOutput, WorkspaceInfo } from '../../src/service/types.js';
 import { addEgressWorld, ALLOWED_PRIVATE, ALLOWED_PRIVATE_CIDR, METADATA, PRIVATE, PUBLIC } from '../fixtures/egress-world.js';
 import { inetPeerArgs, ISLET_SIDE, makeTopology, netnsUnavailable, SITE_A, SITE_PORT, Topology } from '../fixtures/netns.js';
-import { stopDaemon } from './daemon-stop.js';
+import { cleanupBefore, vmEnv } from './factory.js';
 
 const skip = await netnsUnavailable();
 const SLOW = { timeout: 300_000 };
@@ -29,11 +26,14 @@ const HOLD_PORT = 47200 + (process.pid % 500);
 const ISLET_HTTP_PORT = HOLD_PORT + 1;
 
 describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }, () => {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-net-egress-'));
-  const otherDir = mkdtempSync(path.join(os.tmpdir(), 'islet-net-egress-http-'));
-  const runDir = mkdtempSync('/tmp/islet-ne-');
-  const cfgFile = path.join(dataDir, 'islet.toml');
-  const httpCfg = path.join(otherDir, 'islet.toml');
+  const vm = vmEnv('net-egress', {
+    network: { mode: 'user', dns_upstream: [SITE_A], allowed_private_cidrs: [ALLOWED_PRIVATE_CIDR] },
+    pool: { enabled: false },
+    server: { stdio_owner: 'egress-test' },
+  });
+  // A second islet, islet's own control plane on the host, with no VMs.
+  const httpVm = vmEnv('net-egress-http', { network: { mode: 'none' }, pool: { enabled: false } });
+  const cfgFile = vm.cfgFile;
   let topo: Topology;
   let client: Client;
   let stderr = '';
@@ -65,24 +65,19 @@ describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }
   };
   /** A raw TCP connection that bypasses the proxy. */
   const direct = async (ip: string, port: number) => (await sh(`echo x | timeout 6 busybox nc ${ip} ${port} 2>&1; echo rc=$?`)).stdout.trim();
-  const evidence = async (fn: () => Promise<void>) => {
-    try { await fn(); } catch (e) {
-      process.stderr.write(`--- islet serve stderr ---\n${stderr.slice(-4000)}\n`);
-      throw e;
-    }
-  };
+  vm.note('islet serve stderr', () => stderr.slice(-4000));
 
   before(async () => {
     topo = await makeTopology(`ne${process.pid}`);
+    // VMs and the egress proxies live in the islet namespace: the leftover cleanup runs there too.
+    for (const e of [vm, httpVm]) e.cleanupUnder(['ip', 'netns', 'exec', topo.islet]);
     await topo.peer(topo.inet, inetPeerArgs()); // DNS for allowed.test / blocked.test on SITE_A
     await addEgressWorld(topo);
     // Two host listeners: one on loopback, one on the host's own (non-loopback) address.
     await topo.peer(topo.islet, ['hold', '127.0.0.1', String(HOLD_PORT)]);
     await topo.peer(topo.islet, ['hold', ISLET_SIDE, String(HOLD_PORT)]);
-    const cache = loadConfig().paths.cacheDir;
-    writeFileSync(httpCfg, ['[storage]', `data_dir = "${otherDir}"`, `cache_dir = "${cache}"`, '[network]', 'mode = "none"', '[pool]', 'enabled = false', ''].join('\n'));
-    islet = spawn('ip', ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--http', '--port', String(ISLET_HTTP_PORT),
-      '--config', httpCfg], { stdio: ['ignore', 'ignore', 'pipe'] });
+    islet = httpVm.track(spawn('ip', ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--http', '--port', String(ISLET_HTTP_PORT),
+      '--config', httpVm.cfgFile], { stdio: ['ignore', 'ignore', 'pipe'] }));
     await new Promise<void>((resolve, reject) => {
       let err = '';
       const t = setTimeout(() => reject(new Error(`islet serve --http did not start: ${err}`)), 60_000);
@@ -92,15 +87,9 @@ describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }
     const up = await topo.exec(topo.islet, [process.execPath, path.resolve('dist/test/fixtures/net-peer.js'), 'get', '127.0.0.1', String(ISLET_HTTP_PORT)], { allowFailure: true });
     assert.doesNotMatch(up.stdout, /^error/, 'islet HTTP answers on the host');
 
-    writeFileSync(cfgFile, [
-      '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${cache}"`, `run_dir = "${runDir}"`,
-      '[network]', 'mode = "user"', `dns_upstream = ["${SITE_A}"]`, `allowed_private_cidrs = ["${ALLOWED_PRIVATE_CIDR}"]`,
-      '[pool]', 'enabled = false',
-      '[server]', 'stdio_owner = "egress-test"', '',
-    ].join('\n'));
-    const transport = new StdioClientTransport({
+    const transport = vm.track(new StdioClientTransport({
       command: 'ip', args: ['netns', 'exec', topo.islet, process.execPath, path.resolve('bin/islet.js'), 'serve', '--config', cfgFile], stderr: 'pipe',
-    });
+    }));
     transport.stderr?.on('data', (c: Buffer) => { stderr += c.toString(); });
     client = new Client({ name: 'islet-egress-test', version: '0' });
     await client.connect(transport);
@@ -110,13 +99,11 @@ describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }
   after(async () => {
     if (ws) await ok('workspace_destroy', { workspace_id: ws.workspace_id }).catch(() => undefined);
     await client?.close().catch(() => undefined);
-    stopDaemon(cfgFile); // the daemon its `islet serve` started, in the islet namespace
-    islet?.kill('SIGTERM');
-    await topo?.close();
-    for (const d of [dataDir, otherDir, runDir]) rmSync(d, { recursive: true, force: true });
-  }, { timeout: 180_000 });
+    // The factories' teardown (the daemon, the HTTP islet, leftover VMs) runs in the namespace, so before it goes.
+    await cleanupBefore([vm, httpVm], async () => topo?.close());
+  }, { timeout: 600_000 });
 
-  test('every exec has the proxy settings; slirp answers no DNS and opens no direct connection', () => evidence(async () => {
+  test('every exec has the proxy settings; slirp answers no DNS and opens no direct connection', async () => {
     const env = await sh('env | grep -i _proxy | sort');
     assert.match(env.stdout, /^HTTPS_PROXY=http:\/\/10\.0\.2\.100:3128$/m);
     assert.match(env.stdout, /^http_proxy=http:\/\/10\.0\.2\.100:3128$/m);
@@ -130,29 +117,29 @@ describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }
       assert.match(r, /rc=[1-9]/, `direct ${ip}:${port}: ${r}`);
       assert.doesNotMatch(r, /held|site /);
     }
-  }));
+  });
 
-  test('through the proxy the host is refused: its loopback, islet\'s HTTP endpoint, its own address', () => evidence(async () => {
+  test('through the proxy the host is refused: its loopback, islet\'s HTTP endpoint, its own address', async () => {
     await refused(`http://127.0.0.1:${HOLD_PORT}/`, /loopback/);
     await refused(`http://localhost:${HOLD_PORT}/`, /loopback/);
     await refused(`http://10.0.2.2:${HOLD_PORT}/`, /private/);
     await refused(`http://127.0.0.1:${ISLET_HTTP_PORT}/mcp`, /loopback/);
     await refused(`http://${ISLET_SIDE}:${HOLD_PORT}/`, /an address of this host/);
-  }));
+  });
 
-  test('link-local (the metadata address) and private addresses are refused; an allowed private range is reached', () => evidence(async () => {
+  test('link-local (the metadata address) and private addresses are refused; an allowed private range is reached', async () => {
     await refused(`http://${METADATA}:${SITE_PORT}/latest/meta-data/`, /link-local/);
     await refused(`http://${PRIVATE}:${SITE_PORT}/`, /private address/);
     assert.match(await get(`http://${ALLOWED_PRIVATE}:${SITE_PORT}/`), new RegExp(`^site ${ALLOWED_PRIVATE}`));
-  }));
+  });
 
-  test('a public address is reached, as plain HTTP and through CONNECT', () => evidence(async () => {
+  test('a public address is reached, as plain HTTP and through CONNECT', async () => {
     assert.match(await get(`http://${PUBLIC}:${SITE_PORT}/`), new RegExp(`^site ${PUBLIC}\\s+rc=0$`));
     assert.match(await get(`http://${PUBLIC}:${SITE_PORT}/`, true), new RegExp(`^site ${PUBLIC}\\s+rc=0$`));
     assert.match(await get(`http://blocked.test:${SITE_PORT}/`), /^site 198\.18\.0\.3/, 'any name resolves while no domain list is set');
-  }));
+  });
 
-  test('policy changes apply live and a guest process survives them: a domain list, then internet off', () => evidence(async () => {
+  test('policy changes apply live and a guest process survives them: a domain list, then internet off', async () => {
     await sh("setsid sh -c 'echo $$ > /tmp/bg.pid; while :; do sleep 1; done' >/dev/null 2>&1 < /dev/null &");
     const alive = async () => (await sh('sleep 1; kill -0 "$(cat /tmp/bg.pid)" && cat /tmp/bg.pid')).stdout.trim();
     const pid = await alive();
@@ -172,5 +159,5 @@ describe('user-mode egress in a network namespace', { timeout: 1_200_000, skip }
     assert.equal(await alive(), pid, 'the process outlived every change');
     const info = await ok<WorkspaceInfo>('workspace_info', { workspace_id: ws.workspace_id });
     assert.equal(info.state, 'running');
-  }));
+  });
 });

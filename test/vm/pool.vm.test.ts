@@ -3,21 +3,18 @@
 // kill -9 of the service the next start leaves no pool QEMU behind.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import { loadConfig } from '../../src/core/config.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
-import { destroyAll } from './factory.js';
+import { describe, test } from 'node:test';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 import { qemuProcesses } from './procs.js';
 import { readPool } from '../../src/surfaces/cli/status.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-pool-'));
-const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n\n`
-  + '[pool]\nenabled = true\ntarget_free = 1\nmax_size = 2\nmax_memory_mb = 512\n');
-const config = loadConfig(cfgFile);
+const env = vmEnv('pool', { pool: { enabled: true, target_free: 1, max_size: 2, max_memory_mb: 512 } });
+const dataDir = env.dir;
+const cfgFile = env.cfgFile;
+const config = env.config;
 const caller = { owner: 'pool-test' };
 const child = path.resolve('dist/test/fixtures/service-child.js');
 const messages: string[] = [];
@@ -34,18 +31,10 @@ async function until(what: string, ok: () => boolean, ms = 300_000): Promise<voi
 }
 
 let svc: WorkspaceService | undefined;
-after(async () => {
-  const s = svc && !svc.closed ? svc : await WorkspaceService.open(config, { pool: false });
-  const failed = await destroyAll(s);
-  await s.close();
-  assert.equal(qemus().size, 0, 'no QEMU of this data dir is left');
-  rmSync(dataDir, { recursive: true, force: true });
-  assert.deepEqual(failed, []);
-});
 
 describe('warm pool', { timeout: 900_000 }, () => {
   test('a pool hit is a running workspace with its own identity; close ends the pool', async () => {
-    svc = await WorkspaceService.open(config, { pool: config.pool.enabled, progress: (s) => messages.push(s) });
+    svc = await env.open({ pool: config.pool.enabled, progress: (s) => messages.push(s) });
     const pool = svc.pool!;
     assert.ok(pool, 'enabled in the config: the pool runs');
     await until('a ready pool VM', () => pool.ready >= 1);
@@ -87,7 +76,7 @@ describe('warm pool', { timeout: 900_000 }, () => {
 
   test('after kill -9 of the service no pool QEMU is orphaned', async () => {
     const before = new Set(qemus().keys());
-    const p = spawn(process.execPath, [child], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile, ISLET_TEST_POOL: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = env.track(spawn(process.execPath, [child], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile, ISLET_TEST_POOL: '1' }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let err = '';
     p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
     const exited = new Promise((r) => p.once('exit', r));
@@ -101,7 +90,7 @@ describe('warm pool', { timeout: 900_000 }, () => {
     const orphan = [...qemus().keys()].filter((id) => !before.has(id));
     assert.ok(orphan.length >= 1, 'the killed service left its pool VM running');
 
-    svc = await WorkspaceService.open(config, { pool: false, progress: (s) => messages.push(s) });
+    svc = await env.open({ pool: false, progress: (s) => messages.push(s) });
     assert.deepEqual([...qemus().keys()].sort(), [...before].sort(), 'the next start ended the pool VM');
     assert.deepEqual(readPool(config.paths.stateDb), []);
     const disks = readdirSync(path.join(dataDir, 'disks')).filter((f) => f.startsWith('ws-')).map((f) => f.replace('.qcow2', ''));

@@ -5,22 +5,20 @@
 // within the client's default timeout, and a 1 GiB writer that leaves guest
 // and host memory flat.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
-import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { loadConfig } from '../../src/core/config.js';
 import { ok } from './mcp-calls.js';
-import { daemonPidFor, stopDaemon } from './daemon-stop.js';
+import { daemonPidFor } from './daemon-stop.js';
+import { vmEnv } from './factory.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-process-'));
-const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n[pool]\nenabled = false\n`);
+const env = vmEnv('process', { pool: { enabled: false } });
+const cfgFile = env.cfgFile;
 
 interface Proc { process_id: number; pid: number; running: boolean; exit_code: number | null; signal: string | null; exit_status: number | null; output_bytes: number; dropped_bytes: number }
 interface Output { stdout: string; stderr: string; start_offset: number; next_offset: number; dropped_bytes: number; process: Proc }
@@ -29,6 +27,7 @@ async function server(): Promise<{ client: Client; transport: StdioClientTranspo
   const client = new Client({ name: 'islet-process-test', version: '0' });
   const transport = new StdioClientTransport({ command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfgFile], stderr: 'ignore' });
   await client.connect(transport);
+  env.track(transport);
   return { client, transport };
 }
 
@@ -48,12 +47,7 @@ const rssKb = (status: string) => Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? N
 
 let s: Awaited<ReturnType<typeof server>> | undefined;
 const WS = 'procs';
-after(async () => {
-  if (!s) return;
-  await ok(s.client, 'workspace_destroy', { workspace_id: WS }).catch(() => undefined);
-  await s.client.close();
-  stopDaemon(cfgFile);
-});
+after(async () => { await s?.client.close(); });
 
 describe('background processes over MCP', { timeout: 1_200_000 }, () => {
   test('a web server answers through a port forward while other commands run; its output reads from 0 and from an offset', async () => {

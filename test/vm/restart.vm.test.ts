@@ -3,20 +3,17 @@
 // an interrupted create.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import { loadConfig } from '../../src/core/config.js';
+import { describe, test } from 'node:test';
 import { Store } from '../../src/service/store.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
-import { destroyAll } from './factory.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 import { qemuProcesses } from './procs.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-restart-'));
-const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n`);
-const config = loadConfig(cfgFile);
+const env = vmEnv('restart');
+const cfgFile = env.cfgFile;
+const config = env.config;
 const caller = { owner: 'crash-test' };
 const child = path.resolve('dist/test/fixtures/service-child.js');
 
@@ -32,7 +29,7 @@ function qemus(): Map<string, number> {
 
 /** Runs the child service until it prints `until` (and `also` holds), then kill -9s it. */
 async function runAndKill(steps: string[], until: RegExp, also: () => boolean = () => true): Promise<string> {
-  const p = spawn(process.execPath, [child, ...steps], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = env.track(spawn(process.execPath, [child, ...steps], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile }, stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   let err = '';
   p.stderr.on('data', (c: Buffer) => { err += c.toString(); });
@@ -47,14 +44,6 @@ async function runAndKill(steps: string[], until: RegExp, also: () => boolean = 
 }
 
 let svc: WorkspaceService | undefined;
-after(async () => {
-  const s = svc ?? await WorkspaceService.open(config);
-  const failed = await destroyAll(s);
-  await s.close();
-  assert.equal(qemus().size, 0);
-  rmSync(dataDir, { recursive: true, force: true });
-  assert.deepEqual(failed, []);
-});
 
 describe('service crash and restart', { timeout: 600_000 }, () => {
   test('after kill -9 every workspace is listed in its state and running ones still answer', async () => {
@@ -64,7 +53,7 @@ describe('service crash and restart', { timeout: 600_000 }, () => {
     assert.equal(before.size, 1, 'alpha runs, beta is stopped');
     assert.ok(before.has(alpha), 'the VM outlived its killed service');
 
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     const list = await svc.list(caller);
     assert.deepEqual(list.map((w) => [w.name, w.state]), [['alpha', 'running'], ['beta', 'stopped']]);
     const r = await svc.exec(caller, { workspace_id: 'alpha', command: ['hostname'] });
@@ -81,7 +70,7 @@ describe('service crash and restart', { timeout: 600_000 }, () => {
     // Kill it once gamma's QEMU is up but before the agent answered: mid-create.
     const known = new Set(qemus().keys());
     await runAndKill(['create-async:gamma'], /ready/, () => [...qemus().keys()].some((id) => !known.has(id)));
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     // Either the old state (no gamma) or the new one (gamma finished and usable): never half-made.
     const gamma = (await svc.list(caller)).find((w) => w.name === 'gamma');
     if (gamma) {
@@ -105,7 +94,7 @@ describe('service crash and restart', { timeout: 600_000 }, () => {
       disk_gb: 2, allow_internet: 0, pid: null, error: null, created_at: now, updated_at: now }, { total: 100, perOwner: 100 });
     store.close();
     writeFileSync(path.join(config.paths.dataDir, 'disks', 'ws-0badc0de.qcow2'), 'half-made');
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     assert.ok(!(await svc.list(caller)).some((w) => w.name === 'delta'));
     assert.equal(existsSync(path.join(config.paths.dataDir, 'disks', 'ws-0badc0de.qcow2')), false);
   });

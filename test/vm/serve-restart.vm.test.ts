@@ -2,38 +2,27 @@
 // client): a new server lists every workspace in its state, the running one
 // still answers exec, and exactly one QEMU per running workspace exists.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { loadConfig } from '../../src/core/config.js';
-import { daemonPidFor, stopDaemon } from './daemon-stop.js';
+import { daemonPidFor } from './daemon-stop.js';
+import { vmEnv } from './factory.js';
+import { qemuProcesses } from './procs.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-serve-restart-'));
-const cfgFile = path.join(dataDir, 'islet.toml');
 // No warm pool: this test counts the QEMUs of workspaces (test/vm/pool.vm.test.ts covers the pool across a kill -9).
-writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n[pool]\nenabled = false\n`);
-const runDir = loadConfig(cfgFile).paths.runDir;
+const env = vmEnv('serve-restart', { pool: { enabled: false } });
+const cfgFile = env.cfgFile;
 const SLOW = { timeout: 300_000 };
 
-function qemuCount(id: string): number {
-  let n = 0;
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
-    if (argv[argv.indexOf('-name') + 1] === `islet-${id}` && (argv[argv.indexOf('-pidfile') + 1] ?? '').startsWith(runDir)) n++;
-  }
-  return n;
-}
+const qemuCount = (id: string) => qemuProcesses(env.config.paths.runDir).filter((q) => q.id === id).length;
 
 async function server(): Promise<{ client: Client; transport: StdioClientTransport; call: (n: string, a: Record<string, unknown>) => Promise<Record<string, unknown>> }> {
   const client = new Client({ name: 'islet-restart-test', version: '0' });
   const transport = new StdioClientTransport({ command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfgFile], stderr: 'ignore' });
   await client.connect(transport);
+  env.track(transport);
   const call = async (name: string, args: Record<string, unknown>) => {
     const r = await client.callTool({ name, arguments: args }, undefined, SLOW) as CallToolResult;
     assert.notEqual(r.isError, true, `${name}: ${JSON.stringify(r.content)}`);
@@ -43,13 +32,7 @@ async function server(): Promise<{ client: Client; transport: StdioClientTranspo
 }
 
 let last: Awaited<ReturnType<typeof server>> | undefined;
-after(async () => {
-  if (!last) return;
-  const { workspaces } = await last.call('workspace_list', {}) as { workspaces: Array<{ workspace_id: string }> };
-  for (const w of workspaces) await last.call('workspace_destroy', { workspace_id: w.workspace_id });
-  await last.client.close();
-  stopDaemon(cfgFile);
-});
+after(async () => { await last?.client.close(); });
 
 describe('islet serve killed with -9', { timeout: 600_000 }, () => {
   test('the next server lists, re-attaches and runs; nothing is orphaned or duplicated', async () => {

@@ -4,17 +4,15 @@
 // and leave the shell alive, and the CLI must exit with the shell's status.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
-import { loadConfig } from '../../src/core/config.js';
-import { stopDaemon } from './daemon-stop.js';
+import { vmEnv } from './factory.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-shell-'));
-const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n[pool]\nenabled = false\n`);
+const env = vmEnv('shell', { pool: { enabled: false } });
+const dataDir = env.dir;
+const cfgFile = env.cfgFile;
 const session = `islet-shell-${process.pid}`;
 const exitFile = path.join(dataDir, 'exit-status');
 const errFile = path.join(dataDir, 'shell-stderr');
@@ -48,8 +46,6 @@ async function run(line: string, marker: RegExp): Promise<string> {
 
 after(() => {
   try { tmux('kill-session', '-t', session); } catch { /* already gone */ }
-  try { islet('ws', 'destroy', 'term'); } catch { /* never created */ }
-  stopDaemon(cfgFile);
 });
 
 describe('islet ws shell in tmux', { timeout: 600_000 }, () => {

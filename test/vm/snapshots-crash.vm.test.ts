@@ -3,28 +3,26 @@
 // file that nothing references, and listing always works.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import { loadConfig } from '../../src/core/config.js';
+import { describe, test } from 'node:test';
 import { Store } from '../../src/service/store.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
 import { createChildOverlay } from '../../src/storage/overlay.js';
-import { destroyAll } from './factory.js';
+import { vmEnv } from './factory.js';
 import { qemuProcesses } from './procs.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-snapcrash-'));
-const cfgFile = path.join(dataDir, 'islet.toml');
-writeFileSync(cfgFile, `[storage]\ndata_dir = "${dataDir}"\ncache_dir = "${loadConfig().paths.cacheDir}"\n`);
-const config = loadConfig(cfgFile);
+const env = vmEnv('snapcrash');
+const dataDir = env.dir;
+const cfgFile = env.cfgFile;
+const config = env.config;
 const caller = { owner: 'crash-test' };
 const child = path.resolve('dist/test/fixtures/service-child.js');
 const disksDir = path.join(dataDir, 'disks');
 
 /** Runs the child service; once `until` matches it waits `delayMs` (or until `also` holds), then kill -9s it. */
 async function runAndKill(steps: string[], until: RegExp, o: { delayMs?: number; also?: () => boolean } = {}): Promise<string> {
-  const p = spawn(process.execPath, [child, ...steps], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = env.track(spawn(process.execPath, [child, ...steps], { env: { ...process.env, ISLET_TEST_CONFIG: cfgFile }, stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   let err = '';
   let seen = 0;
@@ -74,26 +72,19 @@ async function checkConsistent(svc: WorkspaceService): Promise<void> {
 }
 
 let svc: WorkspaceService | undefined;
-after(async () => {
-  const s = svc ?? await WorkspaceService.open(config);
-  const failed = await destroyAll(s); // forks before their sources
-  await s.close();
-  rmSync(dataDir, { recursive: true, force: true });
-  assert.deepEqual(failed, []);
-});
 
 describe('service crash during snapshots and forks', { timeout: 900_000 }, () => {
   test('kill -9 at several points of a live snapshot_create: the snapshot exists and is ready, or does not exist', async () => {
     mkdirSync(path.join(dataDir, 'snapshots'), { recursive: true });
     await runAndKill(['create:alpha'], /ready/);
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     await svc.exec(caller, { workspace_id: 'alpha', command: 'echo kept > /root/marker; sync' });
     await svc.snapshotCreate(caller, { workspace_id: 'alpha', name: 'base' });
     await svc.close();
     const outcomes: string[] = [];
     for (const [i, delayMs] of [0, 30, 80, 150, 300, 800].entries()) {
       const out = await runAndKill([`snapshot-async:alpha:k${i}`], /snapshotting/, { delayMs });
-      svc = await WorkspaceService.open(config);
+      svc = await env.open();
       await checkConsistent(svc);
       const names = (await svc.snapshotList(caller, { workspace_id: 'alpha' })).snapshots.map((s) => s.name);
       outcomes.push(`${delayMs}ms:${names.includes(`k${i}`) ? 'new' : 'old'}${/snapshot snap-/.test(out) ? '(acked)' : ''}`);
@@ -103,7 +94,7 @@ describe('service crash during snapshots and forks', { timeout: 900_000 }, () =>
     }
     console.log(`# snapshot crash outcomes: ${outcomes.join(' ')}`);
     // The chain is intact: roll back to the first snapshot (a restart) and the data is there.
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     await svc.snapshotRestore(caller, { workspace_id: 'alpha', snapshot: 'base' });
     await checkConsistent(svc);
     await svc.close();
@@ -113,7 +104,7 @@ describe('service crash during snapshots and forks', { timeout: 900_000 }, () =>
   test('kill -9 mid-fork: the fork is finished and usable, or gone without a trace', async () => {
     const known = qemus();
     await runAndKill(['fork-async:alpha:fk'], /forking/, { also: () => [...qemus()].some((id) => !known.has(id)) });
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     await checkConsistent(svc);
     const fk = (await svc.list(caller)).find((w) => w.name === 'fk');
     console.log(`# fork crash outcome: ${fk ? `fork kept (${fk.state})` : 'fork undone'}`);
@@ -124,7 +115,7 @@ describe('service crash during snapshots and forks', { timeout: 900_000 }, () =>
   });
 
   test('a stopped snapshot interrupted after the move is rolled back; after the new overlay, finished', async () => {
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     await svc.stop(caller, { workspace_id: 'alpha' });
     const id = (await svc.info(caller, { workspace_id: 'alpha' })).workspace_id;
     await svc.close();
@@ -142,11 +133,11 @@ describe('service crash during snapshots and forks', { timeout: 900_000 }, () =>
       if (overlay) await createChildOverlay(file, active);
     };
     await half('snap-0dead001', false);
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     assert.ok(!(await svc.snapshotList(caller, { workspace_id: 'alpha' })).snapshots.some((s) => s.snapshot_id === 'snap-0dead001'));
     await svc.close();
     await half('snap-0dead002', true);
-    svc = await WorkspaceService.open(config);
+    svc = await env.open();
     const l = await svc.snapshotList(caller, { workspace_id: 'alpha' });
     assert.equal(l.snapshots.at(-1)?.snapshot_id, 'snap-0dead002');
     assert.equal(l.current_snapshot_id, 'snap-0dead002');

@@ -2,37 +2,26 @@
 // independent machines, a template whose inputs changed is rebuilt (never
 // used), and a restored workspace's memory state still pauses and resumes.
 import assert from 'node:assert/strict';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, utimesSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, existsSync, readFileSync, rmSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { loadConfig, resolveConfig } from '../../src/core/config.js';
-import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { WorkspaceService } from '../../src/service/workspaces.js';
+import { vmEnv } from './factory.js';
 
-const cacheDir = loadConfig().paths.cacheDir;
-const work = mkdtempSync(path.join(os.tmpdir(), 'islet-tmpl-'));
+// Two data dirs: the second boots a private copy of the kernel (kept in the first's dir).
+const indep = vmEnv('tmpl');
+const kernel = path.join(indep.dir, 'vmlinux');
+const initrd = path.join(indep.dir, 'initrd');
+const stale = vmEnv('tmpl-stale', { vm: { kernel_path: kernel, initrd_path: initrd } });
+const cacheDir = indep.config.paths.cacheDir;
 const caller = { owner: 'tmpl-test' };
 const messages: string[] = [];
 const progress = (s: string) => { messages.push(s); };
 const since = (n: number) => messages.slice(n).join('\n');
 
-const services: WorkspaceService[] = [];
+let indepSvc: WorkspaceService | undefined;
 const builtHere: string[] = [];
-after(async () => {
-  for (const svc of services) {
-    if (svc.closed) continue;
-    for (const w of await svc.list({ owner: 'x', admin: true })) await svc.destroy({ owner: 'x', admin: true }, { workspace_id: w.workspace_id }).catch(() => undefined);
-    await svc.close();
-  }
-  for (const d of builtHere) rmSync(d, { recursive: true, force: true });
-  rmSync(work, { recursive: true, force: true });
-});
-
-async function open(name: string, extra: Record<string, unknown> = {}): Promise<WorkspaceService> {
-  const svc = await WorkspaceService.open(resolveConfig({ storage: { data_dir: path.join(work, name), cache_dir: cacheDir }, ...extra }), { progress });
-  services.push(svc);
-  return svc;
-}
+after(() => { for (const d of builtHere) rmSync(d, { recursive: true, force: true }); });
 
 const run = async (svc: WorkspaceService, ws: string, command: string) => {
   const r = await svc.exec(caller, { workspace_id: ws, command });
@@ -45,7 +34,7 @@ const argvOf = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').spl
 
 describe('template snapshots', { timeout: 900_000 }, () => {
   test('two workspaces restored from one template are independent machines', async () => {
-    const svc = await open('indep');
+    const svc = indepSvc = await indep.open({ progress });
     const n0 = messages.length;
     const a = await svc.create(caller, { name: 'tmpl-a' });
     const b = await svc.create(caller, { name: 'tmpl-b' });
@@ -89,12 +78,10 @@ describe('template snapshots', { timeout: 900_000 }, () => {
   test('a template whose kernel changed is rebuilt, not used', async () => {
     // A private copy of the kernel stands in for a rebuilt one, so the shared cache's artifacts are not touched.
     // Its initramfs comes along: the distro and custom kernels each boot with their own.
-    const art = await services[0]!.rt.artifacts('base');
-    const kernel = path.join(work, 'vmlinux');
-    const initrd = path.join(work, 'initrd');
+    const art = await indepSvc!.rt.artifacts('base');
     copyFileSync(art.vmlinux, kernel);
     copyFileSync(art.initrd, initrd);
-    const svc = await open('stale', { vm: { kernel_path: kernel, initrd_path: initrd } });
+    const svc = await stale.open({ progress });
     const n0 = messages.length;
     const built = () => [...since(n0).matchAll(/building template (\S+)/g)].map((m) => m[1]!);
     await svc.create(caller, { name: 'st-1' });
