@@ -3,33 +3,22 @@
 // workspace it left, and once that is destroyed the daemon leaves after its
 // idle time, taking its warm-pool VMs with it. No QEMU is left.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { loadConfig } from '../../src/core/config.js';
 import { ApiClient, Islet } from '../../src/sdk/index.js';
-import { daemonPidFor, stopDaemon } from './daemon-stop.js';
+import { daemonPidFor } from './daemon-stop.js';
+import { vmEnv } from './factory.js';
 import { qemuProcesses } from './procs.js';
 
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-ddep-'));
-const runDir = mkdtempSync('/tmp/islet-ddp-');
-const cfg = path.join(dataDir, 'islet.toml');
-writeFileSync(cfg, [
-  '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
-  '[resources]', 'default_image = "base"', 'default_memory_mb = 256',
-  '[pool]', 'enabled = true', 'target_free = 1', 'max_size = 1',
-  '[server]', 'daemon_idle_exit_s = 3', '',
-].join('\n'));
-
-after(() => {
-  stopDaemon(cfg);
-  for (const q of qemuProcesses(runDir)) { try { process.kill(q.pid, 'SIGKILL'); } catch { /* gone */ } }
-  rmSync(runDir, { recursive: true, force: true });
-  rmSync(dataDir, { recursive: true, force: true });
+const env = vmEnv('ddep', {
+  resources: { default_image: 'base', default_memory_mb: 256 },
+  pool: { enabled: true, target_free: 1, max_size: 1 },
+  server: { daemon_idle_exit_s: 3 },
 });
+const cfg = env.cfgFile;
+const runDir = env.config.paths.runDir;
 
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 async function until(what: string, ok: () => boolean | Promise<boolean>, ms: number): Promise<void> {
@@ -42,7 +31,7 @@ async function until(what: string, ok: () => boolean | Promise<boolean>, ms: num
 
 describe('a stdio client goes away', { timeout: 600_000 }, () => {
   test('only its workspace runs on; after that is destroyed the daemon leaves with its pool VMs', async () => {
-    const t = new StdioClientTransport({ command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfg, '-q'], stderr: 'ignore' });
+    const t = env.track(new StdioClientTransport({ command: process.execPath, args: [path.resolve('bin/islet.js'), 'serve', '--config', cfg, '-q'], stderr: 'ignore' }));
     const mcp = new Client({ name: 'departure-test', version: '0' });
     await mcp.connect(t);
     const call = async (name: string, args: Record<string, unknown>) => {

@@ -4,31 +4,15 @@
 // and a client that goes away mid-upload each leave nothing behind.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import { loadConfig } from '../../src/core/config.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
 import { FileNotFoundError, FileTooLargeError, Islet, type Workspace } from '../../src/sdk/index.js';
-import { daemonPidFor, stopDaemon } from './daemon-stop.js';
-import { qemuProcesses } from './procs.js';
+import { daemonPidFor } from './daemon-stop.js';
+import { vmEnv } from './factory.js';
 
 const MAX = 192 << 20;
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-dfiles-'));
-const runDir = mkdtempSync('/tmp/islet-dfl-');
-const cfg = path.join(dataDir, 'islet.toml');
-writeFileSync(cfg, [
-  '[storage]', `data_dir = "${dataDir}"`, `cache_dir = "${loadConfig().paths.cacheDir}"`, `run_dir = "${runDir}"`,
-  '[pool]', 'enabled = false',
-  '[server]', 'daemon_idle_exit_s = 0', `max_transfer_bytes = ${MAX}`, '',
-].join('\n'));
-
-after(() => {
-  stopDaemon(cfg);
-  for (const q of qemuProcesses(runDir)) { try { process.kill(q.pid, 'SIGKILL'); } catch { /* gone */ } }
-  rmSync(runDir, { recursive: true, force: true });
-  rmSync(dataDir, { recursive: true, force: true });
-});
+const env = vmEnv('dfiles', { pool: { enabled: false }, server: { daemon_idle_exit_s: 0, max_transfer_bytes: MAX } });
+const cfg = env.cfgFile;
 
 /** size bytes of a deterministic pattern, yielded in 1 MiB pieces and never held whole; hash receives them too. */
 async function* pattern(size: number, hash?: ReturnType<typeof createHash>, onPiece?: (sent: number) => void): AsyncGenerator<Buffer> {
