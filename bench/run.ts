@@ -17,6 +17,7 @@ import { benchDaemon } from './daemon.js';
 import { benchMcp, Row } from './mcp.js';
 import { benchKernel } from './kernel.js';
 import { benchDensity } from './density.js';
+import { benchImages } from './images.js';
 import { benchNet } from './net.js';
 import { benchPool } from './pool.js';
 import { benchProcs } from './procs.js';
@@ -140,6 +141,7 @@ async function main(): Promise<void> {
     await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);
     await benchDensity(config, record);
     await benchKernel(config, accel.accel, Math.min(N, 3), record);
+    await benchImages(config, record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }
