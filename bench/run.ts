@@ -17,6 +17,7 @@ import { benchDaemon } from './daemon.js';
 import { benchMcp, Row } from './mcp.js';
 import { benchKernel } from './kernel.js';
 import { benchDensity } from './density.js';
+import { benchImages } from './images.js';
 import { benchNet } from './net.js';
 import { benchPool } from './pool.js';
 import { benchProcs } from './procs.js';
@@ -24,7 +25,7 @@ import { benchSnapshots } from './snapshots.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
 /** `npm run bench -- --only daemon,procs`: just those sections (the bare-boot baseline runs when boot or pool is asked). */
-const SECTIONS = ['boot', 'exec', 'mcp', 'daemon', 'procs', 'net', 'snapshots', 'pool', 'density', 'kernel'] as const;
+const SECTIONS = ['boot', 'exec', 'mcp', 'daemon', 'procs', 'net', 'snapshots', 'pool', 'density', 'kernel', 'images'] as const;
 const onlyArg = process.argv.indexOf('--only');
 const only = onlyArg >= 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',')) : undefined;
 for (const o of only ?? []) if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`--only: unknown section ${o}; sections: ${SECTIONS.join(', ')}`);
@@ -148,6 +149,7 @@ async function main(): Promise<void> {
     if (want('pool')) await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);
     if (want('density')) await benchDensity(config, record);
     if (want('kernel')) await benchKernel(config, accel.accel, Math.min(N, 3), record);
+    if (want('images')) await benchImages(config, record);
   } finally {
     await rm(work, { recursive: true, force: true });
   }

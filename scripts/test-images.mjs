@@ -20,7 +20,7 @@ for (const name of todo) {
   process.stdout.write(`\n=== ${name}: build\n`);
   const b = islet(['image', 'build', name, '--json']);
   if (b.status !== 0) {
-    rows.push([name, '-', '-', `build failed (exit ${b.status})`]);
+    rows.push([name, '-', '-', '-', `build failed (exit ${b.status})`]);
     continue;
   }
   const built = JSON.parse(b.stdout);
@@ -36,10 +36,11 @@ for (const name of todo) {
   // The build time of the cached entry (what `islet image list` shows), also when this run reused it.
   const listed = JSON.parse(islet(['image', 'list', '--json']).stdout || '[]').find((x) => x.name === name);
   const ms = listed?.buildMs ?? built.ms;
-  rows.push([name, mib(built.usedBytes), `${(ms / 1000).toFixed(1)} s${built.reused ? ' (cached)' : ''}`, result]);
+  rows.push([name, mib(built.usedBytes), listed?.referenceMB ? `~${listed.referenceMB} MB` : '-', `${(ms / 1000).toFixed(1)} s${built.reused ? ' (cached)' : ''}`, result]);
 }
-process.stdout.write('\nIMAGE  SIZE  BUILD  VERIFY\n' + rows.map((r) => r.join('  ')).join('\n') + '\n');
-let ok = rows.every((r) => /^(\d+)\/\1 checks passed$/.test(r[3]));
+// REFERENCE: agentkernel's size for the like image (src/images/catalog.ts REFERENCE_SIZES).
+process.stdout.write('\nIMAGE  SIZE  REFERENCE  BUILD  VERIFY\n' + rows.map((r) => r.join('  ')).join('\n') + '\n');
+let ok = rows.every((r) => /^(\d+)\/\1 checks passed$/.test(r[4]));
 
 // Acceptance tests that need a heavy image: run here, after the image is built
 // and verified, instead of in `npm test` (where they skip and say why).

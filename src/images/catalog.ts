@@ -11,6 +11,27 @@ import { artifactsRoot, kindDir } from './paths.js';
 import { IMAGE_NAME, listRecipeNames, loadRecipe, type ResolvedRecipe } from './recipe.js';
 import { ROOTFS_FILE } from './rootfs.js';
 
+/**
+ * agentkernel's published rootfs sizes (its images/README.md, "Available
+ * Runtimes": Alpine-based ext4 images), the figures islet's images are set
+ * against in `islet image list` and the bench. Keyed by islet image: the slim
+ * runtimes are the like-for-like comparison, the dev-grade ones (with a
+ * compiler) are shown against the same figure so the gap stays visible.
+ */
+export const REFERENCE_SIZES: Readonly<Record<string, { mb: number; what: string }>> = {
+  base: { mb: 64, what: 'agentkernel base: Alpine, busybox, guest agent' },
+  'python-slim': { mb: 256, what: 'agentkernel python: base + Python 3, pip' },
+  python: { mb: 256, what: 'agentkernel python: base + Python 3, pip' },
+  'node-slim': { mb: 256, what: 'agentkernel node: base + Node.js, npm' },
+  node: { mb: 256, what: 'agentkernel node: base + Node.js, npm' },
+  go: { mb: 512, what: 'agentkernel go: base + Go toolchain' },
+  rust: { mb: 512, what: 'agentkernel rust: base + Rust, Cargo' },
+};
+
+export function referenceMB(name: string): number | null {
+  return Object.hasOwn(REFERENCE_SIZES, name) ? REFERENCE_SIZES[name]!.mb : null;
+}
+
 export interface CatalogRow {
   name: string;
   /** From the build when there is one, else from the recipe. */
@@ -28,6 +49,8 @@ export interface CatalogRow {
   buildMs: number | null;
   /** Cached builds of this image, current or not. */
   builds: number;
+  /** agentkernel's size for the like image (REFERENCE_SIZES), in MB as it publishes them; null: no counterpart. */
+  referenceMB: number | null;
 }
 
 async function cachedImageNames(config: Config): Promise<string[]> {
@@ -40,7 +63,7 @@ function rowFromEntry(name: string, e: CacheEntry, builds: number): CatalogRow {
   return {
     name, parent: r.parent ?? null, initMode: r.initMode ?? null, hasRecipe: false, built: true, key: e.key,
     usedBytes: Number(e.meta.info.minBytes ?? 0) || null, fileBytes: e.meta.files[ROOTFS_FILE] ?? null,
-    builtAt: e.meta.builtAt, buildMs: e.meta.buildMs, builds,
+    builtAt: e.meta.builtAt, buildMs: e.meta.buildMs, builds, referenceMB: referenceMB(name),
   };
 }
 
@@ -59,7 +82,7 @@ export async function listImages(config: Config): Promise<CatalogRow[]> {
     const recipe = recipes.has(name) ? await loadRecipe(name).catch(() => undefined) : undefined;
     rows.push({
       name, parent: recipe?.parent ?? null, initMode: recipe?.initMode ?? null, hasRecipe: recipes.has(name), built: false,
-      key: null, usedBytes: null, fileBytes: null, builtAt: null, buildMs: null, builds,
+      key: null, usedBytes: null, fileBytes: null, builtAt: null, buildMs: null, builds, referenceMB: referenceMB(name),
     });
   }
   return rows;

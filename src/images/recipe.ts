@@ -21,6 +21,8 @@ export const MAX_CHAIN = 8;
 const debianPackage = z.string().regex(/^[a-z0-9][a-z0-9+.-]+$/, 'must be a Debian package name');
 // Scoped or plain, with an optional version or tag: "pnpm", "@scope/x@1.2".
 const npmPackage = z.string().regex(/^(@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*(@[A-Za-z0-9.^~<>=*|+-]+)?$/, 'must be an npm package spec');
+// A Debian suite or codename as the mirror's dists/ names it: "trixie", "bookworm-backports", "stable".
+export const DEBIAN_SUITE = /^[a-z][a-z0-9]{1,19}(-[a-z]{1,20})?$/;
 const unitName = z.string().regex(/^[A-Za-z0-9@:._-]+\.(service|socket|timer|path|target)$/, 'must be a systemd unit file name');
 
 const FileSchema = z.object({
@@ -52,6 +54,8 @@ export const RecipeSchema = z.object({
     .describe('/bin/sh -e scripts run as root chrooted in the tree, after packages and npmPackages, before files'),
   files: z.array(FileSchema).default([]).describe('written into the tree after packages'),
   services: z.array(unitName).default([]).describe('systemd units enabled for multi-user.target (full init)'),
+  suite: z.string().regex(DEBIAN_SUITE, 'must be a Debian suite such as "bookworm" or "trixie"').optional()
+    .describe('Debian suite the whole image is built from; the nearest recipe of the chain that sets it wins; unset: [images] suite'),
   variant: z.enum(['minbase', 'required', 'important', 'standard']).optional().describe('mmdebstrap --variant; root recipe only'),
   initMode: z.enum(['fast', 'full']).optional().describe('fast: the agent is PID 1; full: systemd starts the agent'),
   sizeLimitMB: z.number().int().min(8).max(65536).optional().describe('fail the build if the shrunk filesystem is larger'),
@@ -80,6 +84,8 @@ export interface ResolvedRecipe {
   initMode: NonNullable<Recipe['initMode']>;
   sizeLimitMB: number;
   extraFreeMB: number;
+  /** The nearest recipe's; absent: [images] suite from the config (and the cache key of a recipe without one stays as it was). */
+  suite?: string;
   /** The nearest recipe's; absent: no sshd for islet to give keys to. */
   ssh?: { user: string };
 }
@@ -192,6 +198,10 @@ export function resolveChain(chain: readonly Recipe[]): ResolvedRecipe {
     sizeLimitMB: last('sizeLimitMB'),
     extraFreeMB: last('extraFreeMB'),
   };
+  // The chain is flattened and built from scratch, so a child on another suite
+  // installs its parents' packages from that suite too: suites are never mixed in one tree.
+  const suite = [...chain].reverse().find((r) => r.suite !== undefined)?.suite;
+  if (suite !== undefined) out.suite = suite;
   const ssh = [...chain].reverse().find((r) => r.ssh)?.ssh;
   if (ssh) out.ssh = { user: ssh.user }; // absent otherwise: images without it keep their cache keys
   const file = recipeFile(self.name);

@@ -63,6 +63,11 @@ export function shellQuote(s: string): string {
   return `'${s.replaceAll("'", "'\\''")}'`;
 }
 
+/** The suite an image is built from: its chain's own, else the config's default. */
+export function imageSuite(recipe: ResolvedRecipe, config: Config): string {
+  return recipe.suite ?? config.images.suite;
+}
+
 export function mmdebstrapArgv(recipe: ResolvedRecipe, config: Config, target: string, mergedUsrHooks: boolean): string[] {
   return [
     'mmdebstrap',
@@ -85,7 +90,7 @@ export function mmdebstrapArgv(recipe: ResolvedRecipe, config: Config, target: s
     // Then the recipes' scripts, chrooted, while the tree still has /dev, /proc and the host's resolver.
     ...recipe.scripts.map((sc) => `--customize-hook=chroot "$1" /bin/sh -ec ${shellQuote(sc)}`),
     ...DPKG_EXCLUDES.map((o) => `--dpkgopt=${o}`),
-    config.images.suite,
+    imageSuite(recipe, config),
     target,
     config.images.mirror,
   ];
@@ -105,7 +110,8 @@ function mmdebstrapLines(progress: Progress, name: string): (line: string) => vo
 
 /**
  * The cache key of an image: every recipe of its chain (minus verify checks),
- * the agent baked into it, and where its packages come from. `recipe` is
+ * the agent baked into it, and where its packages come from (`env.suite` is
+ * the config's default, replaced by the chain's own suite when it has one). `recipe` is
  * derived from `chain`; it is kept in the meta for findArtifacts, which must
  * not re-read recipes.
  */
@@ -119,7 +125,7 @@ export function imageKey(
   // Only images that get the kernel's modules depend on the kernel.
   const { kernelModules, ...rest } = env;
   const modules = wantsKernelModules(recipe) ? kernelModules : undefined;
-  const recipeKey = { recipe, chain: chainKeyInput(chain), ...rest, systemd, modules, format: ROOTFS_FORMAT };
+  const recipeKey = { recipe, chain: chainKeyInput(chain), ...rest, suite: recipe.suite ?? env.suite, systemd, modules, format: ROOTFS_FORMAT };
   return { recipe, recipeKey, key: cacheKey(['image', recipeKey]) };
 }
 
@@ -167,7 +173,7 @@ export async function ensureImage(
 
     const t0 = Date.now();
     progress(`image ${name}: mmdebstrap ${recipe.variant} + ${recipe.packages.length} package(s) (${recipe.chain.join(' → ')})` +
-      `${recipe.npmPackages.length ? ` + npm ${recipe.npmPackages.join(' ')}` : ''}, ${recipe.initMode} init, ${config.images.suite} from ${config.images.mirror}` +
+      `${recipe.npmPackages.length ? ` + npm ${recipe.npmPackages.join(' ')}` : ''}, ${recipe.initMode} init, ${imageSuite(recipe, config)} from ${config.images.mirror}` +
       (root ? '' : ' (not root: --mode=unshare, needs subuid/subgid entries for this user)'));
     await run(mmdebstrapArgv(recipe, config, tree, mergedUsr), {
       ...sig, timeoutMs: 60 * 60_000, onLine: mmdebstrapLines(progress, name),

@@ -220,3 +220,36 @@ test('a full-init image\'s key covers what islet writes into it: agent unit, net
   assert.match(k.systemd?.network.script ?? '', /islet\.net=/);
   assert.equal((imageKey([parseRecipe(root, 'x')], env).recipeKey as { systemd?: unknown }).systemd, undefined, 'fast images do not depend on it');
 });
+
+test('recipe "suite": a Debian suite name, the nearest recipe of the chain wins, and it is in the cache key only when set', () => {
+  for (const s of ['trixie', 'bookworm-backports', 'stable', 'sid']) assert.equal(parseRecipe({ ...root, suite: s }, 'x').suite, s);
+  for (const s of ['Trixie', 'trixie main', '../trixie', '', 'trixie/updates', 'x', 'bookworm-backports-sloppy']) rejects({ ...root, suite: s }, /suite: must be a Debian suite/);
+
+  const base = parseRecipe(root, 'b');
+  const dev = parseRecipe({ name: 'dev', parent: 'base', packages: ['git'] }, 'd');
+  const rust = parseRecipe({ name: 'rust', parent: 'dev', suite: 'trixie', packages: ['rustc'] }, 'r');
+  const child = parseRecipe({ name: 'crate', parent: 'rust', packages: ['jq'] }, 'c');
+  assert.equal(resolveChain([base, dev]).suite, undefined, 'unset: the config decides');
+  assert.ok(!('suite' in resolveChain([base, dev])), 'absent, so older images keep their keys');
+  assert.equal(resolveChain([base, dev, rust]).suite, 'trixie');
+  assert.equal(resolveChain([base, dev, rust, child]).suite, 'trixie', 'inherited');
+  assert.equal(resolveChain([{ ...base, suite: 'trixie' }, dev, { ...rust, suite: 'bookworm' }]).suite, 'bookworm', 'the nearest wins');
+
+  // Keys of recipes without a suite are what they were before the field existed (values from the previous code).
+  assert.equal(imageKey([base, dev], env).key, '2ba5ee1018b99193');
+  assert.equal(imageKey([base], env).key, '3575c1892b99b826');
+  // A suite in the chain, or a different one, is a different image.
+  const k = imageKey([base, dev], env).key;
+  const trixie = imageKey([base, { ...dev, suite: 'trixie' }], env).key;
+  assert.notEqual(trixie, k);
+  assert.notEqual(imageKey([base, { ...dev, suite: 'bookworm-backports' }], env).key, trixie);
+  assert.equal(imageKey([base, dev], { ...env, suite: 'trixie' }).key, imageKey([base, dev], { ...env, suite: 'trixie' }).key);
+  assert.notEqual(imageKey([base, dev], { ...env, suite: 'trixie' }).key, k, 'the config\'s suite is in the key too');
+  assert.equal((imageKey([base, { ...dev, suite: 'trixie' }], env).recipeKey as { suite: string }).suite, 'trixie', 'the suite built from');
+
+  // mmdebstrap gets the chain's suite, else the config's.
+  const cfg = resolveConfig({});
+  const suiteArg = (r: Recipe[]) => { const a = mmdebstrapArgv(resolveChain(r), cfg, '/t', false); return a[a.indexOf('/t') - 1]; };
+  assert.equal(suiteArg([base, dev]), cfg.images.suite);
+  assert.equal(suiteArg([base, dev, rust]), 'trixie');
+});

@@ -69,8 +69,11 @@ describe('islet image', { timeout: 1_800_000 }, () => {
     assert.match((dev as { kernel?: string }).kernel ?? '', /^(distro|custom|path) \S+/, 'the kernel a workspace of it boots');
     const text = islet(['image', 'list']);
     assert.match(text.stdout, / RECIPE HASH +KERNEL /);
-    assert.match(text.stdout, /^NAME +PARENT +INIT +SIZE/);
+    assert.match(text.stdout, /^NAME +PARENT +INIT +SIZE +REFERENCE/);
     assert.match(text.stdout, /^dev +base +fast +\d/m);
+    // The size beside agentkernel's for the like image (catalog.ts REFERENCE_SIZES).
+    assert.match(text.stdout, /^base +- +fast +[\d.]+ MiB +~64 MB /m);
+    assert.equal((base as { referenceMB?: number }).referenceMB, 64);
   });
 
   test('rm is refused while a workspace uses the image, and fails clearly when nothing is built', (t) => {

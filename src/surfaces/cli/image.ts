@@ -48,11 +48,15 @@ export async function defaultKernelLabel(config: Config): Promise<string> {
   return found.kernel ? `distro ${found.kernel.version}` : 'not built';
 }
 
-/** `islet image list` as text: YYYY-MM-DD HH:MM (UTC) build times, so rows compare at a glance. */
+/**
+ * `islet image list` as text: YYYY-MM-DD HH:MM (UTC) build times, so rows compare at a glance;
+ * REFERENCE is agentkernel's size for the like image (catalog.ts REFERENCE_SIZES).
+ */
 export function imageListTable(rows: readonly CatalogRow[], kernel: string, now = Date.now()): string {
   const builtAt = (iso: string) => `${iso.slice(0, 16).replace('T', ' ')}Z (${age(iso, now)} ago)`;
-  return table(['NAME', 'PARENT', 'INIT', 'SIZE', 'FILE', 'BUILT AT', 'BUILD TIME', 'RECIPE HASH', 'KERNEL', 'NOTE'], rows.map((r) => [
-    r.name, r.parent ?? '-', r.initMode ?? '-', r.usedBytes ? formatBytes(r.usedBytes) : '-', r.fileBytes ? formatBytes(r.fileBytes) : '-',
+  return table(['NAME', 'PARENT', 'INIT', 'SIZE', 'REFERENCE', 'FILE', 'BUILT AT', 'BUILD TIME', 'RECIPE HASH', 'KERNEL', 'NOTE'], rows.map((r) => [
+    r.name, r.parent ?? '-', r.initMode ?? '-', r.usedBytes ? formatBytes(r.usedBytes) : '-', r.referenceMB ? `~${r.referenceMB} MB` : '-',
+    r.fileBytes ? formatBytes(r.fileBytes) : '-',
     r.builtAt ? builtAt(r.builtAt) : '-', r.buildMs ? formatMs(r.buildMs) : '-', r.key ?? '-', kernel,
     [!r.built ? 'not built' : '', !r.hasRecipe ? 'no recipe' : '', r.builds > 1 ? `${r.builds} builds cached` : '',
       r.built && !r.hasRecipe ? 'imported' : ''].filter(Boolean).join(', '),
@@ -127,7 +131,7 @@ export function registerImage(program: Command): void {
     .description('build the image from images/<name>/recipe.json and its parents (cached by recipe hash)'))
     .action(async (name: string, f: Common) => build(loadConfig(f.config), name, f));
   common(image.command('list')
-    .description('every recipe and built image: parent, size, built at, build time, recipe hash, the kernel it boots'))
+    .description('every recipe and built image: parent, size (and agentkernel\'s for the like image), built at, build time, recipe hash, the kernel it boots'))
     .action(async (f: Common) => list(loadConfig(f.config), f));
   common(image.command('verify <name>')
     .description('boot a throwaway VM of the image and run its recipe\'s verify checks; exit 1 if any fails'))
