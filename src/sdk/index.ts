@@ -88,6 +88,10 @@ export class Workspace {
   async fork(o: { snapshot?: string; name?: string } = {}): Promise<Workspace> {
     return new Workspace(this.islet, await (await this.api()).fork(this.id, o));
   }
+  /** Changes the TTL, idle stop or retention (minutes; 0 = never, null = the host default); see info.lifetime. */
+  async setLifetime(o: { ttlMinutes?: number | null; idleStopMinutes?: number | null; retentionMinutes?: number | null }) {
+    return (await this.api()).setLifetime(this.id, { ttl_minutes: o.ttlMinutes, idle_stop_minutes: o.idleStopMinutes, retention_minutes: o.retentionMinutes });
+  }
   async refresh(): Promise<WorkspaceInfo> { return (this.info = await (await this.api()).info(this.id)); }
   async start(): Promise<void> { this.info = await (await this.api()).lifecycle(this.id, 'start'); }
   async stop(): Promise<void> { this.info = await (await this.api()).lifecycle(this.id, 'stop'); }

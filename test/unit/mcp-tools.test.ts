@@ -16,6 +16,7 @@ const ws = (id: string, owner: string): WorkspaceInfo => ({
   allow_internet: false, owner, created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T00:00:00Z', pid: 42,
   network: { mode: 'user', ip: '10.0.2.15', forwards: [] }, snapshot_count: 0, error: null, disk_used_bytes: 1024, ssh: null,
   snapshots: [], current_snapshot_id: null,
+  lifetime: { ttl_minutes: 0, idle_stop_minutes: 0, retention_minutes: 0, expires_at: null, idle_stop_at: null, destroy_at: null, last_active_at: null, stopped_by: null },
 });
 
 class FakeService {
