@@ -69,7 +69,8 @@ export function effective(row: WorkspaceRow, d: Defaults): { ttl: number; idle: 
 /** When each rule would act on this row, in ms (null: never); lastActive is the service's in-memory last activity. */
 export function deadlines(row: WorkspaceRow, d: Defaults, lastActive?: number): { expires: number | null; idle: number | null; destroy: number | null; active: number } {
   const e = effective(row, d);
-  const active = Math.max(lastActive ?? 0, ms(row.last_active_at) ?? 0, ms(row.updated_at) ?? 0);
+  // No activity recorded yet (a row from before lifetimes): count from its last change.
+  const active = Math.max(lastActive ?? 0, ms(row.last_active_at) ?? ms(row.updated_at) ?? 0);
   const running = row.state === 'running';
   const stoppedAt = ms(row.stopped_at) ?? ms(row.updated_at);
   return {

@@ -69,7 +69,7 @@ describe('MCP tools over an in-memory client', () => {
       'network_policy', 'port_forward', 'port_forward_remove', 'process_kill', 'process_list', 'process_output', 'process_start',
       'process_wait', 'process_write', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
       'workspace_create', 'workspace_destroy', 'workspace_fork', 'workspace_info', 'workspace_ip', 'workspace_list', 'workspace_pause',
-      'workspace_resume', 'workspace_start', 'workspace_stop']);
+      'workspace_resume', 'workspace_set_lifetime', 'workspace_start', 'workspace_stop']);
     for (const t of tools) {
       assert.ok(t.title && t.description && t.description.length > 40, t.name);
       assert.equal(t.inputSchema.type, 'object', t.name);
