@@ -11,10 +11,12 @@ import type { CreateInput, ListInput } from '../core/schemas.js';
 import type { WorkspaceInfo } from '../service/types.js';
 import { ensureDaemon } from '../surfaces/daemon/connect.js';
 import { ApiClient, type ExecResult, type ExecStreamHooks } from './api.js';
+import { attachPty, createPty, type PtyHandle, type PtyOptions } from './pty.js';
 
 export * from './errors.js';
 export { ApiClient } from './api.js';
 export type { ExecResult, ExecStreamHooks } from './api.js';
+export type { PtyHandle, PtyOptions } from './pty.js';
 export type { WorkspaceInfo } from '../service/types.js';
 
 export interface IsletOptions {
@@ -83,6 +85,16 @@ export class Workspace {
     list: async () => (await this.api()).snapshotList(this.id),
     restore: async (snapshot: string) => (await this.api()).snapshotRestore(this.id, snapshot),
     delete: async (snapshot: string) => (await this.api()).snapshotDelete(this.id, snapshot),
+  };
+
+  /** Terminals: create starts a shell (or o.command) on a PTY and streams it over the daemon's WebSocket. */
+  readonly pty = {
+    create: async (o: PtyOptions): Promise<PtyHandle> => createPty(await this.api(), this.id, o),
+    /** Re-attaches to a PTY process (after disconnect, or from another client), replaying output from `offset`. */
+    attach: async (processId: number, o: { onData?: (d: Buffer) => void; offset?: number } = {}): Promise<PtyHandle> => {
+      const api = await this.api();
+      return attachPty(api, this.id, await api.processWait(this.id, processId, 0), o);
+    },
   };
 
   async fork(o: { snapshot?: string; name?: string } = {}): Promise<Workspace> {
