@@ -321,7 +321,12 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
 
   app.doc31('/v1/openapi.json', {
     openapi: '3.1.0',
-    info: { title: 'islet', version: API_VERSION, description: 'microVM workspaces for AI agents: REST API of the islet daemon' },
+    info: {
+      title: 'islet', version: API_VERSION,
+      description: 'microVM workspaces for AI agents: REST API of the islet daemon. Terminals: GET /v1/workspaces/{id}/processes/{pid}/pty '
+        + 'upgrades to a WebSocket (binary frames: keystrokes in, output out; text frames: {"type":"resize","cols","rows"} and '
+        + '{"type":"signal","signal"} in, {"type":"ready"|"exit"|"error",...} out); see docs/daemon.md, "Terminals"',
+    },
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   return app;
