@@ -406,7 +406,7 @@ export class WorkspaceService {
     return { path: input.path, content: text, encoding, bytes: r.data.length };
   }
 
-  async fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+  private async fileUploadNow(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
     const max = this.config.server.max_transfer_bytes;
     const r = await openConfinedReader(this.config.paths.transferDir, input.host_path, max);
@@ -418,7 +418,7 @@ export class WorkspaceService {
     }
   }
 
-  async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+  private async fileDownloadNow(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
     const root = this.config.paths.transferDir;
     // A bad destination is refused before any byte leaves the guest; the bytes then stream to a temp
@@ -440,7 +440,7 @@ export class WorkspaceService {
    * bounded by the agent channel's backpressure, the total by [server] max_transfer_bytes. The file appears
    * only if the whole source arrived.
    */
-  async writeStream(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
+  private async writeStreamNow(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
     const r = await m.agent.writeFileStream(input.path, source, { mode: input.mode, createParents: true, signal: o.signal, maxBytes: this.config.server.max_transfer_bytes });
     return { path: input.path, bytes: r.bytes };
@@ -450,6 +450,17 @@ export class WorkspaceService {
   async readStream(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<FileStream> {
     const m = this.ctx.running(c, input.workspace_id);
     return m.agent.readFileStream(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
+  }
+
+  // Transfers are activity for as long as they run (lifetimes.ts), like an exec.
+  fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+    return this.held(input.workspace_id, c, () => this.fileUploadNow(c, input, o));
+  }
+  fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+    return this.held(input.workspace_id, c, () => this.fileDownloadNow(c, input, o));
+  }
+  writeStream(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
+    return this.held(input.workspace_id, c, () => this.writeStreamNow(c, input, source, o));
   }
 
   /** The image catalog: recipes and built images, with sizes and the workspaces' default (as `islet image list`). */
