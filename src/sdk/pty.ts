@@ -57,7 +57,8 @@ export function attachPty(api: ApiClient, id: string, p: ProcessInfo, o: { onDat
   ws.on('message', (data, isBinary) => {
     const buf = Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
     if (isBinary) { o.onData?.(buf); return; }
-    const m = JSON.parse(buf.toString('utf8')) as { type: string; exit_status?: number; error?: unknown };
+    let m: { type?: string; exit_status?: number; error?: unknown };
+    try { m = JSON.parse(buf.toString('utf8')) as typeof m; } catch { return; } // not ours to crash on; the protocol sends JSON
     if (m.type === 'exit') status = m.exit_status ?? 1;
     else if (m.type === 'error') failure = errorFromBody(m.error, 200);
   });
