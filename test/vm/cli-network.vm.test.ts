@@ -67,10 +67,14 @@ describe('islet ws forward / ip / policy', { timeout: 600_000 }, () => {
     assert.match(ip, new RegExp(`:${fwd.host_port} -> guest 8080`));
 
     assert.match(islet('ws', 'policy', 'net'), /^internet: +on$/m);
-    const changed = isletJson<{ allow_internet: boolean; applied: string }>('ws', 'policy', 'net', '--internet', 'off', '--restart');
+    const changed = isletJson<{ allow_internet: boolean; applied: string }>('ws', 'policy', 'net', '--internet', 'off');
     assert.equal(changed.allow_internet, false);
-    assert.equal(changed.applied, 'restarted');
+    assert.equal(changed.applied, 'live', 'user mode changes the egress policy of the running VM');
     assert.match(islet('ws', 'policy', 'net'), /^internet: +off$/m);
+    assert.match(await get(fwd.host_port), /hello-from-guest/, 'the forward still works: the VM kept running');
+    const ports = spawnSync(process.execPath, args(['ws', 'policy', 'net', '--ports', '80']), { encoding: 'utf8' });
+    assert.notEqual(ports.status, 0);
+    assert.match(ports.stderr, /error\[NOT_SUPPORTED\]: allowed_ports need \[network\] mode = "bridge"/);
     const bad = spawnSync(process.execPath, args(['ws', 'policy', 'net', '--internet', 'maybe']), { encoding: 'utf8' });
     assert.equal(bad.status, 64);
     assert.match(bad.stderr, /--internet must be on or off/);

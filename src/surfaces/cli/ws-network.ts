@@ -88,8 +88,8 @@ export function registerWsNetwork(ws: Command): void {
     .option('--internet <on|off>', 'outbound connections (internet, never the host)')
     .option('--inter-vm <on|off>', 'bridge mode: connections with other workspaces that allow it too')
     .option('--ports <list>', 'bridge mode: guest TCP ports others may connect to, comma-separated ("none" closes all)')
-    .option('--domains <list>', 'bridge mode: limit egress to these names, comma-separated ("*.example.com"; "none" lifts the limit)')
-    .option('--restart', 'user mode: apply an --internet change to a running workspace by restarting its VM')
+    .option('--domains <list>', 'with --internet on: limit egress to these names, comma-separated ("*.example.com"; "none" lifts the limit)')
+    .option('--restart', 'where a change cannot be applied to a running VM live, apply it by restarting the VM (user and bridge mode apply live)')
     .action(async (id: string, f: Common & { internet?: string; interVm?: string; ports?: string; domains?: string; restart?: boolean }) => {
       const change = {
         allow_internet: onOff('--internet', f.internet), allow_inter_vm: onOff('--inter-vm', f.interVm),
