@@ -51,6 +51,8 @@ const VmSchema = z.object({
   canary_timeout_ms: z.number().int().min(500).max(120_000).default(8_000).describe('how long the KVM canary boot may take'),
 }).strict();
 
+const LifetimeMinutes = z.number().min(0).max(525_600).default(0);
+
 const ResourcesSchema = z.object({
   default_image: z.string().regex(/^[a-z0-9][a-z0-9-]*$/).default('dev'),
   default_vcpus: z.number().int().min(1).max(64).default(1),
@@ -61,6 +63,11 @@ const ResourcesSchema = z.object({
   max_disk_gb: z.number().int().min(1).max(1024).default(64),
   max_workspaces: z.number().int().min(1).max(10_000).default(32).describe('across all owners'),
   max_workspaces_per_owner: z.number().int().min(1).max(10_000).default(16),
+  // Lifetimes (src/service/lifetimes.ts). Minutes; 0 = never. Fractions are allowed here (0.5 = 30 s) so tests can use
+  // short windows; the per-workspace values of the API are whole minutes.
+  default_ttl_minutes: LifetimeMinutes.describe('a running workspace stops this long after it was created or last started; 0 = never'),
+  default_idle_stop_minutes: LifetimeMinutes.describe('a running workspace stops after this long with no exec, process output or client call; 0 = never'),
+  default_retention_minutes: LifetimeMinutes.describe('a stopped workspace is destroyed (disk and snapshots) this long after it stopped; 0 = never'),
 }).strict();
 
 /** agentiso keys that have no meaning in islet's design: refused with the reason, never ignored. */

@@ -51,6 +51,9 @@ export const CreateInput = z.object({
   allow_internet: z.boolean().optional().describe(
     'let the guest open connections out (internet and the host\'s services via 10.0.2.2). Default [network] '
     + 'default_allow_internet (false): the guest then has an address (10.0.2.15) but can reach nothing; only port forwards reach it'),
+  ttl_minutes: z.number().int().min(0).max(525_600).optional().describe(
+    'stop the workspace this many minutes after it starts (again after each later start); the disk is kept. '
+    + '0 = never; default [resources] default_ttl_minutes (0)'),
 });
 export type CreateInput = z.infer<typeof CreateInput>;
 

@@ -9,6 +9,8 @@ import type {
   WorkspaceIpOutput,
 } from '../service/types.js';
 import type { ProcessInfo } from '../service/process-ops.js';
+import type { LifetimeInfo } from '../service/lifetimes.js';
+import type { SetLifetimeInput } from '../core/lifetime-schemas.js';
 import { errorFromBody, IsletApiError } from './errors.js';
 import { ndjson, readAll, Transport, type Endpoint } from './transport.js';
 
@@ -102,6 +104,11 @@ export class ApiClient {
   ip(id: string): Promise<WorkspaceIpOutput> { return this.http.json('GET', ws(id, '/ip')); }
   networkPolicy(id: string, input: Body<NetworkPolicyInput>, o: Signal = {}): Promise<NetworkPolicyOutput> {
     return this.http.json('PUT', ws(id, '/policy'), { json: input, ...o });
+  }
+
+  /** TTL, idle stop, retention: minutes, 0 = never, null = the host default, omitted = unchanged. */
+  setLifetime(id: string, input: Body<SetLifetimeInput>, o: Signal = {}): Promise<LifetimeInfo & { workspace_id: string }> {
+    return this.http.json('PUT', ws(id, '/lifetime'), { json: input, ...o });
   }
 
   // --- background processes ---

@@ -11,10 +11,12 @@ import type { CreateInput, ListInput } from '../core/schemas.js';
 import type { WorkspaceInfo } from '../service/types.js';
 import { ensureDaemon } from '../surfaces/daemon/connect.js';
 import { ApiClient, type ExecResult, type ExecStreamHooks } from './api.js';
+import { attachPty, createPty, type PtyHandle, type PtyOptions } from './pty.js';
 
 export * from './errors.js';
 export { ApiClient } from './api.js';
 export type { ExecResult, ExecStreamHooks } from './api.js';
+export type { PtyHandle, PtyOptions } from './pty.js';
 export type { WorkspaceInfo } from '../service/types.js';
 
 export interface IsletOptions {
@@ -85,8 +87,22 @@ export class Workspace {
     delete: async (snapshot: string) => (await this.api()).snapshotDelete(this.id, snapshot),
   };
 
+  /** Terminals: create starts a shell (or o.command) on a PTY and streams it over the daemon's WebSocket. */
+  readonly pty = {
+    create: async (o: PtyOptions): Promise<PtyHandle> => createPty(await this.api(), this.id, o),
+    /** Re-attaches to a PTY process (after disconnect, or from another client), replaying output from `offset`. */
+    attach: async (processId: number, o: { onData?: (d: Buffer) => void; offset?: number } = {}): Promise<PtyHandle> => {
+      const api = await this.api();
+      return attachPty(api, this.id, await api.processWait(this.id, processId, 0), o);
+    },
+  };
+
   async fork(o: { snapshot?: string; name?: string } = {}): Promise<Workspace> {
     return new Workspace(this.islet, await (await this.api()).fork(this.id, o));
+  }
+  /** Changes the TTL, idle stop or retention (minutes; 0 = never, null = the host default); see info.lifetime. */
+  async setLifetime(o: { ttlMinutes?: number | null; idleStopMinutes?: number | null; retentionMinutes?: number | null }) {
+    return (await this.api()).setLifetime(this.id, { ttl_minutes: o.ttlMinutes, idle_stop_minutes: o.idleStopMinutes, retention_minutes: o.retentionMinutes });
   }
   async refresh(): Promise<WorkspaceInfo> { return (this.info = await (await this.api()).info(this.id)); }
   async start(): Promise<void> { this.info = await (await this.api()).lifecycle(this.id, 'start'); }

@@ -26,6 +26,18 @@ export interface WorkspaceRow {
   disk_path: string | null;
   /** The snapshot whose file backs the active overlay (NULL: the base image). A fork's is its source snapshot. */
   backing_snapshot_id: string | null;
+  // Lifetimes (lifetimes.ts): minutes, 0 = never, NULL = the [resources] default of the moment.
+  ttl_minutes?: number | null;
+  idle_stop_minutes?: number | null;
+  retention_minutes?: number | null;
+  /** While running: when the TTL stops it (set at create, start, resume and by a lifetime change). */
+  expires_at?: string | null;
+  /** The last exec, process output or client call seen (written at most every few seconds). */
+  last_active_at?: string | null;
+  /** When it last became stopped (retention counts from here). */
+  stopped_at?: string | null;
+  /** "ttl" or "idle" when a lifetime rule stopped it; cleared when it starts. */
+  stopped_by?: string | null;
 }
 
 /** A row to insert: a new workspace's disk is at the legacy path unless said otherwise. */
@@ -122,6 +134,14 @@ const MIGRATIONS: string[] = [
      allowed_ports TEXT NOT NULL,
      allowed_domains TEXT NOT NULL
    );`,
+  // 6: lifetimes (src/service/lifetimes.ts): per-workspace TTL, idle stop and retention, and the deadlines they set.
+  `ALTER TABLE workspaces ADD COLUMN ttl_minutes REAL;
+   ALTER TABLE workspaces ADD COLUMN idle_stop_minutes REAL;
+   ALTER TABLE workspaces ADD COLUMN retention_minutes REAL;
+   ALTER TABLE workspaces ADD COLUMN expires_at TEXT;
+   ALTER TABLE workspaces ADD COLUMN last_active_at TEXT;
+   ALTER TABLE workspaces ADD COLUMN stopped_at TEXT;
+   ALTER TABLE workspaces ADD COLUMN stopped_by TEXT;`,
 ];
 
 /** A workspace's network policy beyond allow_internet (bridge mode); the lists are JSON arrays. */
@@ -277,8 +297,19 @@ export class Store {
   }
 
   setState(id: string, state: WorkspaceState, fields: { pid?: number | null; error?: string | null } = {}): void {
-    this.db.prepare('UPDATE workspaces SET state = ?, pid = ?, error = ?, updated_at = ? WHERE id = ?')
-      .run(state, fields.pid ?? null, fields.error ?? null, new Date().toISOString(), id);
+    const now = new Date().toISOString();
+    // stopped_at: the first moment of this stop (retention counts from it); any other state clears it.
+    this.db.prepare(`UPDATE workspaces SET state = ?, pid = ?, error = ?, updated_at = ?,
+        stopped_at = CASE WHEN ? = 'stopped' THEN COALESCE(stopped_at, ?) ELSE NULL END WHERE id = ?`)
+      .run(state, fields.pid ?? null, fields.error ?? null, now, state, now, id);
+  }
+
+  /** Writes lifetime columns (lifetimes.ts); keys left out are kept. */
+  setLifetime(id: string, f: Partial<Pick<WorkspaceRow, 'ttl_minutes' | 'idle_stop_minutes' | 'retention_minutes' | 'expires_at' | 'last_active_at' | 'stopped_by'>>): void {
+    const keys = (['ttl_minutes', 'idle_stop_minutes', 'retention_minutes', 'expires_at', 'last_active_at', 'stopped_by'] as const).filter((k) => k in f);
+    if (!keys.length) return;
+    this.db.prepare(`UPDATE workspaces SET ${keys.map((k) => `${k} = @${k}`).join(', ')} WHERE id = @id`)
+      .run({ id, ...Object.fromEntries(keys.map((k) => [k, f[k] ?? null])) });
   }
 
   setAllowInternet(id: string, allow: boolean): void {

@@ -1,6 +1,7 @@
 // What the workspace service returns. Surfaces render these; they never
 // reach into the service's internals.
 import type { WorkspaceState } from '../core/schemas.js';
+import type { LifetimeInfo } from './lifetimes.js';
 
 /** Who is calling. Surfaces derive it (MCP session, token, CLI user); the service enforces it. */
 export interface Caller {
@@ -36,6 +37,8 @@ export interface WorkspaceInfo {
   disk_used_bytes: number | null;
   /** How to log in over SSH, when the image runs sshd (recipe "ssh"); null otherwise. */
   ssh: SshInfo | null;
+  /** TTL, idle stop and retention: the values in force and when each will act (lifetimes.ts). */
+  lifetime: LifetimeInfo;
 }
 
 /** The workspace's own SSH key pair: made at create (or fork), its public half installed in the guest at every boot. */

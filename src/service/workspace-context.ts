@@ -7,6 +7,7 @@ import { rm, stat } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
 import { firstLine, VmExitedError, WorkspaceNotFoundError } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
+import { lifetimeOf } from './lifetimes.js';
 import { Machine } from './machine.js';
 import type { Runtime } from './runtime.js';
 import * as snaps from './snapshots.js';
@@ -23,6 +24,10 @@ export class WorkspaceContext {
   /** Per-workspace lifecycle queue: start/stop/destroy of one workspace never overlap. */
   readonly queues = new Map<string, Promise<unknown>>();
   closed = false;
+  /** The last activity seen on each workspace, in ms (lifetimes.ts reads it and writes it to the database). */
+  readonly lastActive = new Map<string, number>();
+  /** Called when a caller uses a running workspace (lifetimes.ts counts it as activity). */
+  onUse: (id: string) => void = () => undefined;
   readonly snap: snaps.SnapCtx;
   readonly net: WorkspaceNetwork;
 
@@ -133,6 +138,7 @@ export class WorkspaceContext {
     const m = this.live.get(row.id);
     assertState(row, 'use');
     if (!m || m.agent.isClosed) throw new VmExitedError(`workspace "${row.name}" lost its VM`, { workspace: row.id });
+    this.onUse(row.id);
     return m;
   }
 
@@ -145,6 +151,7 @@ export class WorkspaceContext {
       updated_at: row.updated_at, pid: row.pid, network, snapshot_count: this.store.snapshotCount(row.id),
       snapshots: snaps.readySnapshots(this.store, row.id).map(snaps.snapshotInfo), current_snapshot_id: row.backing_snapshot_id,
       error: row.error, disk_used_bytes: used, ssh: await sshInfo(this.config.paths.dataDir, row.id, network.forwards),
+      lifetime: lifetimeOf(row, this.config.resources, this.lastActive.get(row.id)),
     };
   }
 }

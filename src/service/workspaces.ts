@@ -31,6 +31,8 @@ import type { FileStream } from '../guest/agent.js';
 import { WarmPool } from './pool.js';
 import { reconcile } from './reconcile.js';
 import { Liveness } from './liveness.js';
+import { type LifetimeInfo, Lifetimes } from './lifetimes.js';
+import type { SetLifetimeInput } from '../core/lifetime-schemas.js';
 import { type PoolStatusRow, readPool, readStatus, type StatusRow } from './state-reader.js';
 import { type CatalogRow, listImages } from '../images/catalog.js';
 import { Runtime, type RuntimeDeps } from './runtime.js';
@@ -57,6 +59,8 @@ export class WorkspaceService {
   private readonly snapshots: SnapshotOps;
   private readonly procs: ProcessOps;
   private readonly liveness = new Liveness();
+  /** TTL, idle stop and retention (lifetimes.ts); its timer runs while the service is open. */
+  readonly lifetimes: Lifetimes;
   /** Template snapshots ([pool] template); undefined when off. Under bridge networking a restored guest is re-addressed (identity.ts). */
   readonly templates: Templates | undefined;
   /** The warm pool, in processes that asked for it (see open). */
@@ -67,6 +71,15 @@ export class WorkspaceService {
     this.net = new NetworkOps(this.ctx);
     this.snapshots = new SnapshotOps(this.ctx);
     this.procs = new ProcessOps(this.ctx);
+    this.lifetimes = new Lifetimes(this.ctx, {
+      stop: (id, why, due) => this.lifetimeStop(id, why, due),
+      destroy: (id, due) => this.ctx.serial(id, async () => {
+        const row = this.store.get(id);
+        if (!row || !due(row)) return false;
+        await this.destroyNow(row);
+        return true;
+      }),
+    });
     this.templates = config.pool.template ? new Templates(rt, progress) : undefined;
   }
 
@@ -100,6 +113,7 @@ export class WorkspaceService {
       await ctx.net.open(attached);
       await snaps.sweep(ctx.snap);
       await sweepKeys(config.paths.dataDir, new Set(store.all().map((r) => r.id)));
+      svc.lifetimes.start();
       if (o.pool === true) {
         const r = config.resources;
         svc.pool = new WarmPool(ctx, svc.templates, config.pool, {
@@ -121,6 +135,7 @@ export class WorkspaceService {
     const ctx = this.ctx;
     if (ctx.closed) return;
     ctx.closed = true;
+    await this.lifetimes.close();
     await this.pool?.close(); // pool VMs hold no user state: they end with the service
     await Promise.allSettled([...ctx.queues.values()]);
     await ctx.net.close(ctx.live.values());
@@ -157,6 +172,8 @@ export class WorkspaceService {
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
     const hit = await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
     if (hit) {
+      if (input.ttl_minutes !== undefined) this.store.setLifetime(hit.id, { ttl_minutes: input.ttl_minutes });
+      this.lifetimes.started(hit.id);
       ctx.net.writeEgress(hit.id);
       await ctx.net.guestProxyEnv(ctx.mustGet(hit.id), hit.m);
       ctx.adopt(hit.id, hit.m);
@@ -168,9 +185,11 @@ export class WorkspaceService {
     const row = rowOf(id);
     // Intent first: the row exists before the VM, so a crash mid-create is found and undone by reconcile.
     this.store.insertChecked(row, limits);
+    if (input.ttl_minutes !== undefined) this.store.setLifetime(id, { ttl_minutes: input.ttl_minutes });
     return ctx.serial(id, async () => {
       try {
         if (!(await this.bootFromTemplate(row, o.signal))) await ctx.bootInto(row, true, o.signal);
+        this.lifetimes.started(id);
         this.pool?.kick(); // refill only once this create is done, so it never competes with it
       } catch (e) {
         await ctx.rollbackCreate(id);
@@ -213,9 +232,13 @@ export class WorkspaceService {
     return ctx.serial(row0.id, async () => {
       const row = ctx.mustGet(row0.id);
       assertState(row, 'start');
-      if (row.state === 'paused') return this.snapshots.resumeNow(row, o.signal);
-      ctx.net.netSpec(false);
-      await ctx.bootInto(row, false, o.signal);
+      if (row.state === 'paused') {
+        await this.snapshots.resumeNow(row, o.signal);
+      } else {
+        ctx.net.netSpec(false);
+        await ctx.bootInto(row, false, o.signal);
+      }
+      this.lifetimes.started(row.id);
       return ctx.infoOf(ctx.mustGet(row.id));
     });
   }
@@ -240,17 +263,43 @@ export class WorkspaceService {
     return ctx.serial(row0.id, async () => {
       const row = this.store.get(row0.id);
       if (!row) throw new WorkspaceNotFoundError(input.workspace_id);
-      snaps.checkDestroy(ctx.snap, row); // SNAPSHOT_IN_USE while a fork builds on its snapshots
-      await ctx.stopLive(row.id);
-      const own = this.store.snapshots(row.id);
-      this.store.delete(row.id); // then the files: a crash in between leaves only unreferenced files, swept at startup
-      await Promise.all([
-        snaps.removeFiles(ctx.snap, row, own),
-        rm(path.join(this.config.paths.runDir, 'vm', row.id), { recursive: true, force: true }),
-        removeWorkspaceKey(this.config.paths.dataDir, row.id),
-      ]);
+      await this.destroyNow(row);
       return { workspace_id: row.id, destroyed: true as const };
     });
+  }
+
+  /** destroy, inside the workspace's queue. */
+  private async destroyNow(row: WorkspaceRow): Promise<void> {
+    const ctx = this.ctx;
+    snaps.checkDestroy(ctx.snap, row); // SNAPSHOT_IN_USE while a fork builds on its snapshots
+    await ctx.stopLive(row.id);
+    const own = this.store.snapshots(row.id);
+    this.store.delete(row.id); // then the files: a crash in between leaves only unreferenced files, swept at startup
+    await Promise.all([
+      snaps.removeFiles(ctx.snap, row, own),
+      rm(path.join(this.config.paths.runDir, 'vm', row.id), { recursive: true, force: true }),
+      removeWorkspaceKey(this.config.paths.dataDir, row.id),
+    ]);
+  }
+
+  /** A lifetime rule's stop (lifetimes.ts): as stop, if the rule is still due once the workspace's queue is ours. */
+  private lifetimeStop(id: string, why: 'ttl' | 'idle', due: (row: WorkspaceRow) => boolean): Promise<boolean> {
+    return this.ctx.serial(id, async () => {
+      const row = this.store.get(id);
+      if (!row || !due(row)) return false;
+      this.liveness.forget(id);
+      await this.ctx.stopLive(id);
+      this.store.setLifetime(id, { stopped_by: why });
+      this.progress(`workspace ${row.name}: stopped by its ${why === 'ttl' ? 'TTL' : 'idle stop'} (the disk is kept)`);
+      return true;
+    });
+  }
+
+  /** Changes a workspace's TTL, idle stop or retention (null: back to the [resources] default). */
+  async setLifetime(c: Caller, input: SetLifetimeInput): Promise<LifetimeInfo & { workspace_id: string }> {
+    const row = this.ctx.resolve(c, input.workspace_id);
+    const { workspace_id: _w, ...rest } = input;
+    return this.lifetimes.set(row, rest);
   }
 
   /** A new, independent workspace whose disk starts as the snapshot (taken now if none is named); booted with its own identity. */
@@ -283,6 +332,7 @@ export class WorkspaceService {
         await snaps.forkDisk(ctx.snap, snap, id, o.signal);
         // A memory fork runs the source's guest: its identity and (bridge) its address are made its own before its TAP joins the bridge.
         await ctx.bootInto(row, false, o.signal, memory, (m, net) => freshIdentity(m, row.name, o.signal, net));
+        this.lifetimes.started(id);
       } catch (e) {
         await ctx.rollbackCreate(id);
         throw e;
@@ -312,6 +362,15 @@ export class WorkspaceService {
     const row = this.ctx.resolve(c, input.workspace_id);
     // User mode: the proxy is the only way out, so every command is told about it (the caller's env wins).
     if (this.config.network.mode === 'user') input = { ...input, env: { ...guestProxyEnv(), ...input.env } };
+    const release = this.lifetimes.hold(row.id); // a command in flight is activity until it ends
+    try {
+      return await this.execHeld(c, input, m, row, o);
+    } finally {
+      release();
+    }
+  }
+
+  private async execHeld(c: Caller, input: ExecInput, m: Machine, row: WorkspaceRow, o: ExecHooks): Promise<ExecOutput> {
     const timeoutMs = input.timeout_ms ?? DEFAULT_EXEC_TIMEOUT_MS;
     const detachMs = this.config.server.exec_detach_ms;
     if (o.detach && this.procs.detachable(c, input, timeoutMs, detachMs)) return this.procs.execDetachable(c, input, timeoutMs, detachMs, o);
@@ -347,7 +406,7 @@ export class WorkspaceService {
     return { path: input.path, content: text, encoding, bytes: r.data.length };
   }
 
-  async fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+  private async fileUploadNow(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
     const max = this.config.server.max_transfer_bytes;
     const r = await openConfinedReader(this.config.paths.transferDir, input.host_path, max);
@@ -359,7 +418,7 @@ export class WorkspaceService {
     }
   }
 
-  async fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+  private async fileDownloadNow(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
     const root = this.config.paths.transferDir;
     // A bad destination is refused before any byte leaves the guest; the bytes then stream to a temp
@@ -381,7 +440,7 @@ export class WorkspaceService {
    * bounded by the agent channel's backpressure, the total by [server] max_transfer_bytes. The file appears
    * only if the whole source arrived.
    */
-  async writeStream(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
+  private async writeStreamNow(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
     const m = this.ctx.running(c, input.workspace_id);
     const r = await m.agent.writeFileStream(input.path, source, { mode: input.mode, createParents: true, signal: o.signal, maxBytes: this.config.server.max_transfer_bytes });
     return { path: input.path, bytes: r.bytes };
@@ -391,6 +450,17 @@ export class WorkspaceService {
   async readStream(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<FileStream> {
     const m = this.ctx.running(c, input.workspace_id);
     return m.agent.readFileStream(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
+  }
+
+  // Transfers are activity for as long as they run (lifetimes.ts), like an exec.
+  fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+    return this.held(input.workspace_id, c, () => this.fileUploadNow(c, input, o));
+  }
+  fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
+    return this.held(input.workspace_id, c, () => this.fileDownloadNow(c, input, o));
+  }
+  writeStream(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
+    return this.held(input.workspace_id, c, () => this.writeStreamNow(c, input, source, o));
   }
 
   /** The image catalog: recipes and built images, with sizes and the workspaces' default (as `islet image list`). */
@@ -456,8 +526,10 @@ export class WorkspaceService {
   }
 
   /** Brings a paused workspace back with its processes. */
-  resume(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<WorkspaceInfo> {
-    return this.snapshots.resume(c, input, o);
+  async resume(c: Caller, input: WorkspaceRef, o: OpOptions = {}): Promise<WorkspaceInfo> {
+    const w = await this.snapshots.resume(c, input, o);
+    this.lifetimes.started(w.workspace_id);
+    return { ...w, lifetime: this.lifetimes.info(this.ctx.mustGet(w.workspace_id)) };
   }
 
   // --- background processes (process-ops.ts) ---
@@ -473,12 +545,18 @@ export class WorkspaceService {
 
   /** Output from an offset, optionally waiting for some (follow). */
   processOutput(c: Caller, input: ProcessOutputInput, o: OpOptions = {}): Promise<ProcessOutputOutput> {
-    return this.procs.output(c, input, o);
+    return this.held(input.workspace_id, c, () => this.procs.output(c, input, o));
   }
 
   /** The same as raw bytes in arrival order, for surfaces that print them. */
   processOutputRaw(c: Caller, input: ProcessOutputInput, o: OpOptions = {}): Promise<RawOutput> {
-    return this.procs.outputRaw(c, input, o);
+    return this.held(input.workspace_id, c, () => this.procs.outputRaw(c, input, o));
+  }
+
+  /** A follower waiting for output is a client at work: held like an exec. */
+  private async held<T>(ref: string, c: Caller, fn: () => Promise<T>): Promise<T> {
+    const release = this.lifetimes.hold(this.ctx.resolve(c, ref).id);
+    try { return await fn(); } finally { release(); }
   }
 
   processWrite(c: Caller, input: ProcessWriteInput, o: OpOptions = {}): Promise<ProcessWriteOutput> {
@@ -495,7 +573,7 @@ export class WorkspaceService {
   }
 
   processWait(c: Caller, input: ProcessWaitInput, o: OpOptions = {}): Promise<ProcessInfo> {
-    return this.procs.wait(c, input, o);
+    return this.held(input.workspace_id, c, () => this.procs.wait(c, input, o));
   }
 
   processResize(c: Caller, input: ProcessRef & { cols: number; rows: number }, o: OpOptions = {}): Promise<void> {

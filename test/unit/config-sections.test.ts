@@ -31,6 +31,7 @@ test('defaults of every section', () => {
   assert.deepEqual(c.resources, {
     default_image: 'dev', default_vcpus: 1, default_memory_mb: 256, default_disk_gb: 2,
     max_vcpus: 4, max_memory_mb: 4096, max_disk_gb: 64, max_workspaces: 32, max_workspaces_per_owner: 16,
+    default_ttl_minutes: 0, default_idle_stop_minutes: 0, default_retention_minutes: 0,
   });
   assert.deepEqual(c.network, {
     mode: 'user', bridge_name: 'br-islet', gateway_ip: '10.42.0.1', subnet_prefix: 16,

@@ -20,7 +20,7 @@ const TOOL_METHOD: Record<string, keyof WorkspaceService> = {
   workspace_ip: 'workspaceIp', network_policy: 'networkPolicy', snapshot_create: 'snapshotCreate', snapshot_list: 'snapshotList',
   snapshot_restore: 'snapshotRestore', snapshot_delete: 'snapshotDelete', workspace_fork: 'fork', workspace_pause: 'pause',
   workspace_resume: 'resume', process_start: 'processStart', process_list: 'processList', process_output: 'processOutput',
-  process_write: 'processWrite', process_kill: 'processKill', process_wait: 'processWait',
+  process_write: 'processWrite', process_kill: 'processKill', process_wait: 'processWait', workspace_set_lifetime: 'setLifetime',
 };
 
 /** Every description string in a tool: its own and those of each schema property, at any depth. */

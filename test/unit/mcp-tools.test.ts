@@ -16,6 +16,7 @@ const ws = (id: string, owner: string): WorkspaceInfo => ({
   allow_internet: false, owner, created_at: '2025-01-01T00:00:00Z', updated_at: '2025-01-01T00:00:00Z', pid: 42,
   network: { mode: 'user', ip: '10.0.2.15', forwards: [] }, snapshot_count: 0, error: null, disk_used_bytes: 1024, ssh: null,
   snapshots: [], current_snapshot_id: null,
+  lifetime: { ttl_minutes: 0, idle_stop_minutes: 0, retention_minutes: 0, expires_at: null, idle_stop_at: null, destroy_at: null, last_active_at: null, stopped_by: null },
 });
 
 class FakeService {
@@ -68,7 +69,7 @@ describe('MCP tools over an in-memory client', () => {
       'network_policy', 'port_forward', 'port_forward_remove', 'process_kill', 'process_list', 'process_output', 'process_start',
       'process_wait', 'process_write', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
       'workspace_create', 'workspace_destroy', 'workspace_fork', 'workspace_info', 'workspace_ip', 'workspace_list', 'workspace_pause',
-      'workspace_resume', 'workspace_start', 'workspace_stop']);
+      'workspace_resume', 'workspace_set_lifetime', 'workspace_start', 'workspace_stop']);
     for (const t of tools) {
       assert.ok(t.title && t.description && t.description.length > 40, t.name);
       assert.equal(t.inputSchema.type, 'object', t.name);

@@ -236,6 +236,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
       ['GET /v1/workspaces/{id}/ip', () => raw('GET', `${w}/ip`)],
       ['DELETE /v1/workspaces/{id}/forwards/{host_port}', () => raw('DELETE', `${w}/forwards/47311`)],
       ['PUT /v1/workspaces/{id}/policy', () => raw('PUT', `${w}/policy`, { json: { allowed_ports: [] } })],
+      ['PUT /v1/workspaces/{id}/lifetime', () => raw('PUT', `${w}/lifetime`, { json: { idle_stop_minutes: 0 } })],
       ['POST /v1/workspaces/{id}/snapshots', () => raw('POST', `${w}/snapshots`, { json: { name: 'rs' } })],
       ['GET /v1/workspaces/{id}/snapshots', () => raw('GET', `${w}/snapshots`)],
       ['POST /v1/workspaces/{id}/fork', () => raw('POST', `${w}/fork`, { json: { snapshot: 'rs', name: 'r1-fork' } })],

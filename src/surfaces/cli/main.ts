@@ -3,6 +3,7 @@
 import { Command, CommanderError } from 'commander';
 import { exitCodeFor, toIsletError } from '../../core/errors.js';
 import { registerCheck } from './check.js';
+import { registerCompletion } from './completion.js';
 import { registerDaemon } from './daemon.js';
 import { registerImage } from './image.js';
 import { registerKernel } from './kernel.js';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerWs(program);
   registerImage(program);
   registerKernel(program);
+  registerCompletion(program); // last: it reads the whole tree
   return program;
 }
 

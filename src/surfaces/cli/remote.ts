@@ -4,9 +4,10 @@
 import type { Config } from '../../core/config.js';
 import { IsletError } from '../../core/errors.js';
 import type {
-  CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, SnapshotCreateInput,
-  SnapshotRefInput, WorkspaceRef,
+  CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
+  PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../../core/schemas.js';
+import type { SetLifetimeInput } from '../../core/lifetime-schemas.js';
 import type { ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput } from '../../core/process-schemas.js';
 import { ApiClient } from '../../sdk/api.js';
 import { IsletApiError } from '../../sdk/errors.js';
@@ -96,6 +97,24 @@ export class RemoteService {
   }
   processResize(c: Caller, input: ProcessRef & { cols: number; rows: number }, o: OpOptions = {}) {
     return call(() => this.api(c).processResize(input.workspace_id, input.process_id, input.cols, input.rows, o));
+  }
+
+  setLifetime(c: Caller, input: SetLifetimeInput) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).setLifetime(workspace_id, rest));
+  }
+
+  portForward(c: Caller, input: PortForwardInput, o: OpOptions = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).portForward(workspace_id, rest, o));
+  }
+  portForwardRemove(c: Caller, input: PortForwardRemoveInput, o: OpOptions = {}) {
+    return call(() => this.api(c).portForwardRemove(input.workspace_id, input.host_port, o)) as Promise<{ workspace_id: string; host_port: number; removed: true }>;
+  }
+  workspaceIp(c: Caller, input: WorkspaceRef) { return call(() => this.api(c).ip(input.workspace_id)); }
+  networkPolicy(c: Caller, input: NetworkPolicyInput, o: OpOptions = {}) {
+    const { workspace_id, ...rest } = input;
+    return call(() => this.api(c).networkPolicy(workspace_id, rest, o));
   }
 
   /** Nothing to release: each call is one request. */

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { ConfigSchema, loadConfig } from '../../core/config.js';
 import { InvalidArgumentError } from '../../core/errors.js';
 import { WorkspaceRef } from '../../core/schemas.js';
+import type { LifetimeInfo } from '../../service/lifetimes.js';
 import type { Caller, WorkspaceInfo } from '../../service/types.js';
 import { age } from './format.js';
 import { RemoteService } from './remote.js';
@@ -68,6 +69,17 @@ export function common(cmd: Command): Command {
     .option('-q, --quiet', 'no progress lines on stderr');
 }
 
+/** The lifetime as `ws info` and `ws lifetime` print it: one row per rule that is on. */
+export function lifetimeRows(l: LifetimeInfo | undefined): Array<[string, string]> {
+  if (!l) return [];
+  return [
+    ['ttl', l.ttl_minutes > 0 ? `${l.ttl_minutes} min${l.expires_at ? `, stops at ${l.expires_at}` : ''}` : 'none'],
+    ['idle stop', l.idle_stop_minutes > 0 ? `${l.idle_stop_minutes} min${l.idle_stop_at ? `, at ${l.idle_stop_at} if idle` : ''}` : 'none'],
+    ['retention', l.retention_minutes > 0 ? `${l.retention_minutes} min after a stop${l.destroy_at ? `, destroyed at ${l.destroy_at}` : ''}` : 'none'],
+    ...(l.stopped_by ? [['stopped by', l.stopped_by] as [string, string]] : []),
+  ];
+}
+
 export function infoLines(w: WorkspaceInfo): string {
   const rows: Array<[string, string]> = [
     ['name', w.name], ['id', w.workspace_id], ['state', w.state], ['image', w.image],
@@ -78,6 +90,7 @@ export function infoLines(w: WorkspaceInfo): string {
   ];
   if (w.ssh) rows.push(['ssh', w.ssh.command ?? `user ${w.ssh.user}, key ${w.ssh.private_key_path} (forward a host port to guest port 22 first)`]);
   if (w.error) rows.push(['error', w.error]);
+  rows.push(...lifetimeRows(w.lifetime));
   return rows.map(([k, v]) => `${`${k}:`.padEnd(11)}${v}\n`).join('');
 }
 

@@ -14,6 +14,8 @@ import { readBounded, readFileBounded } from './read-bounded.js';
 import { statusTable } from './status.js';
 import { Common, common, infoLines, int, ref, validate, withService } from './ws-common.js';
 import { execDetached, registerWsProcesses, runOnTerminal } from './ws-process.js';
+import { registerWsLifetime } from './ws-lifetime.js';
+import { registerWsNetwork } from './ws-network.js';
 import { registerWsSnapshots } from './ws-snapshot.js';
 
 function octal(flag: string, v: string | undefined): number | undefined {
@@ -41,10 +43,13 @@ export function registerWs(program: Command): void {
     .option('--vcpus <n>', 'virtual CPUs (default [resources] default_vcpus)')
     .option('--memory <mb>', 'guest memory in MiB (default [resources] default_memory_mb)')
     .option('--disk <gb>', 'disk size in GiB (default [resources] default_disk_gb)')
-    .action(async (f: Common & { name?: string; image?: string; vcpus?: string; memory?: string; disk?: string }) => {
+    .option('--allow-internet', 'let the guest open connections out (default [network] default_allow_internet)')
+    .option('--ttl <minutes>', 'stop it this many minutes after each start, keeping the disk; 0 = never (default [resources] default_ttl_minutes)')
+    .action(async (f: Common & { name?: string; image?: string; vcpus?: string; memory?: string; disk?: string; allowInternet?: boolean; ttl?: string }) => {
       const input = validate(CreateInput, {
         name: f.name, image: f.image, vcpus: int('--vcpus', f.vcpus), memory_mb: int('--memory', f.memory), disk_gb: int('--disk', f.disk),
-      }, { name: '--name', image: '--image', vcpus: '--vcpus', memory_mb: '--memory', disk_gb: '--disk' });
+        allow_internet: f.allowInternet, ttl_minutes: int('--ttl', f.ttl),
+      }, { name: '--name', image: '--image', vcpus: '--vcpus', memory_mb: '--memory', disk_gb: '--disk', ttl_minutes: '--ttl' });
       const w = await withService(f, (svc, c, signal) => svc.create(c, input, { signal }));
       if (f.json) json(w); else process.stdout.write(infoLines(w));
     });
@@ -181,4 +186,6 @@ export function registerWs(program: Command): void {
 
   registerWsSnapshots(ws);
   registerWsProcesses(ws);
+  registerWsLifetime(ws);
+  registerWsNetwork(ws);
 }

@@ -18,6 +18,7 @@ import { createMcpServer, SERVER_INFO } from '../mcp/server.js';
 import { createRestApp, callerOf } from '../rest/app.js';
 import { bearerAuth } from './auth.js';
 import { daemonPaths } from './paths.js';
+import { isPtyUpgrade, PtySockets } from './pty-socket.js';
 
 export const STDIO_BRIDGE_PATH = '/v1/mcp/stdio';
 export const STDIO_UPGRADE = 'islet-mcp-stdio';
@@ -101,7 +102,9 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
     });
   });
   // The stdio bridge: `islet serve` relays its stdin/stdout here, one MCP session per connection.
+  const ptys = new PtySockets(svc);
   unix.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    if (isPtyUpgrade(req)) { ptys.handle(req, socket, head, socketCaller(req)); return; }
     if ((req.url ?? '').split('?')[0] !== STDIO_BRIDGE_PATH || String(req.headers.upgrade).toLowerCase() !== STDIO_UPGRADE) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\n');
       return;
@@ -157,6 +160,16 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
       callerOf.set(req, who.ok ? who.caller : { owner: '-' });
       Promise.resolve(restListener(req, res)).catch(() => { if (!res.headersSent) res.writeHead(500); res.end(); });
     });
+    // Terminals over TCP: the bearer token as for REST; a browser's Origin must be one of [server] allowed_origins.
+    tcp.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      const who = auth(req.headers.authorization);
+      const origin = req.headers.origin;
+      if (!isPtyUpgrade(req) || !who.ok || (origin !== undefined && !config.server.allowed_origins.includes(origin))) {
+        socket.end(`HTTP/1.1 ${!isPtyUpgrade(req) ? '404 Not Found' : !who.ok ? '401 Unauthorized' : '403 Forbidden'}\r\nConnection: close\r\n\r\n`);
+        return;
+      }
+      ptys.handle(req, socket, head, who.caller);
+    });
     track(tcp);
     await listen(tcp, o.tcp.port, o.tcp.host);
     port = (tcp.address() as { port: number }).port;
@@ -170,6 +183,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
   const stop = (why: string): Promise<void> => (stopping ??= (async () => {
     clearInterval(idleTimer);
     for (const b of bridges) b.destroy();
+    ptys.close();
     const closing = [unix, tcp].filter((s): s is Server => s !== undefined).map((s) => new Promise<void>((r) => {
       s.close(() => r());
       s.closeAllConnections();

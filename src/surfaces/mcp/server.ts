@@ -7,6 +7,7 @@ import { guardTools } from './guard.js';
 import { limitsFor } from './limits.js';
 import { register as registerExec } from './tools/exec.js';
 import { register as registerFiles } from './tools/files.js';
+import { register as registerLifetime } from './tools/lifetime.js';
 import { register as registerNetwork } from './tools/network.js';
 import { register as registerProcess } from './tools/process.js';
 import { register as registerSnapshots } from './tools/snapshots.js';
@@ -24,6 +25,7 @@ export function createMcpServer(svc: WorkspaceService, caller: () => Caller): Mc
   const server = new McpServer(SERVER_INFO, { instructions: INSTRUCTIONS });
   guardTools(server, limitsFor(svc));
   registerWorkspace(server, svc, caller);
+  registerLifetime(server, svc, caller);
   registerExec(server, svc, caller);
   registerFiles(server, svc, caller);
   registerNetwork(server, svc, caller);

@@ -9,6 +9,7 @@ import {
   CreateInput, ExecInput, FileDownloadInput, FileUploadInput, ForkInput, GuestPath, ListInput, NetworkPolicyInput, Port, PortForwardInput, SnapshotCreateInput, SnapshotRef,
 } from '../../core/schemas.js';
 import { ProcessKillInput, ProcessStartInput, ProcessWaitInput } from '../../core/process-schemas.js';
+import { SetLifetimeInput } from '../../core/lifetime-schemas.js';
 import type { Caller } from '../../service/types.js';
 import type { WorkspaceService } from '../../service/workspaces.js';
 import { WorkspaceInfoOut } from '../mcp/tools/workspace.js';
@@ -257,6 +258,13 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
     responses: { 200: json(Obj, 'the policy now'), ...errorResponses },
   }), async (c) => send(c, await svc.networkPolicy(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }, { signal: signalOf(c) }), 200));
 
+  app.openapi(createRoute({
+    method: 'put', path: '/v1/workspaces/{id}/lifetime',
+    summary: 'change the TTL, idle stop or retention (minutes; 0 = never, null = the host default, omitted = unchanged)',
+    request: { params: Id, body: { content: { 'application/json': { schema: SetLifetimeInput.omit({ workspace_id: true }) } } } },
+    responses: { 200: json(Obj, 'the lifetime now: values and expires_at / idle_stop_at / destroy_at'), ...errorResponses },
+  }), async (c) => send(c, await svc.setLifetime(caller(c), { ...c.req.valid('json'), workspace_id: c.req.valid('param').id }), 200));
+
   // --- background processes (owned by the guest agent; they outlive this daemon) ---
   const IdProc = Id.extend({ pid: z.coerce.number().int().min(1).max(2 ** 31).openapi({ param: { name: 'pid', in: 'path' } }) });
   const proc = (c: { req: { valid: (k: 'param') => { id: string; pid: number } } }) => {
@@ -313,7 +321,12 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
 
   app.doc31('/v1/openapi.json', {
     openapi: '3.1.0',
-    info: { title: 'islet', version: API_VERSION, description: 'microVM workspaces for AI agents: REST API of the islet daemon' },
+    info: {
+      title: 'islet', version: API_VERSION,
+      description: 'microVM workspaces for AI agents: REST API of the islet daemon. Terminals: GET /v1/workspaces/{id}/processes/{pid}/pty '
+        + 'upgrades to a WebSocket (binary frames: keystrokes in, output out; text frames: {"type":"resize","cols","rows"} and '
+        + '{"type":"signal","signal"} in, {"type":"ready"|"exit"|"error",...} out); see docs/daemon.md, "Terminals"',
+    },
   });
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearer', { type: 'http', scheme: 'bearer' });
   return app;

@@ -20,6 +20,18 @@ export const snapshotFields = {
   has_memory: z.boolean().describe('true: the snapshot also holds the guest\'s memory (taken with include_memory), so restoring or forking it resumes its processes'),
 };
 
+/** TTL, idle stop and retention: the values in force and when each will act. */
+export const lifetimeFields = {
+  ttl_minutes: z.number().describe('a running workspace stops this long after it was created, started or resumed; 0 = never'),
+  idle_stop_minutes: z.number().describe('it stops after this long with no exec, process output or tool call on it; 0 = never'),
+  retention_minutes: z.number().describe('a stopped workspace is destroyed this long after it stopped; 0 = never'),
+  expires_at: z.string().nullable().describe('ISO 8601: when the TTL stops it (null: not running, or no TTL)'),
+  idle_stop_at: z.string().nullable().describe('ISO 8601: when it stops if nothing happens before (moves with activity)'),
+  destroy_at: z.string().nullable().describe('ISO 8601: when the retention destroys it (stopped workspaces only)'),
+  last_active_at: z.string().nullable().describe('ISO 8601: the last activity seen'),
+  stopped_by: z.enum(['ttl', 'idle']).nullable().describe('set when a lifetime rule stopped it; cleared when it starts'),
+};
+
 export const workspaceFields = {
   workspace_id: z.string().describe('stable id (ws-...); use it in every other tool'),
   name: z.string(),
@@ -53,6 +65,7 @@ export const workspaceFields = {
     command: z.string().nullable().describe('ready to run once a forward exists'),
     hint: z.string(),
   }).nullable().describe('SSH login when the image runs sshd (e.g. agent-ready); null otherwise. Needs a port_forward to guest port 22'),
+  lifetime: z.object(lifetimeFields).describe('when the workspace stops or is destroyed by itself (change with workspace_set_lifetime)'),
 };
 export const WorkspaceInfoOut = z.object(workspaceFields);
 const destroyedFields = { workspace_id: z.string(), destroyed: z.literal(true) };
@@ -73,7 +86,9 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     title: 'Create a workspace',
     description:
       'Creates an isolated Linux microVM workspace, boots it and waits until it is ready (usually a few seconds, longer '
-      + 'under emulation). Returns its workspace_id and state "running". The workspace persists until workspace_destroy; '
+      + 'under emulation). Returns its workspace_id and state "running". The workspace persists until workspace_destroy, '
+      + 'but may stop by itself (disk kept) after ttl_minutes or when idle, as the host configures: see lifetime in the '
+      + 'result and workspace_set_lifetime; '
       + 'its network is private: with allow_internet=false (the default) the guest can reach nothing outside (with true: '
       + 'the internet, never this host), and only '
       + 'port_forward lets the host reach it. Next: exec to run commands, file_write/file_read to move text, file_upload/file_download '
@@ -137,8 +152,8 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
   server.registerTool('workspace_info', {
     title: 'Describe a workspace',
     description:
-      'Returns one workspace\'s state, resources (vCPUs, memory, disk size and host disk use), network, snapshot count '
-      + 'and, if it failed, why.',
+      'Returns one workspace\'s state, resources (vCPUs, memory, disk size and host disk use), network, snapshot count, '
+      + 'lifetime (when it stops by TTL or idleness, or is destroyed after being stopped) and, if it failed, why.',
     inputSchema: WorkspaceRef.shape,
     outputSchema: workspaceFields,
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
