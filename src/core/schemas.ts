@@ -146,11 +146,13 @@ export const NetworkPolicyInput = z.object({
   allowed_ports: PortList.optional()
     .describe('bridge mode: guest TCP ports other guests and the host may connect to ([] closes them all); omit to keep them'),
   allowed_domains: DomainList.optional()
-    .describe('bridge mode, with allow_internet: limit egress to these names ("*.example.com" for any name under it): the guest '
-      + 'resolves only them and connects only to the addresses they resolve to. [] removes the limit; omit to keep it'),
+    .describe('user and bridge mode, with allow_internet: limit egress to these names ("*.example.com" for any name under it); '
+      + 'in user mode the egress proxy refuses other names, in bridge mode the guest resolves only them and connects only to the '
+      + 'addresses they resolve to. [] removes the limit; omit to keep it'),
   restart: z.boolean().optional()
-    .describe('user mode: on a running workspace, apply an allow_internet change by restarting its VM (processes die; files and '
-      + 'port forwards are kept); without it such a change fails with STATE_CONFLICT. Bridge mode applies every change live'),
+    .describe('rarely needed: user and bridge mode apply every change to a running workspace live, processes untouched. Only with '
+      + '[network] mode = "none" does an allow_internet change on a running workspace need restart: true (the VM restarts; files and '
+      + 'port forwards are kept); without it that change fails with STATE_CONFLICT'),
 });
 export type NetworkPolicyInput = z.infer<typeof NetworkPolicyInput>;
 
