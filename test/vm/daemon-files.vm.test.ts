@@ -58,8 +58,9 @@ describe('daemon file bodies, streamed', { timeout: 900_000 }, () => {
     assert.equal(got.digest('hex'), want, 'read back byte-exact');
     const grew = peakMiB(pid) - before;
     t.diagnostic(`daemon peak RSS ${before.toFixed(1)} → ${(before + grew).toFixed(1)} MiB over a ${size >> 20} MiB write and read`);
-    // A buffered body would raise the peak by at least its size; streamed, it is a few windows.
-    assert.ok(grew < 64, `daemon peak RSS grew by ${grew.toFixed(1)} MiB for a ${size >> 20} MiB round trip`);
+    // Buffered, the body's chunks and their concatenation are alive at once: at least twice its size (320 MiB).
+    // Streamed, the live data is a few windows; the rest is garbage V8 collects lazily (up to ~75 MiB was seen).
+    assert.ok(grew < 128, `daemon peak RSS grew by ${grew.toFixed(1)} MiB for a ${size >> 20} MiB round trip`);
   });
 
   test('an over-limit body is FILE_TOO_LARGE (with and without Content-Length) and leaves no file', async () => {
