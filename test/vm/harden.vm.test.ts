@@ -15,7 +15,8 @@ import * as calls from './mcp-calls.js';
 import { SLOW } from './mcp-calls.js';
 import { vmEnv } from './factory.js';
 
-const env = vmEnv('harden', { pool: { enabled: false }, server: { stdio_owner: 'harden' } });
+// 64 MiB: the 64 MiB download fits, the 70 MiB one is FILE_TOO_LARGE.
+const env = vmEnv('harden', { pool: { enabled: false }, server: { stdio_owner: 'harden', max_transfer_bytes: 64 << 20 } });
 const transferDir = env.config.paths.transferDir;
 mkdirSync(transferDir, { recursive: true });
 const cfgFile = env.cfgFile;
