@@ -11,32 +11,9 @@ export interface WriteFileOptions {
   signal?: AbortSignal;
 }
 
-export async function writeGuestFile(client: AgentClient, path: string, data: Buffer, o: WriteFileOptions = {}): Promise<{ bytes: number }> {
-  let id: number | undefined;
-  const reply = new Promise<Record<string, unknown>>((resolve, reject) => {
-    id = client.register({
-      onFrame(f) {
-        if (f.type === FrameType.OK) return done(() => resolve(decodeJson(f)));
-        if (f.type === FrameType.ERROR) return done(() => reject(guestErrorFrom(decodeJson(f), `write ${path}`)));
-      },
-      fail: (e) => done(() => reject(e)),
-    }, reject);
-    const done = (settle: () => void) => { if (id !== undefined) client.unregister(id); settle(); };
-  });
-  if (id === undefined) return reply.then(() => ({ bytes: 0 }));
-  try {
-    await client.write(encodeJson(FrameType.FILE_WRITE, id, {
-      path, mode: o.mode ?? 0o644, createParents: o.createParents ?? false, append: o.append ?? false,
-    }));
-    await client.writeData(id, Stream.STDIN, data, o.signal);
-  } catch (e) {
-    client.unregister(id);
-    // The guest discards a write that never saw EOF when the link resets;
-    // a cancelled write is ended by closing the request on our side only.
-    throw e;
-  }
-  const v = await withSignal(reply, o.signal, 'file write');
-  return { bytes: typeof v.bytes === 'number' ? v.bytes : data.length };
+/** Writes a whole buffer: the streamed write with one piece (so a cancelled one is discarded in the guest too). */
+export function writeGuestFile(client: AgentClient, path: string, data: Buffer, o: WriteFileOptions = {}): Promise<{ bytes: number }> {
+  return writeGuestFileStream(client, path, [data], { ...o, maxBytes: data.length });
 }
 
 export interface ReadFileOptions {
