@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
-import { decodeContent, encodeBytes, execStreams } from '../core/encoding.js';
+import { execStreams } from '../core/encoding.js';
 import { FileTooLargeError, firstLine, IsletError, QuotaExceededError, WorkspaceNotFoundError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
 import type {
@@ -17,13 +17,13 @@ import type {
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../core/schemas.js';
 import { newWorkspaceId } from '../core/schemas.js';
-import { openConfinedReader, openConfinedWriter } from '../host/confine.js';
 import { guestProxyEnv } from '../net/egress.js';
 import { ensureEgressHelper } from '../net/egress-build.js';
 import type {
   ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput, ProcessWriteInput,
 } from '../core/process-schemas.js';
 import { acquireLock, Lock } from './lock.js';
+import { FileOps } from './file-ops.js';
 import { NetworkOps } from './network-ops.js';
 import { ProcessInfo, ProcessListOutput, ProcessOps, ProcessOutputOutput, ProcessWriteOutput, RawOutput } from './process-ops.js';
 import type { Machine } from './machine.js';
@@ -51,13 +51,13 @@ import type {
 
 
 const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
-const DEFAULT_READ_MAX = 1 << 20;
 
 export class WorkspaceService {
   private readonly ctx: WorkspaceContext;
   private readonly net: NetworkOps;
   private readonly snapshots: SnapshotOps;
   private readonly procs: ProcessOps;
+  private readonly files: FileOps;
   private readonly liveness = new Liveness();
   /** TTL, idle stop and retention (lifetimes.ts); its timer runs while the service is open. */
   readonly lifetimes: Lifetimes;
@@ -71,6 +71,7 @@ export class WorkspaceService {
     this.net = new NetworkOps(this.ctx);
     this.snapshots = new SnapshotOps(this.ctx);
     this.procs = new ProcessOps(this.ctx);
+    this.files = new FileOps(this.ctx);
     this.lifetimes = new Lifetimes(this.ctx, {
       stop: (id, why, due) => this.lifetimeStop(id, why, due),
       destroy: (id, due) => this.ctx.serial(id, async () => {
@@ -392,75 +393,26 @@ export class WorkspaceService {
     };
   }
 
-  async fileWrite(c: Caller, input: FileWriteInput, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
-    const m = this.ctx.running(c, input.workspace_id);
-    const data = decodeContent(input.content, input.encoding ?? 'utf8');
-    const r = await m.agent.writeFile(input.path, data, { mode: input.mode, createParents: input.create_parents ?? true, signal: o.signal });
-    return { path: input.path, bytes: r.bytes };
+  fileWrite(c: Caller, input: FileWriteInput, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
+    return this.files.write(c, input, o);
   }
-
-  async fileRead(c: Caller, input: FileReadInput, o: OpOptions = {}): Promise<{ path: string; content: string; encoding: 'utf8' | 'base64'; bytes: number }> {
-    const m = this.ctx.running(c, input.workspace_id);
-    const r = await m.agent.readFile(input.path, { maxBytes: input.max_bytes ?? DEFAULT_READ_MAX, signal: o.signal });
-    const { text, encoding } = encodeBytes(r.data, input.encoding ?? 'utf8'); // binary asked as utf8 comes back as base64
-    return { path: input.path, content: text, encoding, bytes: r.data.length };
+  fileRead(c: Caller, input: FileReadInput, o: OpOptions = {}): Promise<{ path: string; content: string; encoding: 'utf8' | 'base64'; bytes: number }> {
+    return this.files.read(c, input, o);
   }
-
-  private async fileUploadNow(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
-    const m = this.ctx.running(c, input.workspace_id);
-    const max = this.config.server.max_transfer_bytes;
-    const r = await openConfinedReader(this.config.paths.transferDir, input.host_path, max);
-    try {
-      const w = await m.agent.writeFileStream(input.guest_path, r.chunks(), { mode: input.mode, createParents: true, signal: o.signal, maxBytes: max });
-      return { host_path: r.abs, guest_path: input.guest_path, bytes: w.bytes };
-    } finally {
-      await r.fh.close();
-    }
+  /** A guest file streamed out (REST bodies) a window at a time; its size is known before the first chunk. */
+  readStream(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<FileStream> {
+    return this.files.readStream(c, input, o);
   }
-
-  private async fileDownloadNow(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
-    const m = this.ctx.running(c, input.workspace_id);
-    const root = this.config.paths.transferDir;
-    // A bad destination is refused before any byte leaves the guest; the bytes then stream to a temp
-    // file that replaces the destination only when the whole read succeeded.
-    const w = await openConfinedWriter(root, input.host_path, input.overwrite ?? false);
-    try {
-      const r = await m.agent.readFileStream(input.guest_path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
-      for await (const chunk of r.chunks) await w.write(chunk); // the disk paces the guest: a window in memory at most
-    } catch (e) {
-      await w.abort();
-      throw e;
-    }
-    const { abs, bytes } = await w.commit();
-    return { host_path: abs, guest_path: input.guest_path, bytes };
-  }
-
-  /**
-   * A guest file from a source of any length (REST bodies), streamed: raw bytes, no text encoding, memory
-   * bounded by the agent channel's backpressure, the total by [server] max_transfer_bytes. The file appears
-   * only if the whole source arrived.
-   */
-  private async writeStreamNow(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
-    const m = this.ctx.running(c, input.workspace_id);
-    const r = await m.agent.writeFileStream(input.path, source, { mode: input.mode, createParents: true, signal: o.signal, maxBytes: this.config.server.max_transfer_bytes });
-    return { path: input.path, bytes: r.bytes };
-  }
-
-  /** A guest file streamed out (REST bodies) a window at a time, up to [server] max_transfer_bytes; its size is known before the first chunk. */
-  async readStream(c: Caller, input: { workspace_id: string; path: string }, o: OpOptions = {}): Promise<FileStream> {
-    const m = this.ctx.running(c, input.workspace_id);
-    return m.agent.readFileStream(input.path, { maxBytes: this.config.server.max_transfer_bytes, signal: o.signal });
-  }
-
   // Transfers are activity for as long as they run (lifetimes.ts), like an exec.
   fileUpload(c: Caller, input: FileUploadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
-    return this.held(input.workspace_id, c, () => this.fileUploadNow(c, input, o));
+    return this.held(input.workspace_id, c, () => this.files.upload(c, input, o));
   }
   fileDownload(c: Caller, input: FileDownloadInput, o: OpOptions = {}): Promise<{ host_path: string; guest_path: string; bytes: number }> {
-    return this.held(input.workspace_id, c, () => this.fileDownloadNow(c, input, o));
+    return this.held(input.workspace_id, c, () => this.files.download(c, input, o));
   }
+  /** A guest file from a source of any length (REST bodies); it appears only if the whole source arrived. */
   writeStream(c: Caller, input: { workspace_id: string; path: string; mode?: number }, source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, o: OpOptions = {}): Promise<{ path: string; bytes: number }> {
-    return this.held(input.workspace_id, c, () => this.writeStreamNow(c, input, source, o));
+    return this.held(input.workspace_id, c, () => this.files.writeStream(c, input, source, o));
   }
 
   /** The image catalog: recipes and built images, with sizes and the workspaces' default (as `islet image list`). */
