@@ -1,7 +1,7 @@
 // HTTP to the islet daemon over its unix socket or TCP, on node:http (which
 // speaks to unix sockets natively). Error bodies {code, message, hint} become
 // the SDK's error classes; a dropped connection becomes DaemonUnavailableError.
-import { request, type IncomingMessage } from 'node:http';
+import { request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errorFromBody, IsletApiError } from './errors.js';
@@ -23,6 +23,10 @@ export interface CallOptions {
   body?: Buffer | AsyncIterable<Uint8Array>;
   signal?: AbortSignal;
 }
+
+/** Bodies larger than this ask first (Expect: 100-continue); smaller ones cost a round trip less. */
+const EXPECT_CONTINUE_OVER = 1 << 20;
+const CONTINUE_WAIT_MS = 2_000;
 
 /** Bounds what the SDK buffers from one JSON reply. */
 const MAX_JSON_REPLY = 64 << 20;
@@ -50,25 +54,50 @@ export class Transport {
       headers['content-type'] = 'application/octet-stream';
     }
     if (payload) headers['content-length'] = String(payload.length);
+    // A large body waits for the daemon's 100 Continue, so a refusal (413, an unknown workspace) arrives
+    // before any byte is sent: refused mid-body, the closing connection could reset the request before
+    // its response was read, and the caller would see an unreachable daemon instead of the error.
+    const waits = stream !== undefined || (payload !== undefined && payload.length > EXPECT_CONTINUE_OVER);
+    if (waits) headers.expect = '100-continue';
     const target = this.endpoint.socketPath
       ? { socketPath: this.endpoint.socketPath, path: pathWithQuery, host: 'localhost' }
       : (() => { const u = new URL(pathWithQuery, this.endpoint.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
+    let req: ClientRequest | undefined;
+    let started = false;
     const res = await new Promise<IncomingMessage>((resolve, reject) => {
       // A fresh connection per request: a kept-alive socket the daemon is closing (idle timeout, restart)
       // would fail a request with ECONNRESET that never reached it; local connections cost little.
-      const req = request({ ...target, method, headers, signal: o.signal, agent: false }, resolve);
-      req.once('error', (e) => reject(o.signal?.aborted ? e : IsletApiError.unavailable(e)));
-      if (!stream) {
-        req.end(payload);
-        return;
-      }
-      // The daemon may answer early (an error status) while the body still flows: the response settles the call;
-      // a source that fails ends the request, which the daemon sees as a cut body and discards.
-      pipeline(Readable.from(stream, { objectMode: false }), req).catch((e: unknown) => {
-        req.destroy(e as Error);
-        reject(e);
-      });
+      const r = request({ ...target, method, headers, signal: o.signal, agent: false }, resolve);
+      req = r;
+      r.once('error', (e) => reject(o.signal?.aborted ? e : IsletApiError.unavailable(e)));
+      const start = () => {
+        if (started) return;
+        started = true;
+        clearTimeout(fallback);
+        if (!stream) {
+          r.end(payload);
+          return;
+        }
+        // The daemon may answer early (an error status) while the body still flows: the response settles the call;
+        // a source that fails ends the request, which the daemon sees as a cut body and discards.
+        pipeline(Readable.from(stream, { objectMode: false }), r).catch((e: unknown) => {
+          r.destroy(e as Error);
+          reject(e);
+        });
+      };
+      let fallback: NodeJS.Timeout | undefined;
+      if (!waits) { start(); return; }
+      // RFC 9110 §10.1.1: do not wait for ever on a server (or proxy) that ignores Expect.
+      fallback = setTimeout(start, CONTINUE_WAIT_MS);
+      r.once('continue', start);
+      r.once('response', () => clearTimeout(fallback));
+      r.flushHeaders();
     });
+    if (!started) {
+      // Answered before the body was asked for: it will never be sent.
+      (stream as { destroy?: () => void } | undefined)?.destroy?.();
+      res.once('end', () => req?.destroy());
+    }
     if (res.statusCode !== undefined && res.statusCode >= 400) {
       const text = (await readAll(res, 1 << 20)).toString('utf8');
       let body: unknown;

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
+import { FileTooLargeError } from '../../src/sdk/errors.js';
+import { Transport } from '../../src/sdk/transport.js';
 import { bounded } from '../../src/surfaces/daemon/daemon.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -40,6 +42,34 @@ test('a stalled body is cut; a flowing one and a slow reply are not', async () =
     assert.equal(flowing, 'ok 5000');
     const stalled = await post(async (req) => { req.write(Buffer.alloc(1000)); await sleep(2000); req.end(); });
     assert.match(stalled, /^error (ECONNRESET|socket hang up)/);
+  } finally {
+    server.close();
+  }
+});
+
+test('a large body asks first: one over the bound is refused before a byte is sent, others flow', async () => {
+  const max = 4 << 20;
+  let bodies = 0;
+  const server = bounded(createServer(async (req, res) => {
+    bodies++;
+    let n = 0;
+    for await (const c of req) n += (c as Buffer).length;
+    res.setHeader('content-type', 'application/json');
+    res.end(JSON.stringify({ n }));
+  }), 1000, max);
+  let received = 0;
+  server.on('connection', (s) => s.on('data', (d: Buffer) => { received += d.length; }));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const t = new Transport({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` });
+  try {
+    received = 0;
+    await assert.rejects(t.json('PUT', '/f', { body: Buffer.alloc(max + 1) }), FileTooLargeError);
+    assert.equal(bodies, 0, 'the handler never ran');
+    assert.ok(received < 64 << 10, `only headers reached the server (${received} bytes)`);
+    assert.deepEqual(await t.json('PUT', '/f', { body: Buffer.alloc(max) }), { n: max });
+    async function* chunks() { for (let i = 0; i < 8; i++) yield Buffer.alloc(1 << 20); }
+    assert.deepEqual(await t.json('PUT', '/f', { body: chunks() }), { n: 8 << 20 }, 'a stream has no declared size and flows');
+    assert.deepEqual(await t.json('PUT', '/f', { body: Buffer.from('small') }), { n: 5 });
   } finally {
     server.close();
   }

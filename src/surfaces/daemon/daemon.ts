@@ -3,19 +3,20 @@
 // on a unix socket in the run dir (the file mode is the authentication) and,
 // with [server] daemon_tcp, on http_host:http_port (bearer tokens).
 import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import os from 'node:os';
 import { getRequestListener } from '@hono/node-server';
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import type { Config } from '../../core/config.js';
-import { InvalidArgumentError } from '../../core/errors.js';
+import { FileTooLargeError, InvalidArgumentError } from '../../core/errors.js';
 import type { Progress } from '../../core/progress.js';
 import type { Caller } from '../../service/types.js';
 import { WorkspaceService } from '../../service/workspaces.js';
 import { assertSafeBind, createMcpHttpHandler, MAX_BODY_BYTES, MCP_PATH } from '../mcp/http.js';
 import { createMcpServer, SERVER_INFO } from '../mcp/server.js';
 import { createRestApp, callerOf } from '../rest/app.js';
+import { statusFor } from '../rest/status.js';
 import { bearerAuth } from './auth.js';
 import { daemonPaths } from './paths.js';
 import { isPtyUpgrade, PtySockets } from './pty-socket.js';
@@ -83,7 +84,7 @@ export async function runDaemon(config: Config, o: { progress?: Progress; tcp?: 
 
   let active = 0;
   let lastActive = Date.now();
-  const track = (server: Server) => bounded(server).on('connection', (s: Socket) => {
+  const track = (server: Server) => bounded(server, BODY_IDLE_MS, config.server.max_transfer_bytes).on('connection', (s: Socket) => {
     active++;
     s.once('close', () => { active--; lastActive = Date.now(); });
   });
@@ -216,9 +217,21 @@ export const BODY_IDLE_MS = 60_000;
  * stream and may be large; instead one that stalls for BODY_IDLE_MS is cut. Once the body
  * is in, the reply (a long exec's stream) may take as long as the operation does.
  */
-export function bounded(server: Server, bodyIdleMs = BODY_IDLE_MS): Server {
+export function bounded(server: Server, bodyIdleMs = BODY_IDLE_MS, maxBodyBytes = Number.MAX_SAFE_INTEGER): Server {
   server.headersTimeout = 30_000;
   server.requestTimeout = 0;
+  // `Expect: 100-continue` (the SDK sends it with large bodies): a declared size over the bound is refused
+  // before the client sends a byte. Refused after the body began, the client may still be writing when the
+  // connection closes and see a reset instead of the 413.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (Number(req.headers['content-length'] ?? 0) > maxBodyBytes) {
+      const err = new FileTooLargeError(`request body over ${maxBodyBytes} bytes`, 'raise [server] max_transfer_bytes', { max: maxBodyBytes });
+      res.writeHead(statusFor(err.code), { 'Content-Type': 'application/json', Connection: 'close' }).end(JSON.stringify(err.toJSON()));
+      return;
+    }
+    res.writeContinue();
+    server.emit('request', req, res);
+  });
   server.on('request', (req: IncomingMessage) => {
     if (req.complete) return;
     req.setTimeout(bodyIdleMs, () => req.destroy(new Error('request body stalled')));

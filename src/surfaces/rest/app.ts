@@ -4,7 +4,7 @@
 import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
 import type { HttpBindings } from '@hono/node-server';
 import { z } from 'zod';
-import { InvalidArgumentError, IsletError, toIsletError } from '../../core/errors.js';
+import { FileTooLargeError, InvalidArgumentError, IsletError, toIsletError } from '../../core/errors.js';
 import {
   CreateInput, ExecInput, FileDownloadInput, FileUploadInput, ForkInput, GuestPath, ListInput, NetworkPolicyInput, Port, PortForwardInput, SnapshotCreateInput, SnapshotRef,
 } from '../../core/schemas.js';
@@ -332,7 +332,7 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
   return app;
 }
 
-const tooLarge = (max: number) => new IsletError('FILE_TOO_LARGE', `request body over ${max} bytes`, 'raise [server] max_transfer_bytes', { max });
+const tooLarge = (max: number) => new FileTooLargeError(`request body over ${max} bytes`, 'raise [server] max_transfer_bytes', { max });
 
 /** Reads a request body up to max bytes, refusing (413) as soon as it passes the bound. */
 async function readBody(req: AsyncIterable<unknown> & { headers: Record<string, unknown> }, max: number): Promise<Buffer> {
