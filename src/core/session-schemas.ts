@@ -36,8 +36,14 @@ export const SessionCreateInput = z.object({
 }).strict();
 export type SessionCreateInput = z.infer<typeof SessionCreateInput>;
 
+export const SESSION_STATES = ['creating', 'ready', 'failed', 'stopped'] as const;
+export type SessionState = typeof SESSION_STATES[number];
+
+export const SessionListInput = z.object({
+  state: z.enum(SESSION_STATES).optional().describe('only sessions in this state'),
+}).strict();
+export type SessionListInput = z.infer<typeof SessionListInput>;
+
 export const SessionRef = z.object({ sessionId: SessionId }).strict();
 export type SessionRef = z.infer<typeof SessionRef>;
 
-export const SESSION_STATES = ['creating', 'ready', 'failed', 'stopped'] as const;
-export type SessionState = typeof SESSION_STATES[number];

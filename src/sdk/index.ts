@@ -8,7 +8,7 @@
 import type { Readable } from 'node:stream';
 import { loadConfig } from '../core/config.js';
 import type { CreateInput, ListInput } from '../core/schemas.js';
-import type { SessionCreateInput } from '../core/session-schemas.js';
+import type { SessionCreateInput, SessionListInput } from '../core/session-schemas.js';
 import type { WorkspaceInfo } from '../service/types.js';
 import { ensureDaemon } from '../surfaces/daemon/connect.js';
 import { ApiClient, type ExecResult, type ExecStreamHooks } from './api.js';
@@ -45,7 +45,7 @@ export class Islet {
    */
   readonly sessions = {
     create: async (input: SessionCreateInput, o: { signal?: AbortSignal } = {}) => (await this.client()).sessionCreate(input, o),
-    list: async () => (await this.client()).sessionList(),
+    list: async (input: SessionListInput = {}) => (await this.client()).sessionList(input),
     get: async (id: string) => (await this.client()).sessionGet(id),
     delete: async (id: string, o: { signal?: AbortSignal } = {}) => (await this.client()).sessionDelete(id, o),
   };

@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { GuestStepError, InvalidArgumentError, IsletError, firstLine } from '../core/errors.js';
 import type { CreateInput, ExecInput, PortForwardInput, WorkspaceRef } from '../core/schemas.js';
-import { SESSION_ID, SessionCreateInput, type SessionRef, SessionState } from '../core/session-schemas.js';
+import { SESSION_ID, SessionCreateInput, type SessionListInput, type SessionRef, SessionState } from '../core/session-schemas.js';
 import { SessionNotFoundError } from '../core/errors.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { fetchRepo, redactUrl, removeTree } from './repo-fetch.js';
@@ -238,9 +238,9 @@ export class Sessions {
     return this.infoOf(this.settle(this.resolve(c, ref)));
   }
 
-  async list(c: Caller): Promise<SessionInfo[]> {
-    const rows = c.admin ? this.rows.all() : this.rows.byOwner(c.owner);
-    return Promise.all(rows.map((r) => this.infoOf(this.settle(r))));
+  async list(c: Caller, input: SessionListInput = {}): Promise<SessionInfo[]> {
+    const rows = (c.admin ? this.rows.all() : this.rows.byOwner(c.owner)).map((r) => this.settle(r));
+    return Promise.all(rows.filter((r) => !input.state || r.state === input.state).map((r) => this.infoOf(r)));
   }
 
   /** Stops OpenCode, destroys the workspace (its disk, forwards and key with it), and forgets the session. */

@@ -25,7 +25,7 @@ import type {
 import { acquireLock, Lock } from './lock.js';
 import { FileOps } from './file-ops.js';
 import { type SessionInfo, type SessionOptions, Sessions } from './sessions.js';
-import type { SessionCreateInput, SessionRef } from '../core/session-schemas.js';
+import type { SessionCreateInput, SessionListInput, SessionRef } from '../core/session-schemas.js';
 import { NetworkOps } from './network-ops.js';
 import { ProcessInfo, ProcessListOutput, ProcessOps, ProcessOutputOutput, ProcessWriteOutput, RawOutput } from './process-ops.js';
 import type { Machine } from './machine.js';
@@ -544,7 +544,7 @@ export class WorkspaceService {
   sessionCreate(c: Caller, input: SessionCreateInput, o: OpOptions = {}): Promise<SessionInfo> {
     return this.sessions.create(c, input, o);
   }
-  sessionList(c: Caller): Promise<SessionInfo[]> { return this.sessions.list(c); }
+  sessionList(c: Caller, input: SessionListInput = {}): Promise<SessionInfo[]> { return this.sessions.list(c, input); }
   sessionGet(c: Caller, input: SessionRef): Promise<SessionInfo> { return this.sessions.get(c, input); }
   /** Stops OpenCode and destroys the session's workspace; the session is forgotten. */
   sessionDestroy(c: Caller, input: SessionRef, o: OpOptions = {}): Promise<{ sessionId: string; deleted: true }> {

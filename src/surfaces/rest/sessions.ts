@@ -5,7 +5,7 @@
 import { type OpenAPIHono, createRoute } from '@hono/zod-openapi';
 import type { HttpBindings } from '@hono/node-server';
 import { z } from 'zod';
-import { SESSION_STATES, SessionCreateInput, SessionId } from '../../core/session-schemas.js';
+import { SESSION_STATES, SessionCreateInput, SessionId, SessionListInput } from '../../core/session-schemas.js';
 import type { Caller } from '../../service/types.js';
 import type { WorkspaceService } from '../../service/workspaces.js';
 
@@ -45,8 +45,9 @@ export function registerSessionRoutes(app: App, svc: WorkspaceService, h: {
   }), async (c) => h.send(c as never, await svc.sessionCreate(h.caller(c), c.req.valid('json'), { signal: h.signalOf(c) }), 201));
   app.openapi(createRoute({
     method: 'get', path: '/api/agent/sessions', summary: 'the caller\'s agent sessions',
+    request: { query: SessionListInput },
     responses: { 200: h.json(z.object({ sessions: z.array(SessionOut) }), 'sessions'), ...errors },
-  }), async (c) => h.send(c as never, { sessions: await svc.sessionList(h.caller(c)) }, 200));
+  }), async (c) => h.send(c as never, { sessions: await svc.sessionList(h.caller(c), c.req.valid('query')) }, 200));
   app.openapi(createRoute({
     method: 'get', path: '/api/agent/sessions/{id}', summary: 'one agent session, with its current state',
     request: { params: IdParam }, responses: { 200: h.json(SessionOut, 'the session'), ...errors },

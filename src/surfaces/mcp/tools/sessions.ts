@@ -1,7 +1,7 @@
 // Agent session tools: session_create, session_list, session_get, session_destroy (src/service/sessions.ts).
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
-import { SESSION_STATES, SessionCreateInput, SessionRef } from '../../../core/session-schemas.js';
+import { SESSION_STATES, SessionCreateInput, SessionListInput, SessionRef } from '../../../core/session-schemas.js';
 import type { Caller } from '../../../service/types.js';
 import type { WorkspaceService } from '../../../service/workspaces.js';
 import { toToolResult } from '../result.js';
@@ -43,11 +43,11 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
 
   server.registerTool('session_list', {
     title: 'List agent sessions',
-    description: 'Lists your agent sessions with their state, OpenCode URL and password, and workspace.',
-    inputSchema: {},
+    description: 'Lists your agent sessions (optionally only those in one state) with their state, OpenCode URL and password, and workspace.',
+    inputSchema: SessionListInput.shape,
     outputSchema: { sessions: z.array(z.object(sessionFields)) },
     annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
-  }, () => toToolResult(async () => ({ sessions: await svc.sessionList(callerOf()) }), {
+  }, (args) => toToolResult(async () => ({ sessions: await svc.sessionList(callerOf(), args) }), {
     output: { sessions: z.array(z.object(sessionFields)) },
     summary: (o) => (o.sessions as Array<Record<string, unknown>>).map(summary).join('\n') || 'no sessions',
   }));
