@@ -3,7 +3,7 @@
 // catalog (or the named ones) through the CLI, then prints one line per image
 // with its size, build time and verify result. Exit 1 if any build or check
 // fails. Then the acceptance tests of heavy images (agent-ready: SSH with
-// per-workspace keys, OpenCode on 4096), with ISLET_IMAGE_TESTS=1.
+// per-workspace keys, OpenCode on 4096, agent sessions with OpenCode), with ISLET_IMAGE_TESTS=1.
 // Slow (full mmdebstrap per image, minutes of TCG): not part of `npm test`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
@@ -44,7 +44,10 @@ let ok = rows.every((r) => /^(\d+)\/\1 checks passed$/.test(r[4]));
 
 // Acceptance tests that need a heavy image: run here, after the image is built
 // and verified, instead of in `npm test` (where they skip and say why).
-const acceptance = [{ image: 'agent-ready', file: 'dist/test/vm/agent-ready.vm.test.js' }];
+const acceptance = [
+  { image: 'agent-ready', file: 'dist/test/vm/agent-ready.vm.test.js' },
+  { image: 'agent-ready', file: 'dist/test/vm/sessions-opencode.vm.test.js' },
+];
 for (const a of acceptance.filter((x) => todo.includes(x.image))) {
   const built = rows.find((r) => r[0] === a.image && r[1] !== '-');
   if (!built) {

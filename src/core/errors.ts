@@ -29,6 +29,8 @@ export const ERROR_CODES = [
   'FILE_NOT_FOUND',
   'FILE_TOO_LARGE',
   'PATH_OUTSIDE_ALLOWED',
+  'SESSION_NOT_FOUND',
+  'REPO_CLONE_FAILED',
   'CANCELLED',
   'INTERNAL',
 ] as const;
@@ -261,6 +263,20 @@ export class SnapshotInUseError extends IsletError {
   }
 }
 
+/** One agent session, unknown or another owner's (as for workspaces, the two look the same). */
+export class SessionNotFoundError extends IsletError {
+  constructor(ref: string) {
+    super('SESSION_NOT_FOUND', `no session "${ref}"`, 'list yours with session_list (or `islet session list`)', { session: ref });
+  }
+}
+
+/** The host could not fetch a session's repository (bad URL, unknown branch, unreachable remote, too large). */
+export class RepoCloneError extends IsletError {
+  constructor(message: string, hint: string, details?: Record<string, unknown>, cause?: unknown) {
+    super('REPO_CLONE_FAILED', message, hint, details, { cause });
+  }
+}
+
 /** A broken invariant (a bug). Given a string, that is the message; given anything else, it is the cause. */
 export class InternalError extends IsletError {
   constructor(cause: unknown, o: { hint?: string; details?: Record<string, unknown>; cause?: unknown } = {}) {
@@ -285,8 +301,10 @@ export function exitCodeFor(code: ErrorCode): number {
     case 'INVALID_ARGUMENT':
     case 'CONFIG_INVALID':
     case 'PATH_OUTSIDE_ALLOWED':
+    case 'REPO_CLONE_FAILED':
       return 64; // EX_USAGE
     case 'WORKSPACE_NOT_FOUND':
+    case 'SESSION_NOT_FOUND':
     case 'SNAPSHOT_NOT_FOUND':
     case 'IMAGE_NOT_FOUND':
     case 'FILE_NOT_FOUND':

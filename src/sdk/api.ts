@@ -11,6 +11,8 @@ import type {
 import type { ProcessInfo } from '../service/process-ops.js';
 import type { LifetimeInfo } from '../service/lifetimes.js';
 import type { SetLifetimeInput } from '../core/lifetime-schemas.js';
+import type { SessionCreateInput, SessionListInput } from '../core/session-schemas.js';
+import type { SessionInfo } from '../service/sessions.js';
 import { errorFromBody, IsletApiError } from './errors.js';
 import { ndjson, readAll, Transport, type Endpoint } from './transport.js';
 
@@ -135,5 +137,17 @@ export class ApiClient {
   }
   async processResize(id: string, pid: number, cols: number, rows: number, o: Signal = {}): Promise<void> {
     await this.http.json('POST', ws(id, `/processes/${pid}/resize`), { json: { cols, rows }, ...o });
+  }
+
+  // --- agent sessions (Bonfire's routes) ---
+  sessionCreate(input: SessionCreateInput, o: Signal = {}): Promise<SessionInfo> {
+    return this.http.json('POST', '/api/agent/sessions', { json: input, ...o });
+  }
+  async sessionList(input: SessionListInput = {}): Promise<SessionInfo[]> {
+    return (await this.http.json<{ sessions: SessionInfo[] }>('GET', '/api/agent/sessions', { query: { state: input.state } })).sessions;
+  }
+  sessionGet(id: string): Promise<SessionInfo> { return this.http.json('GET', `/api/agent/sessions/${enc(id)}`); }
+  sessionDelete(id: string, o: Signal = {}): Promise<{ sessionId: string; deleted: true }> {
+    return this.http.json('DELETE', `/api/agent/sessions/${enc(id)}`, o);
   }
 }

@@ -44,6 +44,8 @@ export class GuestTimeoutError extends IsletApiError {}
 export class GuestError extends IsletApiError {}
 export class VmError extends IsletApiError {}
 export class InternalError extends IsletApiError {}
+export class SessionNotFoundError extends IsletApiError {}
+export class RepoCloneError extends IsletApiError {}
 
 const BY_CODE: Record<string, typeof IsletApiError> = {
   INVALID_ARGUMENT: InvalidArgumentError,
@@ -53,6 +55,8 @@ const BY_CODE: Record<string, typeof IsletApiError> = {
   WORKSPACE_NOT_FOUND: WorkspaceNotFoundError,
   NOT_OWNER: WorkspaceNotFoundError,
   SNAPSHOT_NOT_FOUND: SnapshotNotFoundError,
+  SESSION_NOT_FOUND: SessionNotFoundError,
+  REPO_CLONE_FAILED: RepoCloneError,
   IMAGE_NOT_FOUND: ImageNotFoundError,
   FILE_NOT_FOUND: FileNotFoundError,
   COMMAND_NOT_FOUND: NotFoundError,

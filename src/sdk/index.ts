@@ -8,6 +8,7 @@
 import type { Readable } from 'node:stream';
 import { loadConfig } from '../core/config.js';
 import type { CreateInput, ListInput } from '../core/schemas.js';
+import type { SessionCreateInput, SessionListInput } from '../core/session-schemas.js';
 import type { WorkspaceInfo } from '../service/types.js';
 import { ensureDaemon } from '../surfaces/daemon/connect.js';
 import { ApiClient, type ExecResult, type ExecStreamHooks } from './api.js';
@@ -18,6 +19,7 @@ export { ApiClient } from './api.js';
 export type { ExecResult, ExecStreamHooks } from './api.js';
 export type { PtyHandle, PtyOptions } from './pty.js';
 export type { WorkspaceInfo } from '../service/types.js';
+export type { SessionInfo } from '../service/sessions.js';
 
 export interface IsletOptions {
   /** A daemon over TCP, e.g. http://127.0.0.1:7420 (needs a token). Default: the local daemon's unix socket. */
@@ -35,6 +37,17 @@ export class Islet {
     create: async (input: CreateInput = {}, o: { signal?: AbortSignal } = {}) => this.wrap(await (await this.client()).create(input, o)),
     list: async (input: ListInput = {}) => (await (await this.client()).list(input)).map((w) => this.wrap(w)),
     get: async (id: string) => this.wrap(await (await this.client()).info(id)),
+  };
+  /**
+   * Agent sessions: a workspace (agent-ready) with a repository at a branch and OpenCode serving it.
+   * create returns at once (state "creating"); get(id) until state is "ready", then use url with
+   * basic auth opencode:<password>.
+   */
+  readonly sessions = {
+    create: async (input: SessionCreateInput, o: { signal?: AbortSignal } = {}) => (await this.client()).sessionCreate(input, o),
+    list: async (input: SessionListInput = {}) => (await this.client()).sessionList(input),
+    get: async (id: string) => (await this.client()).sessionGet(id),
+    delete: async (id: string, o: { signal?: AbortSignal } = {}) => (await this.client()).sessionDelete(id, o),
   };
 
   constructor(private readonly o: IsletOptions = {}) {}

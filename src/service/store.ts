@@ -142,6 +142,23 @@ const MIGRATIONS: string[] = [
    ALTER TABLE workspaces ADD COLUMN last_active_at TEXT;
    ALTER TABLE workspaces ADD COLUMN stopped_at TEXT;
    ALTER TABLE workspaces ADD COLUMN stopped_by TEXT;`,
+  // 7: agent sessions (src/service/sessions.ts, session-store.ts). No foreign key to workspaces: a failed
+  // session outlives its rolled-back workspace, so its error stays readable until it is deleted.
+  `CREATE TABLE sessions (
+     id TEXT PRIMARY KEY,
+     owner TEXT NOT NULL,
+     workspace_id TEXT,
+     repo_url TEXT NOT NULL,
+     branch TEXT NOT NULL,
+     image TEXT NOT NULL,
+     state TEXT NOT NULL,
+     host_port INTEGER,
+     error TEXT,
+     created_at TEXT NOT NULL,
+     updated_at TEXT NOT NULL,
+     ready_at TEXT
+   );
+   CREATE INDEX sessions_owner ON sessions(owner);`,
 ];
 
 /** A workspace's network policy beyond allow_internet (bridge mode); the lists are JSON arrays. */
@@ -201,6 +218,11 @@ export class Store {
 
   close(): void {
     this.db.close();
+  }
+
+  /** The connection, for collaborators that keep their own tables here (session-store.ts); its migrations are above. */
+  get database(): Database.Database {
+    return this.db;
   }
 
   all(): WorkspaceRow[] {

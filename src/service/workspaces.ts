@@ -24,6 +24,8 @@ import type {
 } from '../core/process-schemas.js';
 import { acquireLock, Lock } from './lock.js';
 import { FileOps } from './file-ops.js';
+import { type SessionInfo, type SessionOptions, Sessions } from './sessions.js';
+import type { SessionCreateInput, SessionListInput, SessionRef } from '../core/session-schemas.js';
 import { NetworkOps } from './network-ops.js';
 import { ProcessInfo, ProcessListOutput, ProcessOps, ProcessOutputOutput, ProcessWriteOutput, RawOutput } from './process-ops.js';
 import type { Machine } from './machine.js';
@@ -58,6 +60,7 @@ export class WorkspaceService {
   private readonly snapshots: SnapshotOps;
   private readonly procs: ProcessOps;
   private readonly files: FileOps;
+  private readonly sessions: Sessions;
   private readonly liveness = new Liveness();
   /** TTL, idle stop and retention (lifetimes.ts); its timer runs while the service is open. */
   readonly lifetimes: Lifetimes;
@@ -66,12 +69,13 @@ export class WorkspaceService {
   /** The warm pool, in processes that asked for it (see open). */
   pool: WarmPool | undefined;
 
-  private constructor(config: Config, rt: Runtime, store: Store, private readonly lock: Lock, progress: Progress) {
+  private constructor(config: Config, rt: Runtime, store: Store, private readonly lock: Lock, progress: Progress, sessionOpts?: SessionOptions) {
     this.ctx = new WorkspaceContext(config, rt, store, progress);
     this.net = new NetworkOps(this.ctx);
     this.snapshots = new SnapshotOps(this.ctx);
     this.procs = new ProcessOps(this.ctx);
     this.files = new FileOps(this.ctx);
+    this.sessions = new Sessions(this.ctx, this, sessionOpts);
     this.lifetimes = new Lifetimes(this.ctx, {
       stop: (id, why, due) => this.lifetimeStop(id, why, due),
       destroy: (id, due) => this.ctx.serial(id, async () => {
@@ -98,14 +102,14 @@ export class WorkspaceService {
    * pool of a one-shot process would die with it, and libraries and tests
    * should not pay for idle VMs they did not ask for.
    */
-  static async open(config: Config, o: { progress?: Progress; pool?: boolean; runtime?: RuntimeDeps } = {}): Promise<WorkspaceService> {
+  static async open(config: Config, o: { progress?: Progress; pool?: boolean; runtime?: RuntimeDeps; sessions?: SessionOptions } = {}): Promise<WorkspaceService> {
     const progress = o.progress ?? silent;
     const lock = acquireLock(config.paths.dataDir);
     let store: Store | undefined;
     try {
       const rt = await Runtime.open(config, { progress, ...o.runtime });
       store = Store.open(config.paths.stateDb);
-      const svc = new WorkspaceService(config, rt, store, lock, progress);
+      const svc = new WorkspaceService(config, rt, store, lock, progress, o.sessions);
       const ctx = svc.ctx;
       if (config.network.mode === 'user') ctx.net.egressHelper = await ensureEgressHelper(config, progress);
       await snaps.recover(ctx.snap);
@@ -115,6 +119,7 @@ export class WorkspaceService {
       await snaps.sweep(ctx.snap);
       await sweepKeys(config.paths.dataDir, new Set(store.all().map((r) => r.id)));
       svc.lifetimes.start();
+      svc.sessions.resume();
       if (o.pool === true) {
         const r = config.resources;
         svc.pool = new WarmPool(ctx, svc.templates, config.pool, {
@@ -136,6 +141,7 @@ export class WorkspaceService {
     const ctx = this.ctx;
     if (ctx.closed) return;
     ctx.closed = true;
+    this.sessions.close();
     await this.lifetimes.close();
     await this.pool?.close(); // pool VMs hold no user state: they end with the service
     await Promise.allSettled([...ctx.queues.values()]);
@@ -530,5 +536,18 @@ export class WorkspaceService {
 
   processResize(c: Caller, input: ProcessRef & { cols: number; rows: number }, o: OpOptions = {}): Promise<void> {
     return this.procs.resize(c, input, o);
+  }
+
+  // --- agent sessions (sessions.ts) ---
+
+  /** A workspace from agent-ready with the repository at the branch checked out and OpenCode starting; ready once it answers. */
+  sessionCreate(c: Caller, input: SessionCreateInput, o: OpOptions = {}): Promise<SessionInfo> {
+    return this.sessions.create(c, input, o);
+  }
+  sessionList(c: Caller, input: SessionListInput = {}): Promise<SessionInfo[]> { return this.sessions.list(c, input); }
+  sessionGet(c: Caller, input: SessionRef): Promise<SessionInfo> { return this.sessions.get(c, input); }
+  /** Stops OpenCode and destroys the session's workspace; the session is forgotten. */
+  sessionDestroy(c: Caller, input: SessionRef, o: OpOptions = {}): Promise<{ sessionId: string; deleted: true }> {
+    return this.sessions.destroy(c, input, o);
   }
 }

@@ -21,6 +21,7 @@ const TOOL_METHOD: Record<string, keyof WorkspaceService> = {
   snapshot_restore: 'snapshotRestore', snapshot_delete: 'snapshotDelete', workspace_fork: 'fork', workspace_pause: 'pause',
   workspace_resume: 'resume', process_start: 'processStart', process_list: 'processList', process_output: 'processOutput',
   process_write: 'processWrite', process_kill: 'processKill', process_wait: 'processWait', workspace_set_lifetime: 'setLifetime',
+  session_create: 'sessionCreate', session_list: 'sessionList', session_get: 'sessionGet', session_destroy: 'sessionDestroy',
 };
 
 /** Every description string in a tool: its own and those of each schema property, at any depth. */

@@ -64,11 +64,11 @@ describe('MCP over HTTP with tokens', () => {
     }
   });
 
-  test('tools/list over a real client lists all 29 tools with schemas and annotations', async () => {
+  test('tools/list over a real client lists all 33 tools with schemas and annotations', async () => {
     const { client } = await connect(h.url, TOKEN_A);
     try {
       const { tools } = await client.listTools();
-      assert.equal(tools.length, 29);
+      assert.equal(tools.length, 33);
       for (const t of tools) {
         assert.ok(t.inputSchema && t.outputSchema, t.name);
         assert.equal(Object.keys(t.annotations ?? {}).length, 4, t.name);

@@ -19,6 +19,7 @@ import { register as registerFiles } from '../../src/surfaces/mcp/tools/files.js
 import { register as registerLifetime } from '../../src/surfaces/mcp/tools/lifetime.js';
 import { register as registerNetwork } from '../../src/surfaces/mcp/tools/network.js';
 import { register as registerProcess } from '../../src/surfaces/mcp/tools/process.js';
+import { register as registerSessions } from '../../src/surfaces/mcp/tools/sessions.js';
 import { register as registerSnapshots } from '../../src/surfaces/mcp/tools/snapshots.js';
 import { register as registerWorkspace } from '../../src/surfaces/mcp/tools/workspace.js';
 
@@ -73,7 +74,7 @@ describe('input validation failures are tool results with INVALID_ARGUMENT (SEP-
 
   test('the guard changes no advertised input schema: the same tools registered without it list identically', async () => {
     const bare = new McpServer({ name: 'bare', version: '0' });
-    for (const register of [registerExec, registerFiles, registerLifetime, registerNetwork, registerProcess, registerSnapshots, registerWorkspace]) {
+    for (const register of [registerExec, registerFiles, registerLifetime, registerNetwork, registerProcess, registerSnapshots, registerWorkspace, registerSessions]) {
       register(bare, svc as unknown as WorkspaceService, () => ({ owner: 'alice' }));
     }
     const [a, b] = InMemoryTransport.createLinkedPair();

@@ -67,7 +67,7 @@ describe('MCP tools over an in-memory client', () => {
     const { tools } = await client.listTools();
     assert.deepEqual(tools.map((t) => t.name).sort(), ['exec', 'file_download', 'file_read', 'file_upload', 'file_write',
       'network_policy', 'port_forward', 'port_forward_remove', 'process_kill', 'process_list', 'process_output', 'process_start',
-      'process_wait', 'process_write', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
+      'process_wait', 'process_write', 'session_create', 'session_destroy', 'session_get', 'session_list', 'snapshot_create', 'snapshot_delete', 'snapshot_list', 'snapshot_restore',
       'workspace_create', 'workspace_destroy', 'workspace_fork', 'workspace_info', 'workspace_ip', 'workspace_list', 'workspace_pause',
       'workspace_resume', 'workspace_set_lifetime', 'workspace_start', 'workspace_stop']);
     for (const t of tools) {

@@ -29,7 +29,8 @@ test('the document is valid OpenAPI 3.1 and covers every service operation', asy
     'POST /v1/workspaces/{id}/snapshots', 'GET /v1/workspaces/{id}/snapshots', 'POST /v1/workspaces/{id}/snapshots/{snapshot}/restore',
     'DELETE /v1/workspaces/{id}/snapshots/{snapshot}', 'POST /v1/workspaces/{id}/fork', 'POST /v1/workspaces/{id}/forwards',
     'DELETE /v1/workspaces/{id}/forwards/{host_port}', 'GET /v1/workspaces/{id}/ip', 'PUT /v1/workspaces/{id}/policy', 'PUT /v1/workspaces/{id}/lifetime', 'GET /v1/node', 'GET /healthz', 'GET /v1/images', 'GET /v1/status',
-    'POST /api/images/pull', 'POST /v1/images/import', 'POST /v1/images/{name}/build', 'POST /v1/images/{name}/verify',
+    'POST /api/images/pull', 'POST /v1/images/import',
+    'POST /api/agent/sessions', 'GET /api/agent/sessions', 'GET /api/agent/sessions/{id}', 'DELETE /api/agent/sessions/{id}', 'POST /v1/images/{name}/build', 'POST /v1/images/{name}/verify',
   ]) assert.ok(ops.includes(want), `missing ${want}; have ${ops.join(', ')}`);
 });
 

@@ -14,6 +14,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { ApiClient, DaemonUnavailableError, Islet, IsletApiError, UnauthorizedError, WorkspaceNotFoundError } from '../../src/sdk/index.js';
 import { resolveBootArtifacts } from '../../src/service/artifacts.js';
+import { twoBranchRepo } from '../fixtures/git-repo.js';
+import { ensureStandinImage, STANDIN_IMAGE } from '../fixtures/session-standin.js';
 import { vmEnv } from './factory.js';
 import { qemuProcesses } from './procs.js';
 
@@ -188,6 +190,25 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
     ];
   }
 
+  /** The agent session routes, on the session-standin fixture image (a stand-in for OpenCode; test/vm/sessions.vm.test.ts checks the flow). */
+  function sessionRoutes(raw: (method: string, p: string, o?: { json?: unknown }) => Promise<unknown>): Array<[string, () => Promise<unknown>]> {
+    let id = '';
+    return [
+      ['POST /api/agent/sessions', async () => {
+        await ensureStandinImage(env.childEnv());
+        const repoUrl = await twoBranchRepo(path.join(env.config.paths.transferDir, 'route-repo'));
+        const res = await raw('POST', '/api/agent/sessions', { json: { repoUrl, branch: 'main', imageRef: STANDIN_IMAGE } }) as AsyncIterable<Buffer> & { statusCode?: number };
+        const body: Buffer[] = [];
+        for await (const c of res) body.push(c);
+        id = (JSON.parse(Buffer.concat(body).toString()) as { sessionId: string }).sessionId;
+        return { statusCode: res.statusCode, resume() {} };
+      }],
+      ['GET /api/agent/sessions', () => raw('GET', '/api/agent/sessions')],
+      ['GET /api/agent/sessions/{id}', () => raw('GET', `/api/agent/sessions/${id}`)],
+      ['DELETE /api/agent/sessions/{id}', () => raw('DELETE', `/api/agent/sessions/${id}`)],
+    ];
+  }
+
   test('every route of /v1/openapi.json answers with a success status on a real workspace', async () => {
     const api = await new Islet({ config: cfg, owner: 'routes' }).client();
     const raw = (method: string, p: string, o: { json?: unknown; body?: Buffer; query?: Record<string, string> } = {}) => api.http.send(method, p, o);
@@ -204,6 +225,7 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
         return new ApiClient({ socketPath: api.http.endpoint.socketPath, headers: { 'x-islet-admin': '1' } }).http.send('GET', '/v1/status');
       }],
       ...imageRoutes(api.http.endpoint.socketPath, raw),
+      ...sessionRoutes(raw),
       ['POST /v1/workspaces', () => raw('POST', '/v1/workspaces', { json: { name: 'r1', image: 'base' } })],
       ['GET /v1/workspaces', () => raw('GET', '/v1/workspaces')],
       ['GET /v1/workspaces/{id}', () => raw('GET', w)],

@@ -45,7 +45,7 @@ describe('MCP over stdio with real VMs', { timeout: 900_000 }, () => {
 
   test('the server lists its tools', async () => {
     const { tools } = await client.listTools();
-    assert.equal(tools.length, 29);
+    assert.equal(tools.length, 33);
   });
 
   test('create two workspaces; exec returns stdout, stderr and the exit code as data', async () => {

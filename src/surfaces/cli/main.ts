@@ -9,6 +9,7 @@ import { registerImage } from './image.js';
 import { registerKernel } from './kernel.js';
 import { registerRun } from './run.js';
 import { registerServe } from './serve.js';
+import { registerSession } from './session.js';
 import { registerSetup } from './setup.js';
 import { registerStatus } from './status.js';
 import { registerWs } from './ws.js';
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerDaemon(program);
   registerStatus(program);
   registerWs(program);
+  registerSession(program);
   registerImage(program);
   registerKernel(program);
   registerCompletion(program); // last: it reads the whole tree

@@ -8,6 +8,7 @@ import type {
   PortForwardInput, PortForwardRemoveInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef,
 } from '../../core/schemas.js';
 import type { SetLifetimeInput } from '../../core/lifetime-schemas.js';
+import type { SessionCreateInput, SessionListInput, SessionRef } from '../../core/session-schemas.js';
 import type { ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInput, ProcessWaitInput } from '../../core/process-schemas.js';
 import { ApiClient } from '../../sdk/api.js';
 import { IsletApiError } from '../../sdk/errors.js';
@@ -116,6 +117,11 @@ export class RemoteService {
     const { workspace_id, ...rest } = input;
     return call(() => this.api(c).networkPolicy(workspace_id, rest, o));
   }
+
+  sessionCreate(c: Caller, input: SessionCreateInput, o: OpOptions = {}) { return call(() => this.api(c).sessionCreate(input, o)); }
+  sessionList(c: Caller, input: SessionListInput = {}) { return call(() => this.api(c).sessionList(input)); }
+  sessionGet(c: Caller, input: SessionRef) { return call(() => this.api(c).sessionGet(input.sessionId)); }
+  sessionDestroy(c: Caller, input: SessionRef, o: OpOptions = {}) { return call(() => this.api(c).sessionDelete(input.sessionId, o)); }
 
   /** Nothing to release: each call is one request. */
   async close(): Promise<void> {}

@@ -10,6 +10,7 @@ import { register as registerFiles } from './tools/files.js';
 import { register as registerLifetime } from './tools/lifetime.js';
 import { register as registerNetwork } from './tools/network.js';
 import { register as registerProcess } from './tools/process.js';
+import { register as registerSessions } from './tools/sessions.js';
 import { register as registerSnapshots } from './tools/snapshots.js';
 import { register as registerWorkspace } from './tools/workspace.js';
 
@@ -31,5 +32,6 @@ export function createMcpServer(svc: WorkspaceService, caller: () => Caller): Mc
   registerNetwork(server, svc, caller);
   registerProcess(server, svc, caller);
   registerSnapshots(server, svc, caller);
+  registerSessions(server, svc, caller);
   return server;
 }

@@ -14,6 +14,7 @@ import type { Caller } from '../../service/types.js';
 import type { WorkspaceService } from '../../service/workspaces.js';
 import { WorkspaceInfoOut } from '../mcp/tools/workspace.js';
 import { registerImageRoutes } from './images.js';
+import { registerSessionRoutes } from './sessions.js';
 import { statusFor } from './status.js';
 
 export const API_VERSION = '1';
@@ -103,6 +104,7 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
   app.openapi(createRoute({ method: 'get', path: '/v1/images', summary: 'the image catalog: recipes, built images, sizes', responses: { 200: json(Obj, 'images'), ...errorResponses } }),
     async (c) => send(c, { images: await svc.images() }, 200));
   registerImageRoutes(app, svc, { caller, signalOf, send, json, errorResponses });
+  registerSessionRoutes(app, svc, { caller, signalOf, send, json, errorResponses });
 
   // --- workspaces ---
   app.openapi(createRoute({

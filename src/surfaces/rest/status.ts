@@ -7,6 +7,8 @@ export const HTTP_STATUS: Record<ErrorCode, number> = {
   CONFIG_INVALID: 400,
   PATH_OUTSIDE_ALLOWED: 400,
   WORKSPACE_NOT_FOUND: 404,
+  SESSION_NOT_FOUND: 404,
+  REPO_CLONE_FAILED: 422, // the repository or branch cannot be fetched as given
   NOT_OWNER: 403, // an admin-only route; another owner's workspace is WORKSPACE_NOT_FOUND (404)
   SNAPSHOT_NOT_FOUND: 404,
   IMAGE_NOT_FOUND: 404,
