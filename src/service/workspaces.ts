@@ -87,6 +87,8 @@ export class WorkspaceService {
   }
 
   get config(): Config { return this.ctx.config; }
+  /** Pre-root templates (preroot.ts): starts restore them; undefined when [pool] template is off. */
+  get preroot(): PrerootTemplates | undefined { return this.ctx.preroot; }
   get rt(): Runtime { return this.ctx.rt; }
   /** true once close() ran. */
   get closed(): boolean { return this.ctx.closed; }
