@@ -61,6 +61,8 @@ export interface GuestAgent {
   readonly processes: GuestProcesses;
   /** Stage 1 of a pre-root template only (caps "preroot"): probe the disk afresh and take this identity; absent in fakes. */
   enterRoot?(req: RootRequest, signal?: AbortSignal): Promise<Record<string, unknown>>;
+  /** true: this is stage 1 of a pre-root template, waiting for ROOT (caps "preroot"). */
+  readonly awaitsRoot?: boolean;
 }
 
 /** A ROOT request (agent/internal/proto/root.go): the identity a restored pre-root guest takes. */
@@ -102,8 +104,9 @@ export class AgentConnection implements GuestAgent {
   async syncClock(signal?: AbortSignal): Promise<void> { await this.client.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal }); }
   async powerOff(signal?: AbortSignal): Promise<void> { await this.client.request(FrameType.POWEROFF, {}, { signal }); }
   close(): void { this.client.close(); }
+  get awaitsRoot(): boolean { return this.client.hasCap('preroot'); }
   enterRoot(req: RootRequest, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    if (!this.client.hasCap('preroot')) return Promise.reject(new NotSupportedError('the guest is not a pre-root template waiting for its disk'));
+    if (!this.awaitsRoot) return Promise.reject(new NotSupportedError('the guest is not a pre-root template waiting for its disk'));
     return this.client.request(FrameType.ROOT, req, { signal });
   }
 }

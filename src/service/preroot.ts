@@ -223,6 +223,8 @@ export class PrerootTemplates {
         image: shape.image, vcpus: shape.vcpus, memoryMb: shape.memoryMb, hostname: 'islet-template', net: shape.net ? { restrict: true } : undefined,
         disk: path.join(tmp, 'disk.qcow2'), createDisk: true, ramFile: { path: path.join(tmp, 'mem'), shared: true }, cmdlineExtra: [PREROOT_WORD], signal,
       });
+      // An initramfs whose agent predates pre-root templates boots on to its root filesystem: nothing to save.
+      if (!m.agent.awaitsRoot) throw new NotSupportedError(`stage 1 of the ${shape.image} initramfs does not wait for a root disk (its agent predates pre-root templates)`, 'rebuild the artifacts: islet setup');
       await m.pauseToFile(path.join(tmp, 'state'), SAVE_TIMEOUT_MS, { ignoreShared: true });
       await rm(path.join(tmp, 'disk.qcow2'), { force: true });
       const meta: Meta = { key, spec: shape, files, built_at: new Date().toISOString(), build_ms: Math.round(performance.now() - t0) };
