@@ -5,7 +5,7 @@
 // same path, and the restore gives the same bytes as the reboot path; a
 // kernel changed since the template was taken means a cold boot, with a note.
 import assert from 'node:assert/strict';
-import { copyFileSync, utimesSync } from 'node:fs';
+import { closeSync, copyFileSync, openSync, readSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { WorkspaceInfo } from '../../src/service/types.js';
@@ -29,7 +29,8 @@ const restored = (w: { boot?: WorkspaceInfo['boot'] }, what: string) =>
   assert.equal(w.boot?.path, 'restore', `${what}: ${JSON.stringify(w.boot)}`);
 /** What a workspace's guest says about itself: hostname, machine-id, disk size, first bytes of its disk, its file. */
 const facts = (svc: WorkspaceService, ws: string) => run(svc, ws,
-  'hostname; cat /etc/machine-id; echo $(( $(cat /sys/block/vda/size) * 512 )); head -c 9 /dev/vda; echo; cat /root/mine; grep -c preroot /proc/cmdline || true');
+  'hostname; cat /etc/machine-id; echo $(( $(cat /sys/block/vda/size) * 512 )); head -c 9 /dev/vda; echo; cat /root/mine; grep -c preroot /proc/cmdline || true;'
+  + ' od -An -tu4 -j1028 -N4 /dev/vda | tr -d " "'); // the ext4 superblock's block count (the template disk's is the image's)
 const SHA = 'sha256sum /root/big | cut -c1-64';
 
 describe('pre-root restores', { timeout: 1_200_000 }, () => {
@@ -37,9 +38,10 @@ describe('pre-root restores', { timeout: 1_200_000 }, () => {
     const svc = await env.open();
     await svc.create(caller, { name: 'pr-a' });
     await svc.create(caller, { name: 'pr-b', disk_gb: 3 });
-    // Each disk gets its own file and its own first blocks (ext4 leaves its first 1024 bytes unused).
+    // Each disk gets its own file and its own first bytes (ext4 leaves its first 1024 unused). Read-only first: the
+    // journal holds an older copy of block 0, and its replay after a power-off would put it back over the mark.
     for (const w of ['pr-a', 'pr-b']) {
-      await run(svc, w, `echo ${w}-file > /root/mine && printf ${w}-blk0 | dd of=/dev/vda conv=notrunc status=none && sync`);
+      await run(svc, w, `echo ${w}-file > /root/mine && sync && mount -o remount,ro / && printf ${w}-blk0 | dd of=/dev/vda conv=notrunc status=none && sync`);
     }
     const before = { a: await facts(svc, 'pr-a'), b: await facts(svc, 'pr-b') };
 
@@ -55,8 +57,16 @@ describe('pre-root restores', { timeout: 1_200_000 }, () => {
     // Same as each booted before: hostname, machine-id, capacity, first blocks, files; never the template's.
     assert.equal(a, before.a);
     assert.equal(b, before.b);
-    assert.match(a, /^pr-a\n[0-9a-f]{32}\n2147483648\npr-a-blk0\npr-a-file\n0\n$/);
-    assert.match(b, /^pr-b\n[0-9a-f]{32}\n3221225472\npr-b-blk0\npr-b-file\n0\n$/);
+    assert.match(a, /^pr-a\n[0-9a-f]{32}\n2147483648\npr-a-blk0\npr-a-file\n0\n524288\n$/);
+    assert.match(b, /^pr-b\n[0-9a-f]{32}\n3221225472\npr-b-blk0\npr-b-file\n0\n786432\n$/);
+    // The template was taken on a disk of the image's own size: its first blocks (superblock, block 0) differ.
+    const rootfs = (await svc.rt.artifacts(res.default_image)).rootfs;
+    const head = Buffer.alloc(2048);
+    const fd = openSync(rootfs, 'r');
+    readSync(fd, head, 0, 2048, 0);
+    closeSync(fd);
+    assert.notEqual(head.readUInt32LE(1028), 524288);
+    assert.equal(head.subarray(0, 9).toString('latin1'), '\0'.repeat(9));
     assert.notEqual(a.split('\n')[1], b.split('\n')[1]);
     // The filesystem fills the 3 GiB disk (the guest saw the new capacity before mounting).
     assert.ok(Number(await run(svc, 'pr-b', "df -B1 --output=size / | tail -1")) > 2.5 * GiB);
@@ -65,7 +75,7 @@ describe('pre-root restores', { timeout: 1_200_000 }, () => {
     const fork = await svc.fork(caller, { workspace_id: 'pr-a', name: 'pr-fork' });
     restored(fork, 'disk fork');
     const f = await facts(svc, 'pr-fork');
-    assert.match(f, /^pr-fork\n[0-9a-f]{32}\n2147483648\npr-a-blk0\npr-a-file\n0\n$/);
+    assert.match(f, /^pr-fork\n[0-9a-f]{32}\n2147483648\npr-a-blk0\npr-a-file\n0\n524288\n$/);
     assert.notEqual(f.split('\n')[1], a.split('\n')[1], 'the fork has its own machine-id');
 
     // snapshot_restore of a disk snapshot on a running workspace: the bytes of the snapshot, by restore.
