@@ -9,6 +9,7 @@ import path from 'node:path';
 import { resolveConfig, type Config } from '../src/core/config.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
 import type { Row } from './mcp.js';
+import { pinnedBoot } from './pinned-boot.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const c = { owner: 'bench' };
@@ -17,7 +18,9 @@ interface Figures { create: number[]; start: number[]; restore: number[]; fork: 
 
 async function measure(config: Config, template: boolean, n: number): Promise<Figures> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-bench-starts-'));
-  const svc = await WorkspaceService.open(resolveConfig({ storage: { data_dir: dataDir, cache_dir: config.paths.cacheDir }, pool: { template } }));
+  // This checkout's kernel and initramfs, both paths alike: the cache's "current" ones move with any build on the host.
+  const vm = await pinnedBoot();
+  const svc = await WorkspaceService.open(resolveConfig({ storage: { data_dir: dataDir, cache_dir: config.paths.cacheDir }, pool: { template }, vm }));
   const f: Figures = { create: [], start: [], restore: [], fork: [], paths: new Set() };
   const toExec = async (ws: string, op: () => Promise<{ boot?: { path: string } }>) => {
     const t0 = performance.now();

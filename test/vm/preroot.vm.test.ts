@@ -10,9 +10,11 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { WorkspaceInfo } from '../../src/service/types.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import { pinnedBoot } from '../../bench/pinned-boot.js';
 import { vmEnv } from './factory.js';
 
-const env = vmEnv('preroot');
+// Stage 1 is this checkout's: pin its kernel and initramfs (the cache's "current" moves with every build on the host).
+const env = vmEnv('preroot', { vm: await pinnedBoot() });
 // A private kernel copy stands in for a rebuilt kernel (the shared cache's files are never touched).
 const kernel = path.join(env.dir, 'vmlinux');
 const initrd = path.join(env.dir, 'initrd');

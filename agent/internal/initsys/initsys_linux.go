@@ -193,6 +193,11 @@ func Stage1(logf logger.Logf) {
 	default:
 		Fatal(logf, "islet.init=%q: want fast or full", mode)
 	}
+	// After a pre-root restore the agent is this binary, the one that served the host so far: it takes the
+	// handed-over port, whatever agent build the workspace's disk holds.
+	if port != nil && mode != info.InitFull {
+		inject = true
+	}
 	deadline := time.Now().Add(RootWait)
 	for {
 		if _, err := os.Stat(root); err == nil {
