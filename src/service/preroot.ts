@@ -182,25 +182,27 @@ export class PrerootTemplates {
   }
 
   /** Takes the template in the background (once per key); the start that asked has booted cold already. */
-  private kick(shape: PrerootShape, key: string, files: string[]): void {
-    if (this.building.has(key) || this.closing.signal.aborted) return;
-    const p = this.build(shape, key, files)
-      .catch((e) => this.progress(`pre-root template for ${shape.image} not taken: ${firstLine(e)}`))
-      .finally(() => this.building.delete(key));
-    this.building.set(key, p);
+  private kick(shape: PrerootShape, key: string, files: string[]): Promise<void> | undefined {
+    if (this.closing.signal.aborted) return undefined;
+    let p = this.building.get(key);
+    if (!p) {
+      p = this.build(shape, key, files).finally(() => this.building.delete(key));
+      p.catch((e) => this.progress(`pre-root template for ${shape.image} not taken: ${firstLine(e)}`));
+      this.building.set(key, p);
+    }
+    return p;
   }
 
-  /** Takes the template for this shape now, if it is missing (bench and tests warm it this way). */
+  /** Takes the template for this shape now, if it is missing (bench and tests warm it this way); fails if it cannot. */
   async ensure(shape: PrerootShape): Promise<void> {
     const { key, files } = await this.key(shape);
     if (await this.load(this.dirOf(shape.image, key), key)) return;
-    this.kick(shape, key, files);
-    await this.building.get(key);
+    await this.kick(shape, key, files);
   }
 
   /** Resolves once no template is being taken. */
   async settled(): Promise<void> {
-    await Promise.all([...this.building.values()]);
+    await Promise.allSettled([...this.building.values()]);
   }
 
   /** Abandons templates being taken (their temporary dirs are removed). */
