@@ -22,10 +22,11 @@ import { benchNet } from './net.js';
 import { benchPool } from './pool.js';
 import { benchProcs } from './procs.js';
 import { benchSnapshots } from './snapshots.js';
+import { benchStarts } from './starts.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
 /** `npm run bench -- --only daemon,procs`: just those sections (the bare-boot baseline runs when boot or pool is asked). */
-const SECTIONS = ['boot', 'exec', 'mcp', 'daemon', 'procs', 'net', 'snapshots', 'pool', 'density', 'kernel', 'images'] as const;
+const SECTIONS = ['boot', 'exec', 'mcp', 'daemon', 'procs', 'net', 'snapshots', 'starts', 'pool', 'density', 'kernel', 'images'] as const;
 const onlyArg = process.argv.indexOf('--only');
 const only = onlyArg >= 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',')) : undefined;
 for (const o of only ?? []) if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`--only: unknown section ${o}; sections: ${SECTIONS.join(', ')}`);
@@ -146,6 +147,7 @@ async function main(): Promise<void> {
     if (want('procs')) await benchProcs(rt, N, record);
     if (want('net')) await benchNet(config, record);
     if (want('snapshots')) await benchSnapshots(config, Math.min(N, 3), record);
+    if (want('starts')) await benchStarts(config, Math.min(N, 3), record);
     if (want('pool')) await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);
     if (want('density')) await benchDensity(config, record);
     if (want('kernel')) await benchKernel(config, accel.accel, Math.min(N, 3), record);

@@ -184,3 +184,10 @@ export const ForkInput = z.object({
   name: WorkspaceName.optional().describe('the fork\'s name (also its hostname); default: its id'),
 });
 export type ForkInput = z.infer<typeof ForkInput>;
+
+/** How a workspace's VM last came up (service/preroot.ts BootInfo), for tool and route outputs. */
+export const BootInfoOut = z.object({
+  path: z.enum(['restore', 'cold']).describe('"restore": from saved state (a template or memory snapshot); "cold": the kernel booted'),
+  ms: z.number().int().describe('QEMU start to the agent\'s answer'),
+  note: z.string().nullable().describe('why a start that could have been a restore booted cold'),
+}).describe('how the VM last came up in this islet process');

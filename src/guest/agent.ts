@@ -3,6 +3,7 @@
 // request ids, streams) stays behind it in client.ts, exec.ts, files.ts and
 // process.ts; guest/fake.ts is the in-memory twin the service's unit tests
 // run on.
+import { NotSupportedError } from '../core/errors.js';
 import { AgentClient, ConnectOptions } from './client.js';
 import { ExecOptions, ExecRequest, ExecResult, execInGuest } from './exec.js';
 import {
@@ -58,6 +59,19 @@ export interface GuestAgent {
   powerOff(signal?: AbortSignal): Promise<void>;
   close(): void;
   readonly processes: GuestProcesses;
+  /** Stage 1 of a pre-root template only (caps "preroot"): probe the disk afresh and take this identity; absent in fakes. */
+  enterRoot?(req: RootRequest, signal?: AbortSignal): Promise<Record<string, unknown>>;
+  /** true: this is stage 1 of a pre-root template, waiting for ROOT (caps "preroot"). */
+  readonly awaitsRoot?: boolean;
+}
+
+/** A ROOT request (agent/internal/proto/root.go): the identity a restored pre-root guest takes. */
+export interface RootRequest {
+  hostname: string;
+  /** The islet.net value; absent: no network device. */
+  net?: string;
+  /** Hex bytes mixed into the guest's RNG. */
+  entropy: string;
 }
 
 /** Connects to the agent on a VM's virtio-serial socket and completes the HELLO handshake. */
@@ -90,6 +104,11 @@ export class AgentConnection implements GuestAgent {
   async syncClock(signal?: AbortSignal): Promise<void> { await this.client.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal }); }
   async powerOff(signal?: AbortSignal): Promise<void> { await this.client.request(FrameType.POWEROFF, {}, { signal }); }
   close(): void { this.client.close(); }
+  get awaitsRoot(): boolean { return this.client.hasCap('preroot'); }
+  enterRoot(req: RootRequest, signal?: AbortSignal): Promise<Record<string, unknown>> {
+    if (!this.awaitsRoot) return Promise.reject(new NotSupportedError('the guest is not a pre-root template waiting for its disk'));
+    return this.client.request(FrameType.ROOT, req, { signal });
+  }
 }
 
 export const connectAgent: GuestConnector = async (socketPath, o) => new AgentConnection(await AgentClient.connect(socketPath, o));

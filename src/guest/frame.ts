@@ -31,6 +31,8 @@ export const FrameType = {
   PROC_SIGNAL: 18,
   PROC_WAIT: 19,
   PROC_RESIZE: 20,
+  /** Stage 1 of a pre-root template only (caps "preroot"): mount this workspace's disk next. */
+  ROOT: 21,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 

@@ -51,6 +51,14 @@ export interface BootRequest {
   memoryFile?: string;
   /** Guest RAM backed by a file (templates: src/service/templates.ts); a restore from a template maps it privately. */
   ramFile?: { path: string; shared: boolean };
+  /** Extra kernel command line words (a pre-root template's islet.preroot). */
+  cmdlineExtra?: string[];
+  /**
+   * Runs on the first agent that answers; then that connection is closed and
+   * the next agent's hello awaited (a pre-root restore: stage 1 mounts the
+   * disk and execs the agent, preroot.ts).
+   */
+  handover?: (agent: GuestAgent, signal?: AbortSignal) => Promise<void>;
   detached?: boolean;
   signal?: AbortSignal;
 }
@@ -127,7 +135,7 @@ export class Machine {
         memoryMb: spec.memoryMb,
         accel: spec.accel,
         initMode: spec.artifacts.initMode,
-        cmdlineExtra: spec.artifacts.injectAgent ? [INJECT_AGENT_WORD] : undefined,
+        cmdlineExtra: [...(spec.artifacts.injectAgent ? [INJECT_AGENT_WORD] : []), ...(spec.cmdlineExtra ?? [])],
         hostname: spec.hostname ?? `islet-${id}`,
         tcgTbSizeMb: spec.tcgTbSizeMb,
         tscKhz: spec.tscKhz,
@@ -135,8 +143,14 @@ export class Machine {
         incoming: loadState !== undefined,
         ramFile: spec.ramFile,
       }, { signal: spec.signal, detached: spec.detached, loadState });
-      const agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+      let agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
       await agent.syncClock(spec.signal);
+      if (spec.handover) {
+        await spec.handover(agent, spec.signal);
+        agent.close();
+        agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+        await agent.syncClock(spec.signal);
+      }
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
     } catch (e) {
       vm?.kill();

@@ -48,6 +48,7 @@ export class SnapshotOps {
       return {
         workspace_id: row.id, snapshot_id: s.id, restarted: restart || memory !== undefined, memory_restored: memory !== undefined,
         state: this.s.mustGet(row.id).state, duration_ms: Math.round(performance.now() - t0),
+        ...(restart || memory ? { boot: this.s.lastBoot.get(row.id) } : {}),
       };
     });
   }

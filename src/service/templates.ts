@@ -60,7 +60,7 @@ export const KEEP_TEMPLATES = 8;
 const SAVE_TIMEOUT_MS = 60_000;
 const hex = (n: number) => randomBytes(n).toString('hex');
 
-async function fileId(f: string): Promise<string> {
+export async function fileId(f: string): Promise<string> {
   const s = await stat(f);
   return `${f}:${s.size}:${s.mtimeMs}:${s.ino}`;
 }

@@ -2,6 +2,7 @@
 // reach into the service's internals.
 import type { WorkspaceState } from '../core/schemas.js';
 import type { LifetimeInfo } from './lifetimes.js';
+import type { BootInfo } from './preroot.js';
 
 /** Who is calling. Surfaces derive it (MCP session, token, CLI user); the service enforces it. */
 export interface Caller {
@@ -39,6 +40,8 @@ export interface WorkspaceInfo {
   ssh: SshInfo | null;
   /** TTL, idle stop and retention: the values in force and when each will act (lifetimes.ts). */
   lifetime: LifetimeInfo;
+  /** How the VM last came up in this islet process (restore or cold boot, and why cold); absent before that. */
+  boot?: BootInfo;
 }
 
 /** The workspace's own SSH key pair: made at create (or fork), its public half installed in the guest at every boot. */
@@ -165,6 +168,8 @@ export interface SnapshotRestoreOutput {
   memory_restored: boolean;
   state: WorkspaceState;
   duration_ms: number;
+  /** When restarted: how the VM came up (a pre-root restore, or a cold boot and why). */
+  boot?: BootInfo;
 }
 
 export interface SnapshotDeleteOutput {

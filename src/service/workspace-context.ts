@@ -9,6 +9,7 @@ import { firstLine, VmExitedError, WorkspaceNotFoundError } from '../core/errors
 import type { Progress } from '../core/progress.js';
 import { lifetimeOf } from './lifetimes.js';
 import { Machine } from './machine.js';
+import type { BootInfo, PrerootTemplates } from './preroot.js';
 import type { Runtime } from './runtime.js';
 import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey, removeWorkspaceKey, sshInfo } from './ssh.js';
@@ -30,6 +31,10 @@ export class WorkspaceContext {
   onUse: (id: string) => void = () => undefined;
   readonly snap: snaps.SnapCtx;
   readonly net: WorkspaceNetwork;
+  /** Restores starts from a pre-root template instead of booting (preroot.ts); absent: every start boots. */
+  preroot: PrerootTemplates | undefined;
+  /** How each workspace's VM last came up in this process (shown in its info). */
+  readonly lastBoot = new Map<string, BootInfo>();
 
   constructor(
     readonly config: Config,
@@ -61,11 +66,16 @@ export class WorkspaceContext {
     let m: Machine | undefined;
     try {
       const net = this.net.netSpec(row.allow_internet === 1, row.id);
-      m = await Machine.boot(await this.rt.machineSpec({
-        id: row.id, disk: snaps.activeDisk(this.snap, row), createDisk, image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
-        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net, detached: true, signal, memoryFile,
-      }));
-      this.progress(`VM ${m.id} ready in ${m.bootMs} ms`);
+      const req = {
+        id: row.id, disk: snaps.activeDisk(this.snap, row), image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb,
+        diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net, signal,
+      };
+      // An existing disk with no saved memory: restore the image's pre-root template rather than boot the kernel.
+      const pre = !createDisk && memoryFile === undefined && this.preroot ? await this.preroot.start(req) : undefined;
+      m = pre?.machine ?? await Machine.boot(await this.rt.machineSpec({ ...req, createDisk, detached: true, memoryFile }));
+      if (pre?.note) this.progress(`workspace ${row.name}: ${pre.note}`);
+      this.lastBoot.set(row.id, { path: pre?.machine || memoryFile ? 'restore' : 'cold', ms: m.bootMs, note: pre?.note ?? null });
+      this.progress(`VM ${m.id} ready in ${m.bootMs} ms${pre?.machine ? ' (pre-root restore)' : ''}`);
       await prepare?.(m, net);
       await this.net.attach(row, m);
       // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
@@ -152,6 +162,7 @@ export class WorkspaceContext {
       snapshots: snaps.readySnapshots(this.store, row.id).map(snaps.snapshotInfo), current_snapshot_id: row.backing_snapshot_id,
       error: row.error, disk_used_bytes: used, ssh: await sshInfo(this.config.paths.dataDir, row.id, network.forwards),
       lifetime: lifetimeOf(row, this.config.resources, this.lastActive.get(row.id)),
+      ...(this.lastBoot.has(row.id) ? { boot: this.lastBoot.get(row.id) } : {}),
     };
   }
 }

@@ -46,6 +46,7 @@ import { WorkspaceContext } from './workspace-context.js';
 import { SnapshotRow, Store, WorkspaceRow } from './store.js';
 import { freshIdentity } from './identity.js';
 import { Templates } from './templates.js';
+import { PrerootTemplates } from './preroot.js';
 import type {
   Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkPolicyOutput, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput,
   SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo, WorkspaceIpOutput,
@@ -86,9 +87,12 @@ export class WorkspaceService {
       }),
     });
     this.templates = config.pool.template ? new Templates(rt, progress) : undefined;
+    this.ctx.preroot = config.pool.template ? new PrerootTemplates(rt, progress) : undefined;
   }
 
   get config(): Config { return this.ctx.config; }
+  /** Pre-root templates (preroot.ts): starts restore them; undefined when [pool] template is off. */
+  get preroot(): PrerootTemplates | undefined { return this.ctx.preroot; }
   get rt(): Runtime { return this.ctx.rt; }
   /** true once close() ran. */
   get closed(): boolean { return this.ctx.closed; }
@@ -144,6 +148,7 @@ export class WorkspaceService {
     this.sessions.close();
     await this.lifetimes.close();
     await this.pool?.close(); // pool VMs hold no user state: they end with the service
+    await ctx.preroot?.close(); // a pre-root template being taken is abandoned; the next start takes it again
     await Promise.allSettled([...ctx.queues.values()]);
     await ctx.net.close(ctx.live.values());
     for (const m of ctx.live.values()) m.detach();

@@ -77,7 +77,7 @@ func main() {
 		PowerOff: powerOff,
 	})
 	loop := &transport.Loop{
-		Open:  func() (transport.Port, error) { return transport.Open(*portName) },
+		Open:  portOpener(*portName),
 		Serve: func(c io.ReadWriter) error { return srv.Serve(c) },
 		Sleep: clk.Sleep,
 		Logf:  logf,

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -160,6 +161,10 @@ func Stage1(logf logger.Logf) {
 	if err := LoadModules(logf, ModulesDir); err != nil {
 		Fatal(logf, "%v", err)
 	}
+	var port *os.File // pre-root template: the agent port, already serving the host
+	if _, ok := info.ReadCmdline("/proc")[PrerootWord]; ok {
+		port = AwaitRoot(logf)
+	}
 	cmd := info.ReadCmdline("/proc")
 	root, fstype, mode := cmd["islet.root"], cmd["islet.rootfstype"], cmd["islet.init"]
 	inject := false
@@ -187,6 +192,11 @@ func Stage1(logf logger.Logf) {
 		target = SystemdPath
 	default:
 		Fatal(logf, "islet.init=%q: want fast or full", mode)
+	}
+	// After a pre-root restore the agent is this binary, the one that served the host so far: it takes the
+	// handed-over port, whatever agent build the workspace's disk holds.
+	if port != nil && mode != info.InitFull {
+		inject = true
 	}
 	deadline := time.Now().Add(RootWait)
 	for {
@@ -236,7 +246,10 @@ func Stage1(logf logger.Logf) {
 		Fatal(logf, "islet.init=%s: %v", mode, err)
 	}
 	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
+	// systemd would keep an inherited port open and its agent service could not open it: only islet's PID 1 agent takes it.
+	env = append(env, handPort(port, target != SystemdPath)...)
 	err := syscall.Exec(target, []string{target}, env)
+	runtime.KeepAlive(port) // its finalizer must not close the handed-over descriptor before the exec
 	Fatal(logf, "exec %s: %v", target, err)
 }
 

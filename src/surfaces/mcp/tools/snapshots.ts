@@ -3,7 +3,7 @@
 // declares the tools and renders results.
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
-import { ForkInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../../../core/schemas.js';
+import { BootInfoOut, ForkInput, SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../../../core/schemas.js';
 import type { WorkspaceService } from '../../../service/workspaces.js';
 import type {
   Caller, SnapshotCreateOutput, SnapshotDeleteOutput, SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo,
@@ -28,6 +28,7 @@ const restoreOut = {
   memory_restored: z.boolean().describe('true: a memory snapshot: processes resumed as they were at the snapshot, instead of a boot'),
   state: z.string(),
   duration_ms: z.number().int(),
+  boot: BootInfoOut.optional(),
 };
 const pauseOut = { ...workspaceFields, pause_ms: z.number().int() };
 const deleteOut = { workspace_id: z.string(), snapshot_id: z.string(), deleted: z.literal(true) };

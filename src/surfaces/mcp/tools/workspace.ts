@@ -1,7 +1,7 @@
 // Workspace lifecycle tools: create, destroy, start, stop, list, info.
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { z } from 'zod';
-import { CreateInput, ListInput, WORKSPACE_STATES, WorkspaceRef } from '../../../core/schemas.js';
+import { BootInfoOut, CreateInput, ListInput, WORKSPACE_STATES, WorkspaceRef } from '../../../core/schemas.js';
 import type { WorkspaceService } from '../../../service/workspaces.js';
 import type { Caller, WorkspaceInfo } from '../../../service/types.js';
 import { toToolResult } from '../result.js';
@@ -66,6 +66,7 @@ export const workspaceFields = {
     hint: z.string(),
   }).nullable().describe('SSH login when the image runs sshd (e.g. agent-ready); null otherwise. Needs a port_forward to guest port 22'),
   lifetime: z.object(lifetimeFields).describe('when the workspace stops or is destroyed by itself (change with workspace_set_lifetime)'),
+  boot: BootInfoOut.optional(),
 };
 export const WorkspaceInfoOut = z.object(workspaceFields);
 const destroyedFields = { workspace_id: z.string(), destroyed: z.literal(true) };

@@ -1,0 +1,300 @@
+//go:build linux
+
+package initsys
+
+// Pre-root templates (docs/pool.md): stage 1 booted with islet.preroot=1
+// stops before mounting the root filesystem and answers the host on the
+// agent port. The host saves the VM there; every restore of that state then
+// gets its own disk behind the same virtio-blk device and a ROOT request
+// naming its identity. The kernel probed the template's disk (capacity,
+// first sectors in the block device's page cache, partition scan), so the
+// disk driver is unbound and bound again: the old block device and its cache
+// go away, and the new probe reads the capacity and first sectors of the disk
+// that is there now. Stage 1 then goes on as after a cold boot, with the
+// command line rewritten to the workspace's hostname and network, and hands
+// the open port to the agent it execs (closing it would let the kernel
+// discard a host request that arrived in between).
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"islet/agent/internal/clock"
+	"islet/agent/internal/info"
+	"islet/agent/internal/logger"
+	"islet/agent/internal/netcfg"
+	"islet/agent/internal/proto"
+	"islet/agent/internal/transport"
+)
+
+const (
+	// PrerootWord on the command line makes stage 1 wait for ROOT.
+	PrerootWord = "islet.preroot"
+	// PortFdEnv tells the agent which inherited descriptor is its port.
+	PortFdEnv       = "ISLET_PORT_FD"
+	virtioBlkDriver = "/sys/bus/virtio/drivers/virtio_blk"
+	virtioDevices   = "/sys/bus/virtio/devices"
+	// cmdlineCopy holds the rewritten command line, bind-mounted on /proc/cmdline.
+	cmdlineCopy  = "/islet-cmdline"
+	blkFlsBuf    = 0x1261 // BLKFLSBUF
+	prerootRetry = 10 * time.Millisecond
+)
+
+var hostnameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9-]{0,62}$`)
+
+// AwaitRoot serves HELLO, TIME_SYNC and ROOT on the agent port until a ROOT
+// succeeds, and returns the open port for the agent. It never returns on
+// failure to open the port (Fatal): without it nothing can reach the guest.
+func AwaitRoot(logf logger.Logf) *os.File {
+	var port transport.Port
+	for port == nil {
+		p, err := transport.Open(transport.DefaultPortName)
+		if err != nil {
+			logf("pre-root: open port: %v", err)
+			time.Sleep(prerootRetry)
+			continue
+		}
+		port = p
+	}
+	f, ok := port.(*os.File)
+	if !ok {
+		Fatal(logf, "pre-root: the port is not a file")
+	}
+	logf("pre-root: waiting for the host to name a root disk")
+	for {
+		// A new reader per host connection: a client that went away mid-frame leaves no stale bytes.
+		r := proto.NewReader(f)
+		for {
+			fr, err := r.ReadFrame()
+			if err != nil {
+				if !errors.Is(err, io.EOF) {
+					logf("pre-root: %v", err)
+				}
+				break
+			}
+			if done := servePreroot(logf, f, fr); done {
+				return f
+			}
+		}
+		time.Sleep(prerootRetry) // no host client connected
+	}
+}
+
+// servePreroot answers one frame; true once ROOT succeeded.
+func servePreroot(logf logger.Logf, w io.Writer, f proto.Frame) bool {
+	reply := func(t proto.Type, v interface{}) {
+		fr, err := proto.JSONFrame(t, f.RequestID, v)
+		if err == nil {
+			var b []byte
+			if b, err = proto.AppendFrame(nil, fr); err == nil {
+				_, err = w.Write(b)
+			}
+		}
+		if err != nil {
+			logf("pre-root: reply: %v", err)
+		}
+	}
+	fail := func(code proto.Code, err error) {
+		reply(proto.TypeError, proto.ErrorReply{Code: code, Message: err.Error()})
+	}
+	switch f.Type {
+	case proto.TypeHello:
+		var bootMs int64
+		if up, err := info.Uptime("/proc"); err == nil {
+			bootMs = up.Milliseconds()
+		}
+		reply(proto.TypeHello, proto.HelloReply{Protocol: proto.ProtocolVersion, Agent: info.AgentVersion,
+			Caps: []string{proto.CapPreroot, "time.sync"}, InitMode: proto.CapPreroot, PID: os.Getpid(), BootMs: bootMs})
+	case proto.TypeTimeSync:
+		var req proto.TimeSync
+		if err := proto.DecodeJSON(f.Payload, &req); err != nil {
+			fail(proto.CodeInvalidArgument, err)
+			return false
+		}
+		if err := req.Validate(proto.Limits{}); err != nil {
+			fail(proto.CodeInvalidArgument, err)
+			return false
+		}
+		ok, err := info.TimeSync(req, clock.Real{}, info.SetSystemTime)
+		if err != nil {
+			fail(proto.CodeOf(err), err)
+			return false
+		}
+		reply(proto.TypeOK, ok)
+	case proto.TypeRoot:
+		var req proto.Root
+		if err := proto.DecodeJSON(f.Payload, &req); err != nil {
+			fail(proto.CodeInvalidArgument, err)
+			return false
+		}
+		ok, err := prepareRoot(req)
+		if err != nil {
+			logf("pre-root: %v", err)
+			fail(proto.CodeOf(err), err)
+			return false
+		}
+		logf("pre-root: root is %s (%d bytes)", ok.Device, ok.DiskBytes)
+		reply(proto.TypeOK, ok)
+		return true
+	default:
+		fail(proto.CodeUnknownType, fmt.Errorf("%s before the root filesystem is mounted", f.Type))
+	}
+	return false
+}
+
+// prepareRoot checks the request, reseeds the RNG, probes the disk afresh
+// and rewrites the command line. Nothing is mounted yet: a failure leaves
+// stage 1 waiting for another ROOT.
+func prepareRoot(req proto.Root) (proto.RootOK, error) {
+	if !hostnameRE.MatchString(req.Hostname) {
+		return proto.RootOK{}, proto.Errorf(proto.CodeInvalidArgument, "invalid hostname %q", req.Hostname)
+	}
+	if req.Net != "" {
+		if _, err := netcfg.Parse(req.Net); err != nil {
+			return proto.RootOK{}, proto.Errorf(proto.CodeInvalidArgument, "net: %v", err)
+		}
+	}
+	seed, err := hex.DecodeString(req.Entropy)
+	if err != nil || len(seed) > proto.MaxRootEntropy {
+		return proto.RootOK{}, proto.Errorf(proto.CodeInvalidArgument, "entropy: want at most %d hex bytes", proto.MaxRootEntropy)
+	}
+	if err := os.WriteFile("/dev/urandom", seed, 0); err != nil {
+		return proto.RootOK{}, fmt.Errorf("reseed: %v", err)
+	}
+	dev, err := reprobeDisk()
+	if err != nil {
+		return proto.RootOK{}, err
+	}
+	size, err := flushAndSize(dev)
+	if err != nil {
+		return proto.RootOK{}, err
+	}
+	b, err := os.ReadFile("/proc/cmdline")
+	if err != nil {
+		return proto.RootOK{}, err
+	}
+	line := RewriteCmdline(string(b), map[string]string{"islet.hostname": req.Hostname, "islet.net": req.Net, "islet.root": dev})
+	if err := os.WriteFile(cmdlineCopy, []byte(line+"\n"), 0o444); err != nil {
+		return proto.RootOK{}, err
+	}
+	// Everything read from here on (stage 1, the agent's hostname and network, systemd) sees the workspace's line.
+	if err := syscall.Mount(cmdlineCopy, "/proc/cmdline", "", syscall.MS_BIND, ""); err != nil {
+		return proto.RootOK{}, fmt.Errorf("bind the new command line on /proc/cmdline: %v", err)
+	}
+	return proto.RootOK{Device: dev, DiskBytes: size}, nil
+}
+
+// RewriteCmdline sets each key of set to its value ("" drops the word) and
+// drops PrerootWord, keeping every other word in order.
+func RewriteCmdline(line string, set map[string]string) string {
+	var out []string
+	for _, w := range strings.Fields(line) {
+		k, _, _ := strings.Cut(w, "=")
+		if _, ok := set[k]; ok || k == PrerootWord {
+			continue
+		}
+		out = append(out, w)
+	}
+	keys := []string{"islet.root", "islet.hostname", "islet.net"}
+	for _, k := range keys {
+		if v := set[k]; v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// reprobeDisk unbinds every virtio-blk device from its driver and binds it
+// again, then returns the root disk's device node. Only one disk is
+// attached (the root); its name after the new probe is read from sysfs.
+func reprobeDisk() (string, error) {
+	ents, err := os.ReadDir(virtioBlkDriver)
+	if err != nil {
+		return "", fmt.Errorf("virtio_blk driver: %v", err)
+	}
+	var devs []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "virtio") {
+			devs = append(devs, e.Name())
+		}
+	}
+	if len(devs) != 1 {
+		return "", fmt.Errorf("want one virtio-blk disk, found %d", len(devs))
+	}
+	d := devs[0]
+	if err := os.WriteFile(filepath.Join(virtioBlkDriver, "unbind"), []byte(d), 0); err != nil {
+		return "", fmt.Errorf("unbind %s: %v", d, err)
+	}
+	if err := os.WriteFile(filepath.Join(virtioBlkDriver, "bind"), []byte(d), 0); err != nil {
+		return "", fmt.Errorf("bind %s: %v", d, err)
+	}
+	blocks, err := os.ReadDir(filepath.Join(virtioDevices, d, "block"))
+	if err != nil || len(blocks) != 1 {
+		return "", fmt.Errorf("%s has no block device after the new probe (%v)", d, err)
+	}
+	dev := "/dev/" + blocks[0].Name()
+	deadline := time.Now().Add(RootWait)
+	for {
+		if _, err := os.Stat(dev); err == nil {
+			return dev, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%s did not appear within %v", dev, RootWait)
+		}
+		time.Sleep(RootPoll)
+	}
+}
+
+// flushAndSize drops the device's page cache (BLKFLSBUF: a no-op on the
+// fresh device the new probe made, kept so that no cached block of any
+// earlier disk can survive) and returns its capacity, checking that it
+// holds an ext4 filesystem.
+func flushAndSize(dev string) (uint64, error) {
+	f, err := os.Open(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), blkFlsBuf, 0); e != 0 {
+		return 0, fmt.Errorf("BLKFLSBUF %s: %v", dev, e)
+	}
+	var size uint64
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), blkGetSize64, uintptr(unsafe.Pointer(&size))); e != 0 {
+		return 0, fmt.Errorf("BLKGETSIZE64 %s: %v", dev, e)
+	}
+	sb := make([]byte, 1024)
+	if _, err := f.ReadAt(sb, 1024); err != nil {
+		return 0, fmt.Errorf("read superblock of %s: %v", dev, err)
+	}
+	if _, _, err := parseExt4Super(sb); err != nil {
+		return 0, proto.Errorf(proto.CodeInvalidArgument, "%s: %v", dev, err)
+	}
+	return size, nil
+}
+
+// handPort makes the port survive exec for the agent, or closes it.
+func handPort(port *os.File, toAgent bool) []string {
+	if port == nil {
+		return nil
+	}
+	if !toAgent {
+		port.Close()
+		return nil
+	}
+	fd := port.Fd()
+	if _, _, e := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_SETFD, 0); e != 0 {
+		port.Close()
+		return nil
+	}
+	return []string{PortFdEnv + "=" + strconv.Itoa(int(fd))}
+}
