@@ -31,6 +31,8 @@ export const FrameType = {
   PROC_SIGNAL: 18,
   PROC_WAIT: 19,
   PROC_RESIZE: 20,
+  // Re-addressing eth0 of a restored guest (caps "net.config"); numbered apart so additions above never collide.
+  NET_CONFIG: 30,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 
