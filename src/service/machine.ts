@@ -51,6 +51,8 @@ export interface BootRequest {
   memoryFile?: string;
   /** Guest RAM backed by a file (templates: src/service/templates.ts); a restore from a template maps it privately. */
   ramFile?: { path: string; shared: boolean };
+  /** TCG translation cache size for this VM; default [vm] tcg_tb_size_mb. */
+  tcgTbSizeMb?: number;
   detached?: boolean;
   signal?: AbortSignal;
 }
@@ -63,7 +65,6 @@ export interface MachineSpec extends Omit<BootRequest, 'vcpus' | 'memoryMb'> {
   accel: Accel;
   runDir: string;
   diskDir: string;
-  tcgTbSizeMb?: number;
   tscKhz?: number;
   qemuBinary?: string;
   bootTimeoutMs: number;

@@ -50,7 +50,8 @@ func Readdress(iface string, mac [6]byte, c Config) error {
 	if err := ioctl(fd, syscall.SIOCGIFFLAGS, unsafe.Pointer(&fl)); err != nil {
 		return fmt.Errorf("SIOCGIFFLAGS %s: %v", iface, err)
 	}
-	if fl.flags&syscall.IFF_UP != 0 {
+	wasUp := fl.flags&syscall.IFF_UP != 0
+	if wasUp {
 		fl.flags &^= syscall.IFF_UP
 		if err := ioctl(fd, syscall.SIOCSIFFLAGS, unsafe.Pointer(&fl)); err != nil {
 			return fmt.Errorf("SIOCSIFFLAGS %s down: %v", iface, err)
@@ -77,6 +78,14 @@ func Readdress(iface string, mac [6]byte, c Config) error {
 	copy(hw.data[:], mac[:])
 	if err := ioctl(fd, syscall.SIOCSIFHWADDR, unsafe.Pointer(&hw)); err != nil {
 		return fmt.Errorf("SIOCSIFHWADDR %s: %v", iface, err)
+	}
+	if wasUp {
+		// As ip does it (down, flush, MAC, up, then the address): a fork's
+		// link comes back up before it is addressed.
+		fl.flags |= syscall.IFF_UP
+		if err := ioctl(fd, syscall.SIOCSIFFLAGS, unsafe.Pointer(&fl)); err != nil {
+			return fmt.Errorf("SIOCSIFFLAGS %s up: %v", iface, err)
+		}
 	}
 	return Apply(iface, c)
 }
