@@ -48,6 +48,8 @@ const VmSchema = z.object({
   boot_timeout_ms: z.number().int().min(1000).max(600_000).default(120_000).describe('QEMU start to agent hello'),
   request_timeout_ms: z.number().int().min(100).max(600_000).default(30_000).describe('one agent request round trip'),
   tcg_tb_size_mb: z.number().int().min(0).max(1024).default(32).describe('TCG translation cache size; 0 = QEMU default'),
+  restore_tcg_tb_size_mb: z.number().int().min(0).max(1024).default(0)
+    .describe('TCG translation cache of VMs restored from a template (creates, pool VMs); 0 = tcg_tb_size_mb. Smaller: less host memory per idle VM, more retranslation'),
   canary_timeout_ms: z.number().int().min(500).max(120_000).default(8_000).describe('how long the KVM canary boot may take'),
 }).strict();
 

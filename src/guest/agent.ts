@@ -20,6 +20,7 @@ export type {
   StreamWriteOptions, WriteFileOptions,
 };
 export { MAX_READ_BYTES, MAX_RING_BYTES, PROC_CAP, PTY_CAP } from './process.js';
+export const NET_CONFIG_CAP = 'net.config';
 
 /**
  * Background processes (docs/protocol.md, "Background processes"): the agent
@@ -57,6 +58,12 @@ export interface GuestAgent {
   syncClock(signal?: AbortSignal): Promise<void>;
   /** Asks the guest to sync and power off; resolves when it acknowledged. */
   powerOff(signal?: AbortSignal): Promise<void>;
+  /**
+   * Moves eth0 to this MAC and islet.net-form address (ADDR/PREFIX,gw=IP,dns=IP),
+   * with system calls in the agent; false when the agent lacks caps
+   * "net.config" (an image built before it), and nothing was done.
+   */
+  netConfig(c: { mac: string; net: string }, signal?: AbortSignal): Promise<boolean>;
   close(): void;
   readonly processes: GuestProcesses;
   /** Stage 1 of a pre-root template only (caps "preroot"): probe the disk afresh and take this identity; absent in fakes. */
@@ -103,6 +110,11 @@ export class AgentConnection implements GuestAgent {
   health(signal?: AbortSignal): Promise<Record<string, unknown>> { return this.client.request(FrameType.HEALTH, {}, { signal }); }
   async syncClock(signal?: AbortSignal): Promise<void> { await this.client.request(FrameType.TIME_SYNC, { unixMs: Date.now() }, { signal }); }
   async powerOff(signal?: AbortSignal): Promise<void> { await this.client.request(FrameType.POWEROFF, {}, { signal }); }
+  async netConfig(c: { mac: string; net: string }, signal?: AbortSignal): Promise<boolean> {
+    if (!this.client.hasCap(NET_CONFIG_CAP)) return false;
+    await this.client.request(FrameType.NET_CONFIG, c, { signal });
+    return true;
+  }
   close(): void { this.client.close(); }
   get awaitsRoot(): boolean { return this.client.hasCap('preroot'); }
   enterRoot(req: RootRequest, signal?: AbortSignal): Promise<Record<string, unknown>> {

@@ -24,6 +24,9 @@ export class FakeGuest {
   /** Every exec, in order, across all agents of this fake. */
   readonly execs: ExecRequest[] = [];
   clockSyncs = 0;
+  /** NET_CONFIG requests, in order; set netConfigCap false to play an agent without the capability. */
+  readonly netConfigs: Array<{ mac: string; net: string }> = [];
+  netConfigCap = true;
   handler: ExecHandler = () => undefined;
 
   constructor(private readonly lookup: (socketPath: string) => FakeGuestHost | undefined) {}
@@ -132,6 +135,13 @@ class FakeAgent implements GuestAgent {
   async syncClock(): Promise<void> {
     this.live('time sync');
     this.g.clockSyncs++;
+  }
+
+  async netConfig(c: { mac: string; net: string }): Promise<boolean> {
+    this.live('net config');
+    if (!this.g.netConfigCap) return false;
+    this.g.netConfigs.push({ ...c });
+    return true;
   }
 
   async powerOff(): Promise<void> {

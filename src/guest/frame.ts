@@ -33,6 +33,8 @@ export const FrameType = {
   PROC_RESIZE: 20,
   /** Stage 1 of a pre-root template only (caps "preroot"): mount this workspace's disk next. */
   ROOT: 21,
+  // Re-addressing eth0 of a restored guest (caps "net.config"); numbered apart so additions above never collide.
+  NET_CONFIG: 30,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 

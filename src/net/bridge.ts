@@ -104,11 +104,16 @@ export class BridgeNet {
     return [...this.attached.keys()].map((id) => this.o.guestOf(id)).filter((g): g is BridgeGuest => g !== undefined);
   }
 
-  /** A VM of workspace id runs with its TAP (made by QEMU): its rules go in first, then the TAP goes on the bridge. */
-  async attach(id: string, tap: string, owner: object): Promise<void> {
+  /**
+   * A VM of workspace id runs with its TAP (made by QEMU): its rules go in
+   * first, then the TAP goes on the bridge. readdress (the guest taking its
+   * lease) runs while the rules are written: nothing reaches the VM before
+   * its TAP is on the bridge, so the two need no order between them.
+   */
+  async attach(id: string, tap: string, owner: object, readdress?: () => Promise<void>): Promise<void> {
     if (!tap.startsWith(TAP_PREFIX)) throw new RangeError(`not an islet TAP: ${tap}`);
     this.attached.set(id, { owner, ip: this.o.guestOf(id)?.ip });
-    await this.sync();
+    await Promise.all([this.sync(), readdress?.()]);
     await ip('link', 'set', 'dev', tap, 'master', this.bridge, 'up');
   }
 

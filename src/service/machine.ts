@@ -59,6 +59,8 @@ export interface BootRequest {
    * disk and execs the agent, preroot.ts).
    */
   handover?: (agent: GuestAgent, signal?: AbortSignal) => Promise<void>;
+  /** TCG translation cache size for this VM; default [vm] tcg_tb_size_mb. */
+  tcgTbSizeMb?: number;
   detached?: boolean;
   signal?: AbortSignal;
 }
@@ -71,7 +73,6 @@ export interface MachineSpec extends Omit<BootRequest, 'vcpus' | 'memoryMb'> {
   accel: Accel;
   runDir: string;
   diskDir: string;
-  tcgTbSizeMb?: number;
   tscKhz?: number;
   qemuBinary?: string;
   bootTimeoutMs: number;

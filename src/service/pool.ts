@@ -100,8 +100,7 @@ export class WarmPool {
     // Now a workspace row ('creating': reconcile undoes it after a crash); the lease can be taken (bridge) and the VM made its own.
     try {
       const net = this.s.net.netSpec(spec.allow_internet, e.id);
-      await freshIdentity(m, row.name, signal, net);
-      await this.s.net.attach(this.s.mustGet(e.id), m);
+      await this.s.net.attach(this.s.mustGet(e.id), m, () => freshIdentity(m, row.name, signal, net));
       await ensureWorkspaceKey(this.s.config, row, m, signal);
       this.s.store.setState(e.id, 'running', { pid: m.vm.pid });
     } catch (err) {

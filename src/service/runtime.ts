@@ -123,7 +123,7 @@ export class Runtime {
       memoryMb: req.memoryMb ?? c.resources.default_memory_mb,
       // The overlay may not be smaller than its base, or the guest sees a truncated filesystem.
       diskBytes: Math.max(req.diskBytes ?? 2 * 1024 ** 3, statSync(art.rootfs).size),
-      tcgTbSizeMb: c.vm.tcg_tb_size_mb,
+      tcgTbSizeMb: req.tcgTbSizeMb ?? c.vm.tcg_tb_size_mb,
       tscKhz: tscKhz(),
       qemuBinary: c.vm.qemu_binary,
       bootTimeoutMs: req.bootTimeoutMs ?? c.vm.boot_timeout_ms,

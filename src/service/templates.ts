@@ -188,6 +188,8 @@ export class Templates {
         id: o.id, disk: o.disk, createDisk: false, image: t.spec.image, vcpus: t.spec.vcpus, memoryMb: t.spec.memoryMb,
         diskBytes: t.spec.diskGb * 1024 ** 3, hostname: o.hostname, net: o.net, detached: o.detached, signal: o.signal,
         memoryFile: t.state, ramFile: { path: t.mem, shared: false },
+        // The cache is not in the saved state, so a restore may size it apart from the build (the template key keeps the build's).
+        tcgTbSizeMb: this.rt.config.vm.restore_tcg_tb_size_mb || undefined,
       });
     } catch (e) {
       await rm(o.disk, { force: true });

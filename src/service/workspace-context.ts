@@ -57,8 +57,8 @@ export class WorkspaceContext {
    * memoryFile: resume from saved memory instead of booting) and marks it
    * running. A failed boot of an existing workspace marks it failed with the
    * reason; a failed create leaves the undoing to rollbackCreate. prepare
-   * runs on the booted VM before its network is attached (a fork's identity
-   * and address).
+   * runs on the booted VM before its TAP joins the bridge, while its rules
+   * are written (a fork's identity and address).
    */
   async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal, memoryFile?: string,
     prepare?: (m: Machine, net: NetSpec | undefined) => Promise<void>): Promise<void> {
@@ -76,8 +76,8 @@ export class WorkspaceContext {
       if (pre?.note) this.progress(`workspace ${row.name}: ${pre.note}`);
       this.lastBoot.set(row.id, { path: pre?.machine || memoryFile ? 'restore' : 'cold', ms: m.bootMs, note: pre?.note ?? null });
       this.progress(`VM ${m.id} ready in ${m.bootMs} ms${pre?.machine ? ' (pre-root restore)' : ''}`);
-      await prepare?.(m, net);
-      await this.net.attach(row, m);
+      const booted = m;
+      await this.net.attach(row, m, prepare && (() => prepare(booted, net)));
       // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
       await ensureWorkspaceKey(this.config, row, m, signal);
     } catch (e) {

@@ -54,9 +54,10 @@ export class WorkspaceNetwork {
   /**
    * The network of a VM that is not (yet) a workspace's: a template being
    * built, or a warm pool VM (tap: the TAP its id will keep). In user mode the
-   * same as netSpec. In bridge mode: no lease, the spare address, and a TAP
-   * that is never put on the bridge; the VM becomes a workspace by being
-   * re-addressed to netSpec(…, id) (freshIdentity) and then attached.
+   * same as netSpec. In bridge mode: no lease, eth0 left down without an
+   * address (the spare one only gives the NIC its MAC), and a TAP that is
+   * never put on the bridge; the VM becomes a workspace by being addressed
+   * to netSpec(…, id) (freshIdentity) and then attached.
    */
   spareNetSpec(id?: string): NetSpec | undefined {
     if (this.config.network.mode !== 'bridge') return this.netSpec(false);
@@ -64,7 +65,9 @@ export class WorkspaceNetwork {
     if (!b) return this.netSpec(false); // NOT_SUPPORTED, as for a workspace
     const ip = spareAddress(b.subnet);
     // 'template' is a placeholder: a template build gives its VM a TAP name of its own, and the template key leaves the name out.
-    return { kind: 'tap', ifname: id ? tapName(id) : 'template', mac: macOf(ip), ip, prefix: b.subnet.prefix, gateway: b.gateway, dns: b.gateway };
+    return {
+      kind: 'tap', ifname: id ? tapName(id) : 'template', mac: macOf(ip), ip, prefix: b.subnet.prefix, gateway: b.gateway, dns: b.gateway, unaddressed: true,
+    };
   }
 
   /** User mode: the proxy settings in the guest's /etc/environment; best effort (exec gets them anyway). */
@@ -168,12 +171,20 @@ export class WorkspaceNetwork {
     await b.close({ keepNetwork: running > 0 });
   }
 
-  /** Bridge mode, after a boot: the VM's rules, then its TAP on the bridge; the rules and forwards go when its QEMU exits. */
-  async attach(row: WorkspaceRow, m: Machine): Promise<void> {
+  /**
+   * Bridge mode, after a boot: the VM's rules, then its TAP on the bridge;
+   * the rules and forwards go when its QEMU exits. readdress (a restored
+   * guest's identity and address, freshIdentity) runs in any mode; in bridge
+   * mode while the rules are written, and always before the TAP joins.
+   */
+  async attach(row: WorkspaceRow, m: Machine, readdress?: () => Promise<void>): Promise<void> {
     const b = this.bridgeNet;
-    if (!b) return;
+    if (!b) {
+      await readdress?.();
+      return;
+    }
     void m.vm.exited.then(() => this.bridgeNet?.vmGone(row.id, m));
-    await b.attach(row.id, tapName(row.id), m);
+    await b.attach(row.id, tapName(row.id), m, readdress);
   }
 
   /** Re-applies recorded forwards after a boot; one that can no longer bind is dropped, with a message. */

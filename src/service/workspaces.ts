@@ -222,8 +222,9 @@ export class WorkspaceService {
       const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal);
       const net = ctx.net.netSpec(row.allow_internet === 1, row.id);
       m = await this.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
-      await freshIdentity(m, row.name, signal, net); // bridge: the guest takes its lease before its TAP joins the bridge
-      await ctx.net.attach(row, m);
+      const restored = m;
+      // bridge: the guest takes its lease (while the host writes its rules) before its TAP joins the bridge
+      await ctx.net.attach(row, m, () => freshIdentity(restored, row.name, signal, net));
       await ensureWorkspaceKey(this.config, row, m, signal);
       await ctx.net.guestProxyEnv(row, m);
     } catch (e) {

@@ -82,6 +82,12 @@ export interface TapNetSpec {
   prefix: number;
   gateway: string;
   dns: string;
+  /**
+   * No islet.net: eth0 stays down and without an address (a template, a
+   * pool VM). The guest takes ip.. dns only when re-addressed (NET_CONFIG),
+   * so a restore has nothing to undo first.
+   */
+  unaddressed?: boolean;
 }
 
 export type NetSpec = UserNetSpec | TapNetSpec;
@@ -184,7 +190,7 @@ export function kernelCmdline(spec: Pick<VmSpec, 'initMode' | 'hostname' | 'tscK
   ];
   if (spec.tscKhz && spec.tscKhz > 0) words.push(`tsc_early_khz=${Math.round(spec.tscKhz)}`);
   // The agent configures eth0 from this (there is no DHCP client in the image).
-  if (spec.net) words.push(guestNetWord(spec.net));
+  if (spec.net && !(spec.net.kind === 'tap' && spec.net.unaddressed)) words.push(guestNetWord(spec.net));
   if (spec.cmdlineExtra) words.push(...spec.cmdlineExtra);
   return words.join(' ');
 }

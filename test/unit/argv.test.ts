@@ -111,6 +111,14 @@ test('bridge mode: a tap netdev QEMU opens itself, a unique MAC, and the static 
   }
 });
 
+test('bridge mode, unaddressed (a template or pool VM): the TAP and MAC, but no islet.net, so eth0 stays down', () => {
+  const tap = { kind: 'tap', ifname: 'template', mac: '02:15:0a:2a:ff:fe', ip: '10.42.255.254', prefix: 16, gateway: '10.42.0.1', dns: '10.42.0.1' } as const;
+  const a = buildQemuArgv({ ...spec, net: { ...tap, unaddressed: true } });
+  assert.ok(a.includes('virtio-net-device,netdev=net0,mac=02:15:0a:2a:ff:fe'));
+  assert.doesNotMatch(after(a, '-append')!, /islet\.net=/);
+  assert.match(after(buildQemuArgv({ ...spec, net: tap }), '-append')!, /islet\.net=10\.42\.255\.254\/16/);
+});
+
 test('file-backed guest RAM: shared for a template, a private mapping for a restore, named like the default RAM', () => {
   const shared = buildQemuArgv({ ...spec, ramFile: { path: '/c/templates/base-1/mem', shared: true } });
   assert.equal(after(shared, '-M'), 'microvm,x-option-roms=off,pit=off,pic=off,rtc=off,isa-serial=on,memory-backend=microvm.ram');

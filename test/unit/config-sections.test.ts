@@ -26,7 +26,7 @@ test('defaults of every section', () => {
   assert.deepEqual(c.storage, {});
   assert.deepEqual(c.vm, {
     accel: 'auto', kernel: 'auto', qemu_binary: 'qemu-system-x86_64', boot_timeout_ms: 120_000, request_timeout_ms: 30_000,
-    tcg_tb_size_mb: 32, canary_timeout_ms: 8_000,
+    tcg_tb_size_mb: 32, restore_tcg_tb_size_mb: 0, canary_timeout_ms: 8_000,
   });
   assert.deepEqual(c.resources, {
     default_image: 'dev', default_vcpus: 1, default_memory_mb: 256, default_disk_gb: 2,

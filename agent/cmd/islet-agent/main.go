@@ -16,6 +16,7 @@ import (
 	"islet/agent/internal/info"
 	"islet/agent/internal/initsys"
 	"islet/agent/internal/logger"
+	"islet/agent/internal/netcfg"
 	"islet/agent/internal/proto"
 	"islet/agent/internal/server"
 	"islet/agent/internal/transport"
@@ -67,13 +68,19 @@ func main() {
 	}
 	pid := os.Getpid()
 	srv := server.New(server.Config{
-		Logf:     logf,
-		Clock:    clk,
-		Limits:   proto.DefaultLimits(),
-		Reaper:   reaper,
-		Hello:    func() proto.HelloReply { return info.Hello(initMode, pid, bootMs) },
-		ProcDir:  "/proc",
-		SetTime:  info.SetSystemTime,
+		Logf:    logf,
+		Clock:   clk,
+		Limits:  proto.DefaultLimits(),
+		Reaper:  reaper,
+		Hello:   func() proto.HelloReply { return info.Hello(initMode, pid, bootMs) },
+		ProcDir: "/proc",
+		SetTime: info.SetSystemTime,
+		Readdress: func(mac [6]byte, c netcfg.Config) error {
+			if err := netcfg.Readdress(netcfg.DefaultInterface, mac, c); err != nil {
+				return err
+			}
+			return netcfg.WriteResolvConf(netcfg.ResolvConf, c)
+		},
 		PowerOff: powerOff,
 	})
 	loop := &transport.Loop{

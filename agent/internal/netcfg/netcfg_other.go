@@ -13,3 +13,8 @@ func Apply(iface string, c Config) error {
 func WriteResolvConf(path string, c Config) error {
 	return errors.New("netcfg: not supported on this platform")
 }
+
+// Readdress is only implemented on Linux.
+func Readdress(iface string, mac [6]byte, c Config) error {
+	return errors.New("netcfg: not supported on this platform")
+}

@@ -44,6 +44,9 @@ const (
 	TypeProcSignal Type = 18
 	TypeProcWait   Type = 19
 	TypeProcResize Type = 20
+	// Re-addressing a restored guest (caps "net.config"). Numbered apart
+	// from the sequence above so that types added there never collide.
+	TypeNetConfig Type = 30
 )
 
 func (t Type) String() string {
@@ -88,6 +91,8 @@ func (t Type) String() string {
 		return "PROC_WAIT"
 	case TypeProcResize:
 		return "PROC_RESIZE"
+	case TypeNetConfig:
+		return "NET_CONFIG"
 	}
 	return fmt.Sprintf("TYPE_%d", uint8(t))
 }

@@ -15,6 +15,7 @@ import (
 	"islet/agent/internal/clock"
 	"islet/agent/internal/exec"
 	"islet/agent/internal/logger"
+	"islet/agent/internal/netcfg"
 	"islet/agent/internal/proc"
 	"islet/agent/internal/proto"
 )
@@ -28,6 +29,8 @@ type Config struct {
 	Hello   func() proto.HelloReply
 	ProcDir string                // /proc, for HEALTH
 	SetTime func(time.Time) error // TIME_SYNC
+	// Readdress re-addresses eth0 (NET_CONFIG); nil: the agent cannot.
+	Readdress func(mac [6]byte, c netcfg.Config) error
 	// PowerOff is called after POWEROFF's OK reply has been written. In the
 	// VM it does not return; if it does, the error is logged.
 	PowerOff func() error
@@ -335,6 +338,8 @@ func (ss *session) dispatch(f proto.Frame) {
 		ss.handleProcWait(f)
 	case proto.TypeProcResize:
 		ss.handleProcResize(f)
+	case proto.TypeNetConfig:
+		ss.handleNetConfig(f)
 	case proto.TypeError, proto.TypeOK, proto.TypeExecStarted, proto.TypeExecExited:
 		ss.sendError(f.RequestID, proto.CodeInvalidArgument, "%v is not a request", f.Type)
 	default:
