@@ -94,6 +94,32 @@ async function tbFlushes(m: Machine): Promise<number | undefined> {
   return hit ? Number(hit[1]) : undefined;
 }
 
+/**
+ * The same VM with user-space ASLR switched back on (what islet ran before it passed norandmaps under TCG), in
+ * blocks interleaved with blocks of it off, so both see the same host load.
+ */
+async function withAslr(m: Machine, n: number): Promise<{ on: number[]; off: number[]; flushes: number | undefined }> {
+  const set = async (v: number) => { await m.exec({ argv: ['sh', '-c', `echo ${v} > /proc/sys/kernel/randomize_va_space`] }); };
+  const on: number[] = [];
+  const off: number[] = [];
+  let flushes: number | undefined = 0;
+  const block = Math.max(1, Math.round(n / 10));
+  try {
+    for (let i = 0; i < 5; i++) {
+      await set(2);
+      const f0 = await tbFlushes(m);
+      on.push(...await timed(block, () => m.exec({ argv: ['true'] })));
+      const f1 = await tbFlushes(m);
+      flushes = f0 === undefined || f1 === undefined || flushes === undefined ? undefined : flushes + f1 - f0;
+      await set(0);
+      off.push(...await timed(block, () => m.exec({ argv: ['true'] })));
+    }
+  } finally {
+    await set(0);
+  }
+  return { on, off, flushes };
+}
+
 /** Host GC pauses while fn runs: count and the longest, in ms. */
 async function withGc<T>(fn: () => Promise<T>): Promise<{ v: T; gcs: number; maxGc: number }> {
   let gcs = 0;
@@ -128,6 +154,7 @@ export async function benchExec(rt: Runtime, n: number, record: (r: Row) => void
     const { v: rtt, gcs, maxGc } = await withGc(() => timed(n, async () => { agentMs.push((await m.exec({ argv: ['true'] })).durationMs); }));
     const f1 = await tbFlushes(m);
     const spawn = await guestSpawn(m, n);
+    const aslr = await withAslr(m, n);
     both('exec part: channel (HEALTH round trip)', health);
     both('exec part: agent, spawn to reap (its durationMs)', agentMs, spawn, 'baseline: guest spawn');
     both('exec part: guest spawn floor (perl fork/exec/wait)', spawn);
@@ -136,6 +163,8 @@ export async function benchExec(rt: Runtime, n: number, record: (r: Row) => void
     record({ metric: 'HEALTH p99 / p50', value: pct(health, 99) / pct(health, 50), unit: 'x', note: 'target <= 3' });
     record({ metric: `host GC pauses during ${n} execs`, value: gcs, unit: '', note: `longest ${maxGc.toFixed(1)} ms` });
     if (f0 !== undefined && f1 !== undefined) record({ metric: `TCG translation-cache flushes during ${n} execs`, value: f1 - f0, unit: '' });
+    both('exec `true` round trip, guest ASLR on (islet before norandmaps)', aslr.on, aslr.off, 'baseline: ASLR off, interleaved');
+    if (aslr.flushes !== undefined) record({ metric: `TCG translation-cache flushes, ${aslr.on.length} execs with ASLR on`, value: aslr.flushes, unit: '' });
 
     await fileTransfer(m, record);
   } finally {
@@ -171,6 +200,16 @@ async function fileTransfer(m: Machine, record: (r: Row) => void): Promise<void>
   const back = await m.readFile('/root/bench.bin', { maxBytes: size });
   const r = size / 1e6 / ((performance.now() - t0) / 1000);
   if (back.data.length !== size) throw new Error('read back a different size');
+  // The agent channel alone, with no file or disk: stdin into `cat > /dev/null`, and stdout out of `head -c`.
+  t0 = performance.now();
+  await m.exec({ argv: ['sh', '-c', 'cat > /dev/null'], stdin: data, timeoutMs: 600_000 });
+  const chIn = size / 1e6 / ((performance.now() - t0) / 1000);
+  t0 = performance.now();
+  const out = await m.exec({ argv: ['head', '-c', String(size), '/dev/zero'], maxOutputBytes: size, timeoutMs: 600_000 });
+  const chOut = size / 1e6 / ((performance.now() - t0) / 1000);
+  if (out.stdout.length !== size) throw new Error(`channel out: got ${out.stdout.length} bytes`);
   record({ metric: `file write throughput (${FILE_MB} MiB)`, value: w, unit: 'MB/s', baseline: ddW, ratio: w / ddW, note: 'baseline: guest dd conv=fsync; target >= 0.8x or 300 MB/s' });
   record({ metric: `file read throughput (${FILE_MB} MiB, cold cache)`, value: r, unit: 'MB/s', baseline: ddR, ratio: r / ddR, note: 'baseline: guest dd after drop_caches' });
+  record({ metric: 'agent channel host -> guest (exec stdin)', value: chIn, unit: 'MB/s', baseline: w, ratio: chIn / w, note: 'baseline: file write; no file, no disk' });
+  record({ metric: 'agent channel guest -> host (exec stdout)', value: chOut, unit: 'MB/s', baseline: r, ratio: chOut / r, note: 'baseline: file read; no file, no disk' });
 }
