@@ -29,6 +29,8 @@ const MAX_JSON_REPLY = 64 << 20;
 
 /** Idle kept-alive sockets close before the daemon's own keep-alive timeout (Node's default 5 s) would close them. */
 const IDLE_SOCKET_MS = 4_000;
+/** Bodies up to this size go whole into the socket's kernel buffer, so none is cut mid-way by an early answer. */
+const KEEPALIVE_MAX_BODY = 64 << 10;
 
 export class Transport {
   /** Idle sockets are unref'd by Node, so they never keep a client process alive. */
@@ -60,12 +62,15 @@ export class Transport {
       : (() => { const u = new URL(pathWithQuery, this.endpoint.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
     // Kept-alive connections spare the daemon a connection setup per call (a fifth of a fast exec's round trip).
     // A socket the daemon closes while idle fails the next request on it with a reset that never reached the
-    // daemon: such a request is sent once more on a fresh connection. A streamed body cannot be replayed, so it
-    // always gets a connection of its own.
+    // daemon: such a request is sent once more on a fresh connection. A streamed or large body gets a connection
+    // of its own: it cannot be replayed, or the daemon may answer it early (413) and cut the socket mid-body.
     const attempt = (agent: Agent | false) => new Promise<IncomingMessage>((resolve, reject) => {
-      const req: ClientRequest = request({ ...target, method, headers, signal: o.signal, agent }, resolve);
-      req.once('error', (e: NodeJS.ErrnoException) => {
-        if (req.reusedSocket && !stream && !o.signal?.aborted && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+      let answered = false;
+      const req: ClientRequest = request({ ...target, method, headers, signal: o.signal, agent }, (res) => { answered = true; resolve(res); });
+      req.on('error', (e: NodeJS.ErrnoException) => { // on, not once: a socket cut mid-body may report twice (reset, then EPIPE)
+        // Only a request the daemon never answered is sent again (an early answer, e.g. 413 to a body still
+        // being sent, may be followed by a reset of the same socket).
+        if (!answered && req.reusedSocket && !stream && !o.signal?.aborted && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
           attempt(false).then(resolve, reject);
           return;
         }
@@ -82,7 +87,7 @@ export class Transport {
         reject(e);
       });
     });
-    const res = await attempt(stream ? false : this.agent);
+    const res = await attempt(!stream && (payload?.length ?? 0) <= KEEPALIVE_MAX_BODY ? this.agent : false);
     if (res.statusCode !== undefined && res.statusCode >= 400) {
       const text = (await readAll(res, 1 << 20)).toString('utf8');
       let body: unknown;

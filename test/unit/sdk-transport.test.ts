@@ -59,3 +59,28 @@ test('a fresh connection that is reset is not retried: the caller sees DAEMON_UN
     assert.equal(seen, 1);
   });
 });
+
+test('a large body: an early answer (413) followed by a reset of the socket is the answer, and the request is sent once', async () => {
+  let requests = 0;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-sdk-t-'));
+  const socketPath = path.join(dir, 'd.sock');
+  const server = createServer((req, res) => {
+    requests++;
+    if (req.method === 'GET') { res.end('{}'); return; }
+    // As the daemon does with a body over the limit: answer 413 at once, then drop the connection mid-body.
+    res.writeHead(413, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ code: 'FILE_TOO_LARGE', message: 'too large' }), () => req.socket.destroy());
+  });
+  await new Promise<void>((r) => server.listen(socketPath, r));
+  try {
+    const t = new Transport({ socketPath });
+    await t.json('GET', '/x');
+    await assert.rejects(t.json('PUT', '/x', { body: Buffer.alloc(32 << 20) }), (e: Error & { code?: string }) => e.code === 'FILE_TOO_LARGE');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(requests, 2);
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
