@@ -14,6 +14,7 @@ import { createOverlay } from '../src/storage/overlay.js';
 import { tscKhz } from '../src/vmm/accel.js';
 import { buildQemuArgv } from '../src/vmm/argv.js';
 import { benchDaemon } from './daemon.js';
+import { benchExec } from './exec.js';
 import { benchMcp, Row } from './mcp.js';
 import { benchKernel } from './kernel.js';
 import { benchDensity } from './density.js';
@@ -116,32 +117,7 @@ async function main(): Promise<void> {
     }
     if (runs.length) record({ metric: '`islet run -- true` wall time (median)', value: median(runs), unit: 'ms', baseline: bareMed, ratio: median(runs) / bareMed });
 
-    const m = want('exec') ? await rt.boot() : undefined;
-    if (m) try {
-      for (let i = 0; i < 10; i++) await m.exec({ argv: ['true'] }); // warm the guest's page cache
-      const rtt: number[] = [];
-      for (let i = 0; i < EXECS; i++) {
-        const t0 = performance.now();
-        await m.exec({ argv: ['true'] });
-        rtt.push(ms(t0));
-      }
-      record({ metric: 'exec `true` round trip p50', value: pct(rtt, 50), unit: 'ms' });
-      record({ metric: 'exec `true` round trip p99', value: pct(rtt, 99), unit: 'ms' });
-
-      const size = 32 << 20;
-      const data = Buffer.alloc(size, 7);
-      let t0 = performance.now();
-      await m.writeFile('/root/bench.bin', data);
-      const w = size / 1e6 / (ms(t0) / 1000);
-      t0 = performance.now();
-      const back = await m.readFile('/root/bench.bin', { maxBytes: size });
-      const r = size / 1e6 / (ms(t0) / 1000);
-      if (back.data.length !== size) throw new Error('read back a different size');
-      record({ metric: 'file write throughput (32 MiB)', value: w, unit: 'MB/s' });
-      record({ metric: 'file read throughput (32 MiB)', value: r, unit: 'MB/s' });
-    } finally {
-      await m.destroy();
-    }
+    if (want('exec')) await benchExec(rt, EXECS, record);
     if (want('mcp')) await benchMcp(config, rt, Math.min(N, 3), record);
     if (want('daemon')) await benchDaemon(config, Math.min(EXECS, 100), record);
     if (want('procs')) await benchProcs(rt, N, record);

@@ -2,7 +2,7 @@
 import { CancelledError, FileTooLargeError, IsletError } from '../core/errors.js';
 import type { AgentClient } from './client.js';
 import { guestErrorFrom } from './errors.js';
-import { FrameType, Stream, decodeJson, encodeJson } from './frame.js';
+import { DATA_CHUNK, FrameType, Stream, decodeJson, encodeJson } from './frame.js';
 
 export interface WriteFileOptions {
   mode?: number;
@@ -87,6 +87,8 @@ export async function writeGuestFileStream(client: AgentClient, path: string, so
   const rid = id;
   reply.catch(() => undefined); // observed below; an early guest ERROR must not be an unhandled rejection meanwhile
   let sent = 0;
+  let held: Buffer[] = [];
+  let heldBytes = 0;
   try {
     await client.write(encodeJson(FrameType.FILE_WRITE, rid, {
       path, mode: o.mode ?? 0o644, createParents: o.createParents ?? false, append: o.append ?? false,
@@ -99,9 +101,22 @@ export async function writeGuestFileStream(client: AgentClient, path: string, so
         throw new FileTooLargeError(`write ${path}: more than the ${o.maxBytes}-byte transfer limit`, 'raise [server] max_transfer_bytes', { path, maxBytes: o.maxBytes });
       }
       const b = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-      await client.writeData(rid, Stream.STDIN, b, o.signal, false);
+      if (heldBytes === 0 && b.length >= DATA_CHUNK) {
+        await client.writeData(rid, Stream.STDIN, b, o.signal, false);
+        continue;
+      }
+      // Sources yield what they happened to read (an HTTP body often 16-64 KiB): small pieces go out gathered
+      // into whole DATA frames, since each frame costs the emulated guest a channel hop and a write().
+      held.push(b);
+      heldBytes += b.length;
+      if (heldBytes < DATA_CHUNK) continue;
+      const all = Buffer.concat(held, heldBytes);
+      const whole = all.length - (all.length % DATA_CHUNK);
+      held = whole < all.length ? [all.subarray(whole)] : [];
+      heldBytes = all.length - whole;
+      await client.writeData(rid, Stream.STDIN, all.subarray(0, whole), o.signal, false);
     }
-    if (!settled) await client.writeData(rid, Stream.STDIN, Buffer.alloc(0), o.signal, true);
+    if (!settled) await client.writeData(rid, Stream.STDIN, Buffer.concat(held, heldBytes), o.signal, true);
   } catch (e) {
     if (!settled) {
       client.unregister(rid);

@@ -1,7 +1,7 @@
 // HTTP to the islet daemon over its unix socket or TCP, on node:http (which
 // speaks to unix sockets natively). Error bodies {code, message, hint} become
 // the SDK's error classes; a dropped connection becomes DaemonUnavailableError.
-import { request, type ClientRequest, type IncomingMessage } from 'node:http';
+import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { errorFromBody, IsletApiError } from './errors.js';
@@ -31,7 +31,14 @@ const CONTINUE_WAIT_MS = 2_000;
 /** Bounds what the SDK buffers from one JSON reply. */
 const MAX_JSON_REPLY = 64 << 20;
 
+/** Idle kept-alive sockets close before the daemon's own keep-alive timeout (Node's default 5 s) would close them. */
+const IDLE_SOCKET_MS = 4_000;
+/** Bodies up to this size go whole into the socket's kernel buffer, so none is cut mid-way by an early answer. */
+const KEEPALIVE_MAX_BODY = 64 << 10;
+
 export class Transport {
+  /** Idle sockets are unref'd by Node, so they never keep a client process alive. */
+  private readonly agent = new Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS });
   constructor(readonly endpoint: Endpoint) {}
 
   /** Sends a request and returns the raw response (status checked: an error status throws the mapped error). */
@@ -54,49 +61,65 @@ export class Transport {
       headers['content-type'] = 'application/octet-stream';
     }
     if (payload) headers['content-length'] = String(payload.length);
+    const target = this.endpoint.socketPath
+      ? { socketPath: this.endpoint.socketPath, path: pathWithQuery, host: 'localhost' }
+      : (() => { const u = new URL(pathWithQuery, this.endpoint.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
+    // Kept-alive connections spare the daemon a connection setup per call (a fifth of a fast exec's round trip).
+    // A socket the daemon closes while idle fails the next request on it with a reset that never reached the
+    // daemon: such a request is sent once more on a fresh connection. A streamed or large body gets a connection
+    // of its own: it cannot be replayed, or the daemon may answer it early (413) and cut the socket mid-body.
     // A large body waits for the daemon's 100 Continue, so a refusal (413, an unknown workspace) arrives
     // before any byte is sent: refused mid-body, the closing connection could reset the request before
     // its response was read, and the caller would see an unreachable daemon instead of the error.
     const waits = stream !== undefined || (payload !== undefined && payload.length > EXPECT_CONTINUE_OVER);
     if (waits) headers.expect = '100-continue';
-    const target = this.endpoint.socketPath
-      ? { socketPath: this.endpoint.socketPath, path: pathWithQuery, host: 'localhost' }
-      : (() => { const u = new URL(pathWithQuery, this.endpoint.url); return { host: u.hostname, port: u.port, path: u.pathname + u.search }; })();
-    let req: ClientRequest | undefined;
-    let started = false;
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      // A fresh connection per request: a kept-alive socket the daemon is closing (idle timeout, restart)
-      // would fail a request with ECONNRESET that never reached it; local connections cost little.
-      const r = request({ ...target, method, headers, signal: o.signal, agent: false }, resolve);
-      req = r;
-      r.once('error', (e) => reject(o.signal?.aborted ? e : IsletApiError.unavailable(e)));
+    let unsent: ClientRequest | undefined;
+    const attempt = (agent: Agent | false) => new Promise<IncomingMessage>((resolve, reject) => {
+      let answered = false;
+      let started = false;
+      let fallback: NodeJS.Timeout | undefined;
+      const req: ClientRequest = request({ ...target, method, headers, signal: o.signal, agent }, (res) => {
+        answered = true;
+        clearTimeout(fallback);
+        if (!started) unsent = req;
+        resolve(res);
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => { // on, not once: a socket cut mid-body may report twice (reset, then EPIPE)
+        // Only a request the daemon never answered is sent again (an early answer, e.g. 413 to a body still
+        // being sent, may be followed by a reset of the same socket).
+        if (!answered && req.reusedSocket && !stream && !o.signal?.aborted && (e.code === 'ECONNRESET' || e.code === 'EPIPE')) {
+          attempt(false).then(resolve, reject);
+          return;
+        }
+        reject(o.signal?.aborted ? e : IsletApiError.unavailable(e));
+      });
       const start = () => {
-        if (started) return;
+        if (started || answered) return;
         started = true;
         clearTimeout(fallback);
         if (!stream) {
-          r.end(payload);
+          req.end(payload);
           return;
         }
         // The daemon may answer early (an error status) while the body still flows: the response settles the call;
         // a source that fails ends the request, which the daemon sees as a cut body and discards.
-        pipeline(Readable.from(stream, { objectMode: false }), r).catch((e: unknown) => {
-          r.destroy(e as Error);
+        pipeline(Readable.from(stream, { objectMode: false }), req).catch((e: unknown) => {
+          req.destroy(e as Error);
           reject(e);
         });
       };
-      let fallback: NodeJS.Timeout | undefined;
       if (!waits) { start(); return; }
       // RFC 9110 §10.1.1: do not wait for ever on a server (or proxy) that ignores Expect.
       fallback = setTimeout(start, CONTINUE_WAIT_MS);
-      r.once('continue', start);
-      r.once('response', () => clearTimeout(fallback));
-      r.flushHeaders();
+      req.once('continue', start);
+      req.flushHeaders();
     });
-    if (!started) {
-      // Answered before the body was asked for: it will never be sent.
+    const res = await attempt(!stream && (payload?.length ?? 0) <= KEEPALIVE_MAX_BODY ? this.agent : false);
+    if (unsent) {
+      // Answered before the body was asked for: it will never be sent, and the connection cannot be reused.
       (stream as { destroy?: () => void } | undefined)?.destroy?.();
-      res.once('end', () => req?.destroy());
+      const req = unsent;
+      res.once('end', () => req.destroy());
     }
     if (res.statusCode !== undefined && res.statusCode >= 400) {
       const text = (await readAll(res, 1 << 20)).toString('utf8');

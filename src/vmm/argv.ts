@@ -182,13 +182,17 @@ export function vmPaths(dir: string): VmPaths {
 export const MAX_SOCKET_PATH = 100;
 
 
-export function kernelCmdline(spec: Pick<VmSpec, 'initMode' | 'hostname' | 'tscKhz' | 'cmdlineExtra' | 'net'>): string {
+export function kernelCmdline(spec: Pick<VmSpec, 'initMode' | 'hostname' | 'tscKhz' | 'cmdlineExtra' | 'net'> & { accel?: VmSpec['accel'] }): string {
   const words = [
     'console=ttyS0', 'reboot=t', 'quiet', 'cryptomgr.notests', 'no_timer_check', 'tsc=reliable',
     'nokaslr', 'mitigations=off', 'pci=off', 'audit=0', 'apparmor=0', 'panic=-1',
     'islet.root=/dev/vda', 'islet.rootfstype=ext4', `islet.init=${spec.initMode}`, `islet.hostname=${spec.hostname}`,
   ];
   if (spec.tscKhz && spec.tscKhz > 0) words.push(`tsc_early_khz=${Math.round(spec.tscKhz)}`);
+  // TCG keys translated code by virtual address: with user-space ASLR every process maps ld.so and libc
+  // somewhere new, so each exec retranslates them and fills the translation cache, whose flushes then stall
+  // the whole guest for tens of ms (most of the exec tail). Fixed mappings let every process reuse them.
+  if (spec.accel === 'tcg') words.push('norandmaps');
   // The agent configures eth0 from this (there is no DHCP client in the image).
   if (spec.net && !(spec.net.kind === 'tap' && spec.net.unaddressed)) words.push(guestNetWord(spec.net));
   if (spec.cmdlineExtra) words.push(...spec.cmdlineExtra);

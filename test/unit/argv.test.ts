@@ -44,6 +44,11 @@ test('kernel command line carries tsc_early_khz, init mode and hostname', () => 
   assert.doesNotMatch(kernelCmdline({ ...spec, tscKhz: undefined }), /tsc_early_khz/);
 });
 
+test('under TCG user-space mappings are fixed (norandmaps), so processes reuse translated code; under KVM they stay random', () => {
+  assert.match(kernelCmdline({ ...spec, accel: 'tcg' }), /(^| )norandmaps( |$)/);
+  assert.doesNotMatch(kernelCmdline({ ...spec, accel: 'kvm' }), /norandmaps/);
+});
+
 test('commas in paths are escaped for QEMU option syntax', () => {
   const a = buildQemuArgv({ ...spec, disk: '/d/a,b.qcow2', dir: '/tmp/x,y' });
   assert.ok(a.includes('id=root,file=/d/a,,b.qcow2,format=qcow2,if=none,discard=unmap'));
