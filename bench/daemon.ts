@@ -15,22 +15,13 @@ import { Islet } from '../src/sdk/index.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
 import { socketAnswers } from '../src/surfaces/daemon/connect.js';
 import { daemonPaths } from '../src/surfaces/daemon/paths.js';
-import { pct } from './exec.js';
+import { pct, timed } from './exec.js';
 import type { Row } from './mcp.js';
 
 const FILE_BYTES = 32 << 20;
 const ROUNDS = 3;
 const WARMUP = 10;
 
-async function timed(n: number, fn: () => Promise<unknown>): Promise<number[]> {
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = performance.now();
-    await fn();
-    out.push(performance.now() - t0);
-  }
-  return out;
-}
 
 export async function benchDaemon(config: Config, execs: number, record: (r: Row) => void): Promise<void> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-bench-daemon-'));

@@ -62,14 +62,19 @@ func ioctl(fd int, req uintptr, arg unsafe.Pointer) error {
 	return nil
 }
 
+// ifaceSocket checks iface fits an ifreq and opens the socket its ioctls go through.
+func ifaceSocket(iface string) (int, error) {
+	if len(iface) >= syscall.IFNAMSIZ {
+		return -1, fmt.Errorf("interface name %q too long", iface)
+	}
+	return syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+}
+
 // Apply sets c's address and netmask on iface, brings it up, and adds the
 // default route through c.Gateway. It is idempotent: an existing identical
 // default route is not an error.
 func Apply(iface string, c Config) error {
-	if len(iface) >= syscall.IFNAMSIZ {
-		return fmt.Errorf("interface name %q too long", iface)
-	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := ifaceSocket(iface)
 	if err != nil {
 		return err
 	}

@@ -36,10 +36,7 @@ type ifreqIndex struct {
 // translation, and each kernel path run for the first time costs some too,
 // hence the checks before the down and the flush.
 func Readdress(iface string, mac [6]byte, c Config) error {
-	if len(iface) >= syscall.IFNAMSIZ {
-		return fmt.Errorf("interface name %q too long", iface)
-	}
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
+	fd, err := ifaceSocket(iface)
 	if err != nil {
 		return err
 	}

@@ -4,18 +4,15 @@
 // Paths in requests are host paths, confined as `islet image import`'s are
 // (absolute, no "..", realpath under the home or data dir, regular files, at
 // most [images] import_max_mb).
-import { type OpenAPIHono, createRoute } from '@hono/zod-openapi';
-import type { HttpBindings } from '@hono/node-server';
+import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { IsletError } from '../../core/errors.js';
-import type { Caller } from '../../service/types.js';
 import { buildImage, pullImage, verifyImage } from '../../service/image-ops.js';
 import { importImage } from '../../images/import.js';
 import { silent } from '../../core/progress.js';
 import type { WorkspaceService } from '../../service/workspaces.js';
+import type { App, Ctx, RouteKit } from './route-kit.js';
 
-type App = OpenAPIHono<{ Bindings: HttpBindings }>;
-type Ctx = { env: HttpBindings };
 
 const ImageName = z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/);
 const HostPath = z.string().min(1).max(4096).refine((p) => p.startsWith('/') && !p.split('/').includes('..') && !p.includes('\0'),
@@ -35,13 +32,7 @@ export const VerifyBody = z.object({
   build: z.boolean().optional().describe('build a recipe image first (default true)'),
 }).strict();
 
-export function registerImageRoutes(app: App, svc: WorkspaceService, h: {
-  caller: (c: Ctx) => Caller;
-  signalOf: (c: Ctx) => AbortSignal;
-  send: (c: never, body: unknown, status: number) => never;
-  json: <S extends z.ZodTypeAny>(schema: S, description: string) => { description: string; content: { 'application/json': { schema: S } } };
-  errorResponses: Record<number, unknown>;
-}): void {
+export function registerImageRoutes(app: App, svc: WorkspaceService, h: RouteKit): void {
   const Obj = z.object({}).passthrough();
   const admin = (c: Ctx, what: string) => {
     if (!h.caller(c).admin) {

@@ -2,15 +2,12 @@
 // one from a repository and a branch, list, get and delete them. Over TCP the
 // bearer token is checked before routing, as for /v1; the token's owner owns
 // the session. The service does the work (src/service/sessions.ts).
-import { type OpenAPIHono, createRoute } from '@hono/zod-openapi';
-import type { HttpBindings } from '@hono/node-server';
+import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { SESSION_STATES, SessionCreateInput, SessionId, SessionListInput } from '../../core/session-schemas.js';
-import type { Caller } from '../../service/types.js';
 import type { WorkspaceService } from '../../service/workspaces.js';
+import type { App, RouteKit } from './route-kit.js';
 
-type App = OpenAPIHono<{ Bindings: HttpBindings }>;
-type Ctx = { env: HttpBindings };
 
 export const SessionOut = z.object({
   sessionId: z.string().describe('the session id; also OpenCode\'s password'),
@@ -27,13 +24,7 @@ export const SessionOut = z.object({
   readyAt: z.string().nullable(),
 }).openapi('AgentSession');
 
-export function registerSessionRoutes(app: App, svc: WorkspaceService, h: {
-  caller: (c: Ctx) => Caller;
-  signalOf: (c: Ctx) => AbortSignal;
-  send: (c: never, body: unknown, status: number) => never;
-  json: <S extends z.ZodTypeAny>(schema: S, description: string) => { description: string; content: { 'application/json': { schema: S } } };
-  errorResponses: Record<number, unknown>;
-}): void {
+export function registerSessionRoutes(app: App, svc: WorkspaceService, h: RouteKit): void {
   const errors = h.errorResponses as Record<400, never>;
   const IdParam = z.object({ id: SessionId.openapi({ param: { name: 'id', in: 'path' }, example: 'ses-0123456789abcdefghij' }) });
 
