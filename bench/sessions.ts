@@ -70,6 +70,9 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
   let coldMs: number | undefined;
   if (cold) {
     await withService(config, false, async (svc, repo) => {
+      // The cold path's VM comes from the image's plain template: built here first, so only OpenCode's start is timed.
+      const plain = await svc.create(c, { name: 'bench-plain-template', image, memory_mb: 1024 });
+      await svc.destroy(c, { workspace_id: plain.workspace_id });
       const r = await createToReady(svc, repo, 'main');
       coldMs = r.ready;
       record({ metric: 'session create → ready, cold OpenCode start', value: r.ready / 1000, unit: 's', note: `(create call ${(r.call / 1000).toFixed(1)} s; first GET /path ${(r.path / 1000).toFixed(1)} s)` });

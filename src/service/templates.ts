@@ -64,11 +64,13 @@ interface Meta {
   files: string[];
   built_at: string;
   build_ms: number;
+  /** The warm-up's name (a session template); absent for a plain boot. */
+  warm?: string;
 }
 
 /** Bumped when the layout or the save procedure changes: old templates stop matching. */
 const FORMAT = 1;
-/** Templates kept in the cache, least recently used pruned first. */
+/** Templates kept in the cache of each kind (plain, and each warm-up's), least recently used pruned first. */
 export const KEEP_TEMPLATES = 8;
 const SAVE_TIMEOUT_MS = 60_000;
 const hex = (n: number) => randomBytes(n).toString('hex');
@@ -165,7 +167,7 @@ export class Templates {
       await m.exec({ argv: ['sh', '-c', 'sync'], timeoutMs: SAVE_TIMEOUT_MS }, { signal });
       await m.pauseToFile(path.join(tmp, 'state'), SAVE_TIMEOUT_MS, { ignoreShared: true });
       const buildMs = Math.round(performance.now() - t0);
-      const meta: Meta = { key, spec, files, built_at: new Date().toISOString(), build_ms: buildMs };
+      const meta: Meta = { key, spec, files, built_at: new Date().toISOString(), build_ms: buildMs, ...(warm ? { warm: warm.name } : {}) };
       await writeFile(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2), { mode: 0o600 });
       // The RAM holds the guest's kernel RNG state as every copy starts with it: owner-only, like the directory.
       await Promise.all(['mem', 'state', 'disk.qcow2'].map((f) => chmod(path.join(tmp, f), 0o600)));
@@ -212,7 +214,7 @@ export class Templates {
   /** Removes templates whose inputs changed (they can never match again), failed builds, and the least recently used beyond KEEP_TEMPLATES. */
   async prune(): Promise<string[]> {
     const removed: string[] = [];
-    const live: Array<{ dir: string; used: number }> = [];
+    const live: Array<{ dir: string; used: number; warm: string }> = [];
     for (const name of await readdir(this.root).catch(() => [] as string[])) {
       const dir = path.join(this.root, name);
       const st = await stat(dir).catch(() => undefined);
@@ -225,10 +227,14 @@ export class Templates {
       const meta = await readFile(path.join(dir, 'meta.json'), 'utf8').then((s) => JSON.parse(s) as Meta, () => undefined);
       const current = meta && (await Promise.all(meta.files.map((f) => fileId(f.split(':').slice(0, -3).join(':')).catch(() => '')))).join() === meta.files.join();
       if (!current) { await rm(dir, { recursive: true, force: true }); removed.push(dir); continue; }
-      live.push({ dir, used: st.mtimeMs });
+      live.push({ dir, used: st.mtimeMs, warm: meta.warm ?? '' });
     }
     live.sort((a, b) => b.used - a.used);
-    for (const { dir } of live.slice(KEEP_TEMPLATES)) { await rm(dir, { recursive: true, force: true }); removed.push(dir); }
+    // Counted per kind: a session template costs minutes to build (OpenCode's start), a plain one seconds, so
+    // a run of new plain shapes never pushes the session templates out.
+    for (const kind of new Set(live.map((l) => l.warm))) {
+      for (const { dir } of live.filter((l) => l.warm === kind).slice(KEEP_TEMPLATES)) { await rm(dir, { recursive: true, force: true }); removed.push(dir); }
+    }
     for (const d of removed) this.progress(`removed template ${path.basename(d)}`);
     return removed;
   }
