@@ -117,10 +117,9 @@ export class Sessions {
   }
 
   /** The shape of a session's workspace: what session creates ask for, so what its template is built for. */
-  private shape(image: string): CreateInput & TemplateSpec {
+  private shape(image: string): TemplateSpec {
     const r = this.ctx.config.resources;
-    const memoryMb = Math.min(SESSION_MEMORY_MB, r.max_memory_mb);
-    return { image, memory_mb: memoryMb, memoryMb, vcpus: r.default_vcpus, diskGb: r.default_disk_gb, net: this.ctx.net.spareNetSpec() };
+    return { image, memoryMb: Math.min(SESSION_MEMORY_MB, r.max_memory_mb), vcpus: r.default_vcpus, diskGb: r.default_disk_gb, net: this.ctx.net.spareNetSpec() };
   }
 
   private async warmup(signal?: AbortSignal): Promise<TemplateWarmup> {
@@ -186,7 +185,7 @@ export class Sessions {
         maxBytes: this.ctx.config.server.max_transfer_bytes, signal: o.signal,
       });
       this.ctx.progress(`session ${id}: fetched ${redactUrl(input.repoUrl)} ${input.branch} (${repo.commit.slice(0, 12)}, ${repo.bytes} bytes as tar)`);
-      const spec: CreateInput = { name: id, image, memory_mb: this.shape(image).memory_mb };
+      const spec: CreateInput = { name: id, image, memory_mb: this.shape(image).memoryMb };
       const warm = await this.warmIfReady(image, o.signal);
       const { info: w, warmed } = warm ? await this.ws.createWarm(as, spec, warm, o) : { info: await this.ws.create(as, spec, o), warmed: false };
       workspaceId = w.workspace_id;
