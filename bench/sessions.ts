@@ -21,6 +21,13 @@ import type { Row } from './mcp.js';
 const c = { owner: 'bench' };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
+/** The workspace layer's own figure for each restore (its progress line), so the table can say where a session's time goes. */
+const restores: number[] = [];
+const progress = (m: string) => {
+  const r = /restored from template in (\d+) ms/.exec(m);
+  if (r) restores.push(Number(r[1]));
+};
+
 async function withService<T>(config: Config, template: boolean, fn: (svc: WorkspaceService, repo: string) => Promise<T>): Promise<T> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-bench-sessions-'));
   // The shape the OpenCode acceptance test uses, so both find the same session template in the shared cache.
@@ -28,7 +35,7 @@ async function withService<T>(config: Config, template: boolean, fn: (svc: Works
     storage: { data_dir: dataDir, cache_dir: config.paths.cacheDir }, resources: { max_memory_mb: 2048 }, network: { mode: 'user' },
     vm: { kernel: config.vm.kernel }, pool: { template: true },
   });
-  const svc = await WorkspaceService.open(cfg, { sessions: { template } });
+  const svc = await WorkspaceService.open(cfg, { sessions: { template }, progress });
   try {
     return await fn(svc, await twoBranchRepo(path.join(cfg.paths.transferDir, 'repos')));
   } finally {
@@ -86,10 +93,13 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
       note: took > 60_000 ? `built now (${path.basename(t.dir)})` : `found in the cache (${path.basename(t.dir)}, built in ${(t.builtMs / 1000).toFixed(0)} s)` });
     const ready: number[] = [];
     const paths: number[] = [];
+    const calls: number[] = [];
+    restores.length = 0;
     for (let i = 0; i < n; i++) {
       const r = await createToReady(svc, repo, i % 2 ? 'feature' : 'main');
       ready.push(r.ready);
       paths.push(r.path);
+      calls.push(r.call);
     }
     const med = median(ready) / 1000;
     record({
@@ -97,6 +107,11 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
       ...(coldMs !== undefined ? { baseline: coldMs / 1000, ratio: med / (coldMs / 1000) } : {}),
       note: `(each: ${ready.map((x) => (x / 1000).toFixed(1)).join(', ')} s)${coldMs === undefined ? '; cold path not run here: --sessions-cold' : ''}`,
     });
+    record({ metric: '  of which: the create call (median)', value: median(calls) / 1000, unit: 's', note: `(each: ${calls.map((x) => (x / 1000).toFixed(1)).join(', ')} s; clone, restore, checkout, front)` });
+    if (restores.length) {
+      record({ metric: '  of which: restore + identity reset (median)', value: median(restores) / 1000, unit: 's',
+        note: `(each: ${restores.map((x) => (x / 1000).toFixed(1)).join(', ')} s; agent-ready remakes its 3 SSH host keys here)` });
+    }
     record({ metric: 'first GET /path in the session directory (median)', value: median(paths) / 1000, unit: 's', note: `(each: ${paths.map((x) => (x / 1000).toFixed(1)).join(', ')} s)` });
   });
 }
