@@ -20,6 +20,8 @@ step('agent vet', 'go', ['vet', './...'], { cwd: 'agent', env: goEnv });
 step('agent tests', 'go', ['test', '-count=1', './...'], { cwd: 'agent', env: goEnv });
 step('egress vet', 'go', ['vet', './...'], { cwd: 'egress', env: goEnv });
 step('egress tests', 'go', ['test', '-count=1', './...'], { cwd: 'egress', env: goEnv });
+step('session-front vet', 'go', ['vet', './...'], { cwd: 'session-front', env: goEnv });
+step('session-front tests', 'go', ['test', '-count=1', './...'], { cwd: 'session-front', env: goEnv });
 
 const dirs = ['dist/test/unit'];
 if (!unitOnly) dirs.push('dist/test/vm');

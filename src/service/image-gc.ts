@@ -144,7 +144,7 @@ async function sizeOf(p: string): Promise<number> {
   return total;
 }
 
-/** The kind directories gc looks at: agent, kernel, initramfs, egress, kernel-custom, and images/<name> for each image. */
+/** The kind directories gc looks at: agent, kernel, initramfs, egress, session-front, kernel-custom, and images/<name> for each image. */
 async function kindDirs(config: Config, only?: string): Promise<Array<{ kind: string; dir: string; image?: string }>> {
   const root = artifactsRoot(config);
   const imageNames = await readdir(path.join(root, 'images')).catch(() => [] as string[]);
@@ -153,6 +153,7 @@ async function kindDirs(config: Config, only?: string): Promise<Array<{ kind: st
     { kind: 'kernel', dir: kindDir.kernel(config) },
     { kind: 'initramfs', dir: kindDir.initramfs(config) },
     { kind: 'egress', dir: path.join(root, 'egress') },
+    { kind: 'session-front', dir: path.join(root, 'session-front') },
     { kind: 'kernel-custom', dir: customKernelDir(config) },
     ...imageNames.filter((n) => !n.startsWith('.')).map((n) => ({ kind: `image:${n}`, dir: kindDir.image(config, n), image: n })),
   ];

@@ -19,9 +19,12 @@ import type { CreateInput, ExecInput, PortForwardInput, WorkspaceRef } from '../
 import { SESSION_ID, SessionCreateInput, type SessionListInput, type SessionRef, SessionState } from '../core/session-schemas.js';
 import { SessionNotFoundError } from '../core/errors.js';
 import { FORWARD_HOST } from '../host/ports.js';
+import { ensureSessionFront, type SessionFront } from '../images/session-front-build.js';
 import { fetchRepo, redactUrl, removeTree } from './repo-fetch.js';
+import { FRONT_IN_GUEST, FRONT_UNIT, OPENCODE_LOOPBACK_PORT, WARM_UNIT, asAgent, sessionWarmup } from './session-template.js';
 import { type SessionRow, SessionStore } from './session-store.js';
 import type { Caller, ExecOutput, ForwardInfo, OpOptions, SshInfo, WorkspaceInfo } from './types.js';
+import type { TemplateSpec, TemplateWarmup, Templates } from './templates.js';
 import type { WorkspaceContext } from './workspace-context.js';
 
 export const DEFAULT_SESSION_IMAGE = 'agent-ready';
@@ -39,6 +42,8 @@ const SESSION_MEMORY_MB = 1024;
 /** What a session is made of; WorkspaceService has these methods (the ones surfaces call). */
 export interface SessionHost {
   create(c: Caller, input: CreateInput, o?: OpOptions): Promise<WorkspaceInfo>;
+  createWarm(c: Caller, input: CreateInput, warm: TemplateWarmup, o?: OpOptions): Promise<{ info: WorkspaceInfo; warmed: boolean }>;
+  readonly templates: Templates | undefined;
   destroy(c: Caller, input: WorkspaceRef, o?: OpOptions): Promise<unknown>;
   info(c: Caller, input: WorkspaceRef): Promise<WorkspaceInfo>;
   exec(c: Caller, input: ExecInput, o?: OpOptions): Promise<ExecOutput>;
@@ -78,6 +83,10 @@ export interface SessionInfo {
 }
 
 export interface SessionOptions {
+  /** false: every session starts OpenCode cold (the bench's baseline); default true, when [pool] template is on. */
+  template?: boolean;
+  /** The front binary to put in session templates; default: built from session-front/ (go build, cached). */
+  front?: (signal?: AbortSignal) => Promise<SessionFront>;
   probe?: HealthProbe;
   readyTimeoutMs?: number;
   probeEveryMs?: number;
@@ -95,12 +104,58 @@ export class Sessions {
   private readonly probe: HealthProbe;
   private readonly readyTimeoutMs: number;
   private readonly probeEveryMs: number;
+  private readonly useTemplate: boolean;
+  private readonly front: (signal?: AbortSignal) => Promise<SessionFront>;
 
   constructor(private readonly ctx: WorkspaceContext, private readonly ws: SessionHost, o: SessionOptions = {}) {
     this.rows = new SessionStore(ctx.store.database);
     this.probe = o.probe ?? probeOpenCode;
     this.readyTimeoutMs = o.readyTimeoutMs ?? READY_TIMEOUT_MS;
     this.probeEveryMs = o.probeEveryMs ?? PROBE_EVERY_MS;
+    this.useTemplate = o.template ?? true;
+    this.front = o.front ?? ((signal) => ensureSessionFront(ctx.config, ctx.progress, signal));
+  }
+
+  /** The shape of a session's workspace: what session creates ask for, so what its template is built for. */
+  private shape(image: string): TemplateSpec {
+    const r = this.ctx.config.resources;
+    return { image, memoryMb: Math.min(SESSION_MEMORY_MB, r.max_memory_mb), vcpus: r.default_vcpus, diskGb: r.default_disk_gb, net: this.ctx.net.spareNetSpec() };
+  }
+
+  private async warmup(signal?: AbortSignal): Promise<TemplateWarmup> {
+    return sessionWarmup(await this.front(signal), this.ctx.progress);
+  }
+
+  /**
+   * The session template of an image, built now if there is none (a boot and
+   * one cold OpenCode start: minutes under TCG). A server can call this ahead
+   * of its first session; a create without a template starts the build in the
+   * background and serves that session cold.
+   */
+  async prepareTemplate(image = DEFAULT_SESSION_IMAGE, signal?: AbortSignal): Promise<{ dir: string; builtMs: number }> {
+    if (!this.ws.templates) throw new InvalidArgumentError('templates are off ([pool] template = false): sessions start OpenCode cold', 'set [pool] template = true');
+    await this.ctx.rt.artifacts(image);
+    const t = await this.ws.templates.ensure(this.shape(image), signal, await this.warmup(signal));
+    return { dir: t.dir, builtMs: t.builtMs };
+  }
+
+  /** The warm-up to restore from when its template is built; undefined (and the build started in the background) when not. */
+  private async warmIfReady(image: string, signal?: AbortSignal): Promise<TemplateWarmup | undefined> {
+    const templates = this.ws.templates;
+    if (!this.useTemplate || !templates) return undefined;
+    let warm: TemplateWarmup;
+    try {
+      warm = await this.warmup(signal);
+    } catch (e) {
+      this.ctx.progress(`sessions: no session front (${firstLine(e)}); OpenCode starts cold`);
+      return undefined;
+    }
+    if (await templates.find(this.shape(image), warm)) return warm;
+    if (!this.ctx.closed) {
+      this.ctx.progress(`sessions: no session template of ${image} yet; this session starts OpenCode cold while the template is built`);
+      void templates.ensure(this.shape(image), undefined, warm).catch((e: unknown) => this.ctx.progress(`sessions: session template of ${image} failed: ${firstLine(e)}`));
+    }
+    return undefined;
   }
 
   private workDir(id: string): string {
@@ -130,14 +185,20 @@ export class Sessions {
         maxBytes: this.ctx.config.server.max_transfer_bytes, signal: o.signal,
       });
       this.ctx.progress(`session ${id}: fetched ${redactUrl(input.repoUrl)} ${input.branch} (${repo.commit.slice(0, 12)}, ${repo.bytes} bytes as tar)`);
-      const r = this.ctx.config.resources;
-      const w = await this.ws.create(as, { name: id, image, memory_mb: Math.min(SESSION_MEMORY_MB, r.max_memory_mb) }, o);
+      const spec: CreateInput = { name: id, image, memory_mb: this.shape(image).memoryMb };
+      const warm = await this.warmIfReady(image, o.signal);
+      const { info: w, warmed } = warm ? await this.ws.createWarm(as, spec, warm, o) : { info: await this.ws.create(as, spec, o), warmed: false };
       workspaceId = w.workspace_id;
       this.rows.update(id, { workspace_id: workspaceId });
       await this.checkout(as, workspaceId, id, repo.tarPath, o);
       await removeTree(this.workDir(id));
-      await this.guest(as, workspaceId, ['systemctl', 'start', `user@${AGENT_UID}.service`], 'start the agent user\'s systemd manager', o);
-      await this.guest(as, workspaceId, [...asAgent(), 'systemctl', '--user', 'start', '--no-block', `opencode@${id}.service`], `start opencode@${id}`, o);
+      if (warmed) {
+        await this.startFront(as, workspaceId, id, o);
+      } else {
+        await this.guest(as, workspaceId, ['systemctl', 'start', `user@${AGENT_UID}.service`], 'start the agent user\'s systemd manager', o);
+        await this.guest(as, workspaceId, [...asAgent(), 'systemctl', '--user', 'start', '--no-block', `opencode@${id}.service`], `start opencode@${id}`, o);
+      }
+      this.ctx.progress(`session ${id}: ${warmed ? 'restored with OpenCode running (session template); its front started' : 'OpenCode started cold'}`);
       const fwd = await this.ws.portForward(as, { workspace_id: workspaceId, guest_port: OPENCODE_PORT }, o);
       this.rows.update(id, { host_port: fwd.host_port });
     } catch (e) {
@@ -159,6 +220,20 @@ export class Sessions {
     await this.guest(as, wsId, ['tar', '--extract', '--file', guestTar, '--directory', dir], 'extract the repository', o);
     await this.guest(as, wsId, ['rm', '-f', guestTar], 'remove the repository tar', o);
     await this.guest(as, wsId, ['chown', '-R', `${AGENT_UID}:${AGENT_UID}`, dir], 'give the checkout to the agent user', o);
+  }
+
+  /**
+   * The template path: OpenCode already runs on loopback (WARM_UNIT); the
+   * front takes port 4096 with this session's password and directory. The
+   * password goes in a file of the agent user's (0600), not in argv.
+   */
+  private async startFront(as: Caller, wsId: string, id: string, o: OpOptions): Promise<void> {
+    const pwFile = `/run/user/${AGENT_UID}/islet-session-password`;
+    await this.ws.writeStream(as, { workspace_id: wsId, path: pwFile, mode: 0o600 }, (async function* () { yield Buffer.from(`${id}\n`); })(), o);
+    await this.guest(as, wsId, ['chown', `${AGENT_UID}:${AGENT_UID}`, pwFile], 'give the password file to the agent user', o);
+    await this.guest(as, wsId, [...asAgent(), 'systemd-run', '--user', '--quiet', `--unit=${FRONT_UNIT}`, '-p', 'Restart=on-failure', '-p', 'RestartSec=1', '--',
+      FRONT_IN_GUEST, '-listen', `0.0.0.0:${OPENCODE_PORT}`, '-upstream', `http://127.0.0.1:${OPENCODE_LOOPBACK_PORT}`,
+      '-directory', `${WORKSPACES_DIR}/${id}`, '-password-file', pwFile], 'start the session front', o);
   }
 
   /** One argv run as root in the guest; a non-zero exit is this step's failure. */
@@ -252,7 +327,8 @@ export class Sessions {
     if (ws) {
       // A clean stop first, so OpenCode can flush its state; the workspace goes either way.
       if (ws.state === 'running') {
-        await this.ws.exec(as, { workspace_id: ws.id, command: [...asAgent(), 'systemctl', '--user', 'stop', `opencode@${row.id}.service`], timeout_ms: 30_000 }, o)
+        // Whichever path started it: opencode@<id> (cold), or the template's OpenCode and this session's front.
+        await this.ws.exec(as, { workspace_id: ws.id, command: [...asAgent(), 'systemctl', '--user', 'stop', `opencode@${row.id}.service`, FRONT_UNIT, WARM_UNIT], timeout_ms: 30_000 }, o)
           .catch((e: unknown) => this.ctx.progress(`session ${row.id}: stopping OpenCode failed (${firstLine(e)}); destroying the workspace anyway`));
       }
       await this.ws.destroy(as, { workspace_id: ws.id }, o).catch((e: unknown) => {
@@ -275,5 +351,3 @@ export class Sessions {
 }
 
 const urlOf = (port: number) => `http://${FORWARD_HOST}:${port}`;
-/** As the agent user, talking to its systemd user manager (linger keeps it running). */
-const asAgent = () => ['runuser', '-u', 'agent', '--', 'env', `XDG_RUNTIME_DIR=/run/user/${AGENT_UID}`];

@@ -44,6 +44,19 @@ export interface Template {
   builtMs: number;
 }
 
+/**
+ * What a template does between its boot and its save, beyond the plain boot:
+ * a session template starts OpenCode once (sessions-template.ts), so every
+ * restore finds it loaded. `name` goes into the directory name, `key` into
+ * the template key (anything the warm-up depends on: its steps, the files it
+ * puts in the guest), so a changed warm-up never restores an old template.
+ */
+export interface TemplateWarmup {
+  name: string;
+  key: string;
+  run(m: Machine, signal?: AbortSignal): Promise<void>;
+}
+
 interface Meta {
   key: string;
   spec: TemplateSpec;
@@ -51,11 +64,13 @@ interface Meta {
   files: string[];
   built_at: string;
   build_ms: number;
+  /** The warm-up's name (a session template); absent for a plain boot. */
+  warm?: string;
 }
 
 /** Bumped when the layout or the save procedure changes: old templates stop matching. */
 const FORMAT = 1;
-/** Templates kept in the cache, least recently used pruned first. */
+/** Templates kept in the cache of each kind (plain, and each warm-up's), least recently used pruned first. */
 export const KEEP_TEMPLATES = 8;
 const SAVE_TIMEOUT_MS = 60_000;
 const hex = (n: number) => randomBytes(n).toString('hex');
@@ -76,7 +91,7 @@ export class Templates {
   }
 
   /** The key of a template for this shape under the current artifacts, QEMU and settings. */
-  async key(spec: TemplateSpec): Promise<{ key: string; files: string[] }> {
+  async key(spec: TemplateSpec, warm?: TemplateWarmup): Promise<{ key: string; files: string[] }> {
     const c = this.rt.config;
     const art = await this.rt.artifacts(spec.image);
     const { accel } = await this.rt.accel();
@@ -87,18 +102,18 @@ export class Templates {
       id: 'template', dir: '/t', disk: '/t/disk.qcow2', kernel: art.vmlinux, initrd: art.initrd, vcpus: spec.vcpus, memoryMb: spec.memoryMb,
       accel, initMode: art.initMode, hostname: 'template', tcgTbSizeMb: c.vm.tcg_tb_size_mb, net, ramFile: { path: '/t/mem', shared: true },
     }, c.vm.qemu_binary);
-    const parts = { FORMAT, qemu: await this.rt.qemuVersion(), kernelKey: art.kernelKey, files, argv, diskGb: spec.diskGb };
+    const parts = { FORMAT, qemu: await this.rt.qemuVersion(), kernelKey: art.kernelKey, files, argv, diskGb: spec.diskGb, ...(warm ? { warm: [warm.name, warm.key] } : {}) };
     return { key: createHash('sha256').update(JSON.stringify(parts)).digest('hex').slice(0, 16), files };
   }
 
-  private dirOf(image: string, key: string): string {
-    return path.join(this.root, `${image}-${key}`);
+  private dirOf(image: string, key: string, warm?: TemplateWarmup): string {
+    return path.join(this.root, warm ? `${image}-${warm.name}-${key}` : `${image}-${key}`);
   }
 
   /** The current template for this shape, if one was built; never a stale one. */
-  async find(spec: TemplateSpec): Promise<Template | undefined> {
-    const { key } = await this.key(spec);
-    return this.load(this.dirOf(spec.image, key), key);
+  async find(spec: TemplateSpec, warm?: TemplateWarmup): Promise<Template | undefined> {
+    const { key } = await this.key(spec, warm);
+    return this.load(this.dirOf(spec.image, key, warm), key);
   }
 
   private async load(dir: string, key: string): Promise<Template | undefined> {
@@ -121,23 +136,23 @@ export class Templates {
   }
 
   /** The template for this shape, built now (a cold boot plus a save) if there is none. Concurrent callers share one build. */
-  async ensure(spec: TemplateSpec, signal?: AbortSignal): Promise<Template> {
-    const { key, files } = await this.key(spec);
-    const found = await this.load(this.dirOf(spec.image, key), key);
+  async ensure(spec: TemplateSpec, signal?: AbortSignal, warm?: TemplateWarmup): Promise<Template> {
+    const { key, files } = await this.key(spec, warm);
+    const found = await this.load(this.dirOf(spec.image, key, warm), key);
     if (found) return found;
     let p = this.building.get(key);
     if (!p) {
-      p = this.build(spec, key, files, signal).finally(() => this.building.delete(key));
+      p = this.build(spec, key, files, signal, warm).finally(() => this.building.delete(key));
       this.building.set(key, p);
     }
     return p;
   }
 
-  private async build(spec: TemplateSpec, key: string, files: string[], signal?: AbortSignal): Promise<Template> {
-    const final = this.dirOf(spec.image, key);
+  private async build(spec: TemplateSpec, key: string, files: string[], signal?: AbortSignal, warm?: TemplateWarmup): Promise<Template> {
+    const final = this.dirOf(spec.image, key, warm);
     const tmp = path.join(this.root, `.build-${spec.image}-${key}-${hex(4)}`);
     await mkdir(tmp, { recursive: true, mode: 0o700 });
-    this.progress(`building template ${path.basename(final)} (${spec.image}, ${spec.vcpus} vcpu, ${spec.memoryMb} MiB, ${spec.diskGb} GiB): one boot`);
+    this.progress(`building template ${path.basename(final)} (${spec.image}, ${spec.vcpus} vcpu, ${spec.memoryMb} MiB, ${spec.diskGb} GiB): one boot${warm ? ` and the ${warm.name} warm-up` : ''}`);
     const t0 = performance.now();
     let m: Machine | undefined;
     // Bridge mode: a TAP of the build's own (QEMU makes it, it goes with QEMU, it never joins the bridge); "islt-" is no workspace's prefix.
@@ -147,11 +162,12 @@ export class Templates {
         image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memoryMb, diskBytes: spec.diskGb * 1024 ** 3, hostname: 'islet-template',
         net, disk: path.join(tmp, 'disk.qcow2'), createDisk: true, ramFile: { path: path.join(tmp, 'mem'), shared: true }, signal,
       });
+      if (warm) await warm.run(m, signal);
       // The shell and sync are then in the guest page cache of every restore: shared, and the first exec reads no disk.
       await m.exec({ argv: ['sh', '-c', 'sync'], timeoutMs: SAVE_TIMEOUT_MS }, { signal });
       await m.pauseToFile(path.join(tmp, 'state'), SAVE_TIMEOUT_MS, { ignoreShared: true });
       const buildMs = Math.round(performance.now() - t0);
-      const meta: Meta = { key, spec, files, built_at: new Date().toISOString(), build_ms: buildMs };
+      const meta: Meta = { key, spec, files, built_at: new Date().toISOString(), build_ms: buildMs, ...(warm ? { warm: warm.name } : {}) };
       await writeFile(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2), { mode: 0o600 });
       // The RAM holds the guest's kernel RNG state as every copy starts with it: owner-only, like the directory.
       await Promise.all(['mem', 'state', 'disk.qcow2'].map((f) => chmod(path.join(tmp, f), 0o600)));
@@ -200,7 +216,7 @@ export class Templates {
   /** Removes templates whose inputs changed (they can never match again), failed builds, and the least recently used beyond KEEP_TEMPLATES. */
   async prune(): Promise<string[]> {
     const removed: string[] = [];
-    const live: Array<{ dir: string; used: number }> = [];
+    const live: Array<{ dir: string; used: number; warm: string }> = [];
     for (const name of await readdir(this.root).catch(() => [] as string[])) {
       const dir = path.join(this.root, name);
       const st = await stat(dir).catch(() => undefined);
@@ -213,10 +229,14 @@ export class Templates {
       const meta = await readFile(path.join(dir, 'meta.json'), 'utf8').then((s) => JSON.parse(s) as Meta, () => undefined);
       const current = meta && (await Promise.all(meta.files.map((f) => fileId(f.split(':').slice(0, -3).join(':')).catch(() => '')))).join() === meta.files.join();
       if (!current) { await rm(dir, { recursive: true, force: true }); removed.push(dir); continue; }
-      live.push({ dir, used: st.mtimeMs });
+      live.push({ dir, used: st.mtimeMs, warm: meta.warm ?? '' });
     }
     live.sort((a, b) => b.used - a.used);
-    for (const { dir } of live.slice(KEEP_TEMPLATES)) { await rm(dir, { recursive: true, force: true }); removed.push(dir); }
+    // Counted per kind: a session template costs minutes to build (OpenCode's start), a plain one seconds, so
+    // a run of new plain shapes never pushes the session templates out.
+    for (const kind of new Set(live.map((l) => l.warm))) {
+      for (const { dir } of live.filter((l) => l.warm === kind).slice(KEEP_TEMPLATES)) { await rm(dir, { recursive: true, force: true }); removed.push(dir); }
+    }
     for (const d of removed) this.progress(`removed template ${path.basename(d)}`);
     return removed;
   }

@@ -45,7 +45,7 @@ import { assertState } from './transitions.js';
 import { WorkspaceContext } from './workspace-context.js';
 import { SnapshotRow, Store, WorkspaceRow } from './store.js';
 import { freshIdentity } from './identity.js';
-import { Templates } from './templates.js';
+import { type TemplateWarmup, Templates } from './templates.js';
 import { PrerootTemplates } from './preroot.js';
 import type {
   Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkPolicyOutput, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput,
@@ -158,6 +158,21 @@ export class WorkspaceService {
   }
 
   async create(c: Caller, input: CreateInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
+    return (await this.createFrom(c, input, o)).info;
+  }
+
+  /**
+   * create, restored from the template of this shape that `warm` prepared
+   * (built on first use; sessions.ts's OpenCode warm-up). `warmed` false: no
+   * such template could be used (templates off, or its build or restore
+   * failed), so the workspace booted, and the caller does the warm-up's work
+   * itself. Never a pool VM: those are plain boots.
+   */
+  createWarm(c: Caller, input: CreateInput, warm: TemplateWarmup, o: OpOptions = {}): Promise<{ info: WorkspaceInfo; warmed: boolean }> {
+    return this.createFrom(c, input, o, warm);
+  }
+
+  private async createFrom(c: Caller, input: CreateInput, o: OpOptions, warm?: TemplateWarmup): Promise<{ info: WorkspaceInfo; warmed: boolean }> {
     const r = this.config.resources;
     const spec = {
       image: input.image ?? r.default_image,
@@ -182,7 +197,7 @@ export class WorkspaceService {
     });
     const limits = { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner };
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
-    const hit = await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
+    const hit = warm ? undefined : await this.pool?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
     if (hit) {
       if (input.ttl_minutes !== undefined) this.store.setLifetime(hit.id, { ttl_minutes: input.ttl_minutes });
       this.lifetimes.started(hit.id);
@@ -191,7 +206,7 @@ export class WorkspaceService {
       ctx.adopt(hit.id, hit.m);
       this.pool!.kick();
       this.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
-      return ctx.infoOf(ctx.mustGet(hit.id));
+      return { info: await ctx.infoOf(ctx.mustGet(hit.id)), warmed: false };
     }
     const id = newWorkspaceId();
     const row = rowOf(id);
@@ -199,27 +214,29 @@ export class WorkspaceService {
     this.store.insertChecked(row, limits);
     if (input.ttl_minutes !== undefined) this.store.setLifetime(id, { ttl_minutes: input.ttl_minutes });
     return ctx.serial(id, async () => {
+      let warmed = false;
       try {
-        if (!(await this.bootFromTemplate(row, o.signal))) await ctx.bootInto(row, true, o.signal);
+        warmed = await this.bootFromTemplate(row, o.signal, warm);
+        if (!warmed) await ctx.bootInto(row, true, o.signal);
         this.lifetimes.started(id);
         this.pool?.kick(); // refill only once this create is done, so it never competes with it
       } catch (e) {
         await ctx.rollbackCreate(id);
         throw e;
       }
-      return ctx.infoOf(ctx.mustGet(id));
+      return { info: await ctx.infoOf(ctx.mustGet(id)), warmed: warmed && warm !== undefined };
     });
   }
 
   /** Restores a new workspace from its shape's template (built on first use); false: no template, so boot it. */
-  private async bootFromTemplate(row: WorkspaceRow, signal?: AbortSignal): Promise<boolean> {
+  private async bootFromTemplate(row: WorkspaceRow, signal?: AbortSignal, warm?: TemplateWarmup): Promise<boolean> {
     if (!this.templates) return false;
     const t0 = performance.now();
     const ctx = this.ctx;
     let m: Machine | undefined;
     try {
       // The template is built on the spare network (bridge: no lease, a TAP off the bridge); the restore gets the workspace's own.
-      const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal);
+      const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal, warm);
       const net = ctx.net.netSpec(row.allow_internet === 1, row.id);
       m = await this.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       const restored = m;
@@ -549,6 +566,10 @@ export class WorkspaceService {
   /** A workspace from agent-ready with the repository at the branch checked out and OpenCode starting; ready once it answers. */
   sessionCreate(c: Caller, input: SessionCreateInput, o: OpOptions = {}): Promise<SessionInfo> {
     return this.sessions.create(c, input, o);
+  }
+  /** Builds an image's session template now (sessions.ts prepareTemplate): the first session is then fast too. */
+  sessionPrepareTemplate(image?: string, o: OpOptions = {}): Promise<{ dir: string; builtMs: number }> {
+    return this.sessions.prepareTemplate(image, o.signal);
   }
   sessionList(c: Caller, input: SessionListInput = {}): Promise<SessionInfo[]> { return this.sessions.list(c, input); }
   sessionGet(c: Caller, input: SessionRef): Promise<SessionInfo> { return this.sessions.get(c, input); }

@@ -24,6 +24,7 @@ import { pidAlive } from '../../src/host/pid.js';
 import type { Machine } from '../../src/service/machine.js';
 import { type BootRequest, Runtime } from '../../src/service/runtime.js';
 import { WorkspaceService } from '../../src/service/workspaces.js';
+import type { SessionOptions } from '../../src/service/sessions.js';
 import { daemonPid } from '../../src/surfaces/daemon/connect.js';
 import { daemonPaths } from '../../src/surfaces/daemon/paths.js';
 import { stopDaemon } from './daemon-stop.js';
@@ -39,7 +40,7 @@ export interface VmEnv {
   dir: string;
   config: Config;
   /** Opens a WorkspaceService on the data dir; whatever it holds at the end is destroyed. */
-  open(o?: { pool?: boolean; progress?: Progress }): Promise<WorkspaceService>;
+  open(o?: { pool?: boolean; progress?: Progress; sessions?: SessionOptions }): Promise<WorkspaceService>;
   /** The Runtime on the data dir (opened once). */
   rt(): Promise<Runtime>;
   /** Boots a throwaway VM (Runtime.boot); destroyed at the end. */
@@ -167,7 +168,7 @@ export function vmEnv(name: string, overrides: Overrides = {}): VmEnv {
     dir,
     config,
     async open(oo = {}) {
-      const s = await WorkspaceService.open(config, { pool: oo.pool ?? false, progress: oo.progress });
+      const s = await WorkspaceService.open(config, { pool: oo.pool ?? false, progress: oo.progress, sessions: oo.sessions });
       services.push(s);
       return s;
     },

@@ -3,6 +3,11 @@
 // answers /global/health through the returned URL with the returned password,
 // and each refuses the other session's password. Then both are deleted.
 //
+// Both take the template path (docs/sessions.md, "Ready in seconds"): the
+// session template (OpenCode started once, then saved) is built first, or
+// found in the shared cache; each session is restored from it and its front
+// checks its password and names its directory to OpenCode (GET /path).
+//
 // Heavy (two 1 GiB full-init VMs; OpenCode takes minutes to answer under
 // TCG), so it runs from `npm run test:images` (ISLET_IMAGE_TESTS=1 once
 // agent-ready is built and verified) and is skipped, with the reason, in
@@ -40,14 +45,17 @@ describe('agent sessions with OpenCode (agent-ready)', { skip, timeout: 45 * 60_
   const made: SessionInfo[] = [];
 
   before(async () => {
-    svc = await env.open();
+    svc = await env.open({ progress: (m: string) => console.log(`# ${m}`) });
+    const tt = performance.now();
+    const t = await svc.sessionPrepareTemplate();
+    console.log(`# session template ${t.dir}: ${((performance.now() - tt) / 1000).toFixed(1)} s here (built in ${(t.builtMs / 1000).toFixed(1)} s)`);
     const repoUrl = await twoBranchRepo(path.join(env.config.paths.transferDir, 'repos'));
     for (const branch of ['feature', 'main']) {
       const t0 = performance.now();
       made.push(await svc.sessionCreate(me, { repoUrl, branch }));
       console.log(`# session on ${branch}: created (state creating) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     }
-  }, { timeout: 20 * 60_000 });
+  }, { timeout: 40 * 60_000 });
 
   test('each session reaches ready: OpenCode answers /global/health through the returned URL with the returned password', { timeout: 30 * 60_000 }, async () => {
     const t0 = performance.now();
@@ -64,6 +72,15 @@ describe('agent sessions with OpenCode (agent-ready)', { skip, timeout: 45 * 60_
       assert.equal(cur.password, s.sessionId);
       const head = await svc.exec(me, { workspace_id: s.workspaceId!, command: ['cat', `/home/agent/workspaces/${s.sessionId}/.git/HEAD`] });
       assert.equal(head.stdout.trim(), `ref: refs/heads/${s.branch}`);
+      // The template path: the front runs for this session; OpenCode's directory is the session's checkout.
+      const front = await svc.exec(me, { workspace_id: s.workspaceId!, command: 'runuser -u agent -- env XDG_RUNTIME_DIR=/run/user/1000 systemctl --user is-active islet-opencode-front.service islet-opencode.service' });
+      assert.equal(front.stdout.trim(), 'active\nactive', 'restored from the session template');
+      const tp = performance.now();
+      const where = await fetch(`${cur.url}/path`, { headers: { authorization: `Basic ${Buffer.from(`opencode:${cur.password}`).toString('base64')}` }, signal: AbortSignal.timeout(600_000) });
+      const body = await where.json() as { directory?: string };
+      console.log(`# ${s.branch}: GET /path (OpenCode's first request in this directory) took ${((performance.now() - tp) / 1000).toFixed(1)} s: ${JSON.stringify(body)}`);
+      assert.equal(where.status, 200);
+      assert.equal(body.directory, `/home/agent/workspaces/${s.sessionId}`);
     }
     console.log(`# both ready ${((performance.now() - t0) / 1000).toFixed(1)} s into this test`);
   });

@@ -1,0 +1,3 @@
+module islet/sessionfront
+
+go 1.19
