@@ -29,8 +29,9 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     title: 'Create an agent session (OpenCode on a repository)',
     description:
       'Creates a workspace from the agent-ready image (or imageRef), with the repository checked out at the branch in '
-      + '/home/agent/workspaces/<sessionId>, owned by the agent user, and starts OpenCode there as the agent user\'s '
-      + 'opencode@<sessionId> service. The islet host fetches the repository (git clone --branch --single-branch, with '
+      + '/home/agent/workspaces/<sessionId>, owned by the agent user, and runs OpenCode there as the agent user: restored '
+      + 'from the image\'s session template when one is built (OpenCode already started, behind a front that checks the '
+      + 'password), else started cold as the opencode@<sessionId> service (minutes under emulation). The islet host fetches the repository (git clone --branch --single-branch, with '
       + 'the host\'s own credentials) and streams it in: the workspace needs no internet. A local repoUrl must be a path '
       + 'inside the server\'s transfer directory. Returns at once with state "creating"; call session_get until state is '
       + '"ready", then use url with HTTP basic auth (user "opencode", password). Fails with REPO_CLONE_FAILED for a URL '
