@@ -3,7 +3,7 @@
 // (STATE_CONFLICT) and every client connects to the winner's socket.
 import { spawn } from 'node:child_process';
 import { closeSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
+import { get } from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Config } from '../../core/config.js';
@@ -11,15 +11,19 @@ import { IsletError } from '../../core/errors.js';
 import { pidAlive } from '../../host/pid.js';
 import { daemonPaths } from './paths.js';
 
+/** A live daemon answers /healthz in milliseconds; one that does not within this is treated as absent. */
+const PROBE_TIMEOUT_MS = 5_000;
 const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/islet.js');
 const START_TIMEOUT_MS = 120_000;
 
-/** True when something accepts connections on the socket. */
+/** True when a daemon answers HTTP (/healthz) on the socket. */
 export function socketAnswers(socket: string): Promise<boolean> {
+  // An HTTP answer, not a bare connect: a daemon just killed can still accept into its listen backlog
+  // and then reset the connection, and a client that trusted the connect would skip starting a new one.
   return new Promise((resolve) => {
-    const s = connect(socket);
-    s.once('connect', () => { s.destroy(); resolve(true); });
-    s.once('error', () => resolve(false));
+    const req = get({ socketPath: socket, path: '/healthz', agent: false, timeout: PROBE_TIMEOUT_MS }, (res) => { res.resume(); resolve(true); });
+    req.once('timeout', () => req.destroy());
+    req.once('error', () => resolve(false));
   });
 }
 
