@@ -95,8 +95,9 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
       try {
         await m.vm.snapshotDisk(next);
         if (mem) await m.vm.saveState(mem, { timeoutMs: MEMORY_SAVE_TIMEOUT_MS });
-      } finally {
+      } catch (e) {
         if (mem) await m.vm.resume().catch(() => undefined);
+        throw e;
       }
     } catch (e) {
       // Once QEMU switched to the new overlay it cannot be undone here: keep a disk-only snapshot then.
@@ -107,6 +108,9 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
     }
     await chmod(active, 0o444);
     ctx.store.finishSnapshot(id, row.id, next, await sizeOnDisk(active));
+    // After the snapshot is recorded (it is complete either way), and not swallowed: a guest left paused
+    // answers nothing, and every later call on it would time out unexplained.
+    if (mem) await m.vm.resume();
     return { ...snapshotInfo(mustReady(ctx, id)), live: true, duration_ms: Math.round(performance.now() - t0) };
   }
   await mkdir(snapDir(ctx, row.id), { recursive: true, mode: 0o700 });

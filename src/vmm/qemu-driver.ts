@@ -2,7 +2,7 @@
 // HMP forwards (hostfwd.ts) behind the Vm interface. Memory state moves as
 // a QMP migration to or from a file; completion is QEMU's MIGRATION event
 // (the "events" capability), not a poll.
-import { GuestTimeoutError, MigrationError } from '../core/errors.js';
+import { GuestTimeoutError, InternalError, MigrationError } from '../core/errors.js';
 import { run } from '../host/run.js';
 import type { PortForward, VmSpec } from './argv.js';
 import type { LaunchOptions, Vm, VmCapabilities, VmDriver } from './driver.js';
@@ -45,6 +45,24 @@ export async function migrate(qmp: QmpClient, op: string, timeoutMs: number, sta
   throw new MigrationError(status, st['error-desc']);
 }
 
+/**
+ * Waits until the source of a finished migration has left "finish-migrate".
+ * QEMU sends the COMPLETED event from its migration thread before that
+ * thread moves the run state on to "postmigrate"; a `cont` in between is
+ * refused ("Migration is not finalized yet"), and a memory snapshot's guest
+ * then stayed paused for good. On a loaded host the gap is long enough to
+ * hit (issue 15: a parent stopped answering after its memory fork).
+ */
+async function settledAfterSave(qmp: QmpClient, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await qmp.execute<{ status: string }>('query-status');
+    if (st.status !== 'finish-migrate') return;
+    if (Date.now() > deadline) throw new GuestTimeoutError('memory migration', timeoutMs, '', { message: 'QEMU stayed in finish-migrate after the migration completed', hint: 'retry' });
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 class QemuVm implements Vm {
   constructor(private readonly h: VmHandle) {}
 
@@ -55,14 +73,22 @@ class QemuVm implements Vm {
   get exited() { return this.h.exited; }
 
   async pause(): Promise<void> { await this.h.qmp.execute('stop'); }
-  async resume(): Promise<void> { await this.h.qmp.execute('cont'); }
+
+  /** Lets the vCPUs run again, and checks that they do: a `cont` QEMU refused must not leave a guest paused unseen. */
+  async resume(): Promise<void> {
+    await this.h.qmp.execute('cont');
+    const st = await this.h.qmp.execute<{ status: string }>('query-status');
+    if (st.status !== 'running') throw new InternalError(`QEMU is ${st.status} after cont`);
+  }
 
   async saveState(file: string, o: { timeoutMs: number; ignoreShared?: boolean }): Promise<void> {
     const qmp = this.h.qmp;
+    const t0 = Date.now();
     // Set either way: a VM restored from a template still has x-ignore-shared on from its own restore.
     await setCaps(qmp, { 'x-ignore-shared': o.ignoreShared ?? false, events: true });
     await qmp.execute('migrate-set-parameters', { 'max-bandwidth': MIGRATE_BANDWIDTH });
     await migrate(qmp, 'memory migration', o.timeoutMs, () => qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(file)}` }));
+    await settledAfterSave(qmp, Math.max(1_000, o.timeoutMs - (Date.now() - t0)));
   }
 
   /** Feeds a saved state into a QEMU started with -incoming defer, then lets the guest run. */

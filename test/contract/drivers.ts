@@ -129,6 +129,20 @@ export function driverContract(label: string, env: ContractEnv): void {
       assert.equal((await m.agent.exec({ argv: ['true'], timeoutMs: 30_000 })).exitCode, 0);
     });
 
+    // A memory snapshot of a running workspace: pause, save, resume at once. QEMU refuses a `cont` sent before the
+    // source has left finish-migrate; saveState must return only once a resume is accepted, and resume must fail
+    // loudly if the vCPUs did not start. Several rounds, as the gap is a race that a loaded host widens.
+    test('saveState then resume at once: the guest runs on and answers, round after round', async () => {
+      const m = await boot();
+      await mkdir(env.scratch, { recursive: true });
+      for (let i = 0; i < 3; i++) {
+        await m.vm.pause();
+        await m.vm.saveState(path.join(env.scratch, `live-${m.id}-${i}`), { timeoutMs: 60_000 });
+        await m.vm.resume();
+        assert.equal((await m.agent.exec({ argv: ['true'], timeoutMs: 30_000 })).exitCode, 0, `round ${i}`);
+      }
+    });
+
     test('powerOff ends the VM; then its calls fail with VM_EXITED or GUEST_DISCONNECTED', async () => {
       const m = await boot();
       await m.agent.powerOff().catch(() => undefined); // the reply may race the exit

@@ -104,8 +104,16 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
     let got = await hostGet(ip, 8080);
     if (got !== body) {
       const state = await l2State();
+      const tap = `isl-${ws.workspace_id.slice(3, 14)}`;
+      const tapStats = async () => (await topo.exec(topo.islet, ['ip', '-s', 'link', 'show', 'dev', tap], { allowFailure: true }).catch(() => undefined))?.stdout ?? '';
+      const inside = async () => (await call('exec', { workspace_id: ws.workspace_id, timeout_ms: 30_000,
+        command: 'cat /sys/class/net/eth0/address; busybox ip addr show eth0; busybox ip route; busybox ip neigh; busybox netstat -ltn; grep -A1 "^Tcp:" /proc/net/snmp; grep eth0 /proc/net/dev; ps -ef | grep -c httpd' })).content;
+      const info = await call('workspace_info', { workspace_id: ws.workspace_id });
+      const before0 = `${await tapStats()}\n--- inside ---\n${JSON.stringify(await inside())}`;
       got = await hostGet(ip, 8080);
-      process.stderr.write(`# ${ws.name} at ${ip}: the first GET failed; the second ${got === body ? 'answered' : `failed too (${got})`}\n${state}`);
+      const after0 = `${await tapStats()}\n--- inside ---\n${JSON.stringify(await inside())}`;
+      process.stderr.write(`# ${ws.name} at ${ip}: the first GET failed; the second ${got === body ? 'answered' : `failed too (${got})`}\n${state}`
+        + `--- info ---\n${JSON.stringify(info.structuredContent)}\n--- before the second GET ---\n${before0}\n--- after it ---\n${after0}\n`);
     }
     assert.equal(got, body);
   };
@@ -203,10 +211,10 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
     assert.equal(await sendFrom(fork, ipB, ipF), 0, 'the fork with its parent\'s address is dropped');
   }));
 
-  // Known defect (issue 15, open): in 2 of 3 fresh-clone runs the parent stopped answering after its memory
-  // fork, with the bridge FDB and the host's neighbour entry both correct. It still runs and reports every
-  // time; `todo` keeps it from failing the suite until the cause is found.
-  test('after a memory fork its parent still answers at its own address', { todo: 'issue 15: the parent sometimes stops answering after a bridge-mode memory fork' },
+  // On a loaded host this once failed 2 runs in 3: the parent stayed paused after its memory snapshot, because
+  // QEMU refused the `cont` sent between the migration's COMPLETED event and the end of finish-migrate, and the
+  // refusal was swallowed (fixed in vmm/qemu-driver.ts; a CPU burner beside this test reproduced it every time).
+  test('after a memory fork its parent still answers at its own address',
     () => evidence(async () => {
       await assertAnswers(b, ipB, 'hello from bt-b');
     }));
