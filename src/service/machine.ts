@@ -10,6 +10,7 @@ import type { DiskDriver } from '../storage/overlay.js';
 import type { Accel, InitMode, NetSpec, PortForward, VmSpec } from '../vmm/argv.js';
 import type { ExitInfo, Vm, VmDriver } from '../vmm/driver.js';
 import { INJECT_AGENT_WORD } from '../images/imported-boot.js';
+import { phase } from '../core/phases.js';
 
 /** The drivers a Machine is made of: real ones (drivers.ts) or the fakes (vmm/fake.ts, guest/fake.ts, storage/fake.ts). */
 export interface Drivers {
@@ -145,12 +146,17 @@ export class Machine {
         ramFile: spec.ramFile,
       }, { signal: spec.signal, detached: spec.detached, loadState });
       let agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+      phase('agent.hello');
       await agent.syncClock(spec.signal);
+      phase('agent.clock');
       if (spec.handover) {
         await spec.handover(agent, spec.signal);
+        phase('handover');
         agent.close();
         agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+        phase('agent.hello2');
         await agent.syncClock(spec.signal);
+        phase('agent.clock2');
       }
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
     } catch (e) {

@@ -17,6 +17,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { firstLine, NotSupportedError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { Progress } from '../core/progress.js';
 import { INJECT_AGENT_WORD } from '../images/imported-boot.js';
 import { buildQemuArgv, guestNetWord, type NetSpec } from '../vmm/argv.js';
@@ -158,6 +159,7 @@ export class PrerootTemplates {
         return { note: `this workspace's disk was made from another build of image ${o.image} than the current one: booted cold (a pre-root template fits its own build only)` };
       }
       const net = o.net ? guestNetWord(o.net).slice('islet.net='.length) : undefined;
+      phase('preroot.lookup');
       const m = await Machine.boot(await this.rt.machineSpec({
         id: o.id, disk: o.disk, createDisk: false, image: o.image, vcpus: o.vcpus, memoryMb: o.memoryMb, diskBytes: o.diskBytes,
         hostname: o.hostname, net: o.net, detached: true, signal: o.signal, memoryFile: t.state, ramFile: { path: t.mem, shared: false },

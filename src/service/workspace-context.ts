@@ -6,6 +6,7 @@
 import { rm, stat } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
 import { firstLine, VmExitedError, WorkspaceNotFoundError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { Progress } from '../core/progress.js';
 import { lifetimeOf } from './lifetimes.js';
 import { Machine } from './machine.js';
@@ -78,17 +79,21 @@ export class WorkspaceContext {
       this.progress(`VM ${m.id} ready in ${m.bootMs} ms${pre?.machine ? ' (pre-root restore)' : ''}`);
       const booted = m;
       await this.net.attach(row, m, prepare && (() => prepare(booted, net)));
+      phase('net.attach');
       // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
       await ensureWorkspaceKey(this.config, row, m, signal);
+      phase('ssh.key');
     } catch (e) {
       await m?.shutdown().catch(() => undefined);
       if (!createDisk) this.store.setState(row.id, 'failed', { error: firstLine(e) });
       throw e;
     }
     await this.net.guestProxyEnv(row, m);
+    phase('proxy.env');
     this.adopt(row.id, m);
     this.store.setState(row.id, 'running', { pid: m.vm.pid });
     await this.net.reapplyForwards(row, m);
+    phase('forwards');
   }
 
   /** Tracks a live VM; if it dies without us asking, the workspace becomes stopped with the reason. */
