@@ -18,19 +18,21 @@ const c = { owner: 'bench' };
 type Kind = 'create' | 'start' | 'restore' | 'fork';
 /** Per kind, one list of [phase, ms since the previous mark] per run (core/phases.ts). */
 type Phases = Record<Kind, Array<Array<[string, number]>>>;
-interface Figures { create: number[]; start: number[]; restore: number[]; fork: number[]; paths: Set<string>; phases: Phases }
+/** Per kind, the guest's own steps of ROOT per run. */
+type Guest = Record<Kind, Array<Record<string, number>>>;
+interface Figures { create: number[]; start: number[]; restore: number[]; fork: number[]; paths: Set<string>; phases: Phases; guest: Guest }
 
 async function measure(config: Config, template: boolean, n: number): Promise<Figures> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'islet-bench-starts-'));
   // This checkout's kernel and initramfs, both paths alike: the cache's "current" ones move with any build on the host.
   const vm = await pinnedBoot();
   const svc = await WorkspaceService.open(resolveConfig({ storage: { data_dir: dataDir, cache_dir: config.paths.cacheDir }, pool: { template }, vm }));
-  const f: Figures = { create: [], start: [], restore: [], fork: [], paths: new Set(), phases: { create: [], start: [], restore: [], fork: [] } };
+  const f: Figures = { create: [], start: [], restore: [], fork: [], paths: new Set(), phases: { create: [], start: [], restore: [], fork: [] }, guest: { create: [], start: [], restore: [], fork: [] } };
   const toExec = async (ws: string, kind: Kind, op: () => Promise<{ boot?: { path: string } }>) => {
     const t0 = performance.now();
     const marks: Array<[string, number]> = [];
     let last = t0;
-    setPhaseSink((label, at) => { marks.push([label, at - last]); last = at; });
+    setPhaseSink((label, at, detail) => { marks.push([label, at - last]); last = at; if (detail) f.guest[kind].push(detail); });
     try {
       const r = await op();
       await svc.exec(c, { workspace_id: ws, command: 'true' });
@@ -88,16 +90,22 @@ export async function benchStarts(config: Config, n: number, record: (r: Row) =>
       note: `baseline: template create; cold path ${cl.toFixed(0)} ms (${(cl / w).toFixed(1)}x slower)` });
     record({ metric: `${what} -> first exec, cold boot`, value: cl, unit: 'ms', baseline: tc, ratio: cl / tc, note: 'templates off; baseline: template create' });
   }
-  printPhases(warm.phases);
+  printPhases(warm.phases, warm.guest);
   if (!warm.paths.has('restore') || warm.paths.has('cold')) throw new Error(`pre-root starts did not all restore: ${[...warm.paths].join(', ')}`);
 }
 
 /** Median time of each phase (in the order of the first run), so the bench shows where a start's time goes. */
-function printPhases(p: Phases): void {
+function printPhases(p: Phases, g: Guest): void {
   for (const [kind, runs] of Object.entries(p)) {
     if (!runs.length) continue;
     const labels = runs[0]!.map(([l]) => l);
     const parts = labels.map((l, i) => `${l} ${median(runs.map((r) => r[i]?.[0] === l ? r[i]![1] : NaN).filter((x) => !Number.isNaN(x))).toFixed(0)}`);
     console.log(`  phases (ms, median of ${runs.length}) ${kind}: ${parts.join(' | ')}`);
+    const steps = g[kind as Kind];
+    if (steps.length) {
+      const order = ['reseed', 'reprobe', 'flush', 'mount', 'switch', 'setup'];
+      const keys = Object.keys(steps[0]!).sort((x, y) => order.indexOf(x) - order.indexOf(y));
+      console.log(`    in the guest during root: ${keys.map((k) => `${k} ${median(steps.map((s) => s[k] ?? 0))}`).join(' | ')}`);
+    }
   }
 }

@@ -2,7 +2,8 @@
 // bench to print a phase breakdown. Off (a no-op) unless a sink is set, so the
 // service pays nothing for it; only the bench sets one.
 
-export type PhaseSink = (label: string, at: number) => void;
+/** detail: parts of the phase measured elsewhere (the guest's own steps), in ms. */
+export type PhaseSink = (label: string, at: number, detail?: Record<string, number>) => void;
 
 let sink: PhaseSink | undefined;
 
@@ -14,6 +15,6 @@ export function setPhaseSink(s: PhaseSink | undefined): PhaseSink | undefined {
 }
 
 /** Marks the end of a phase now (performance.now() clock). */
-export function phase(label: string): void {
-  sink?.(label, performance.now());
+export function phase(label: string, detail?: Record<string, number>): void {
+  sink?.(label, performance.now(), detail);
 }

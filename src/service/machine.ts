@@ -55,11 +55,11 @@ export interface BootRequest {
   /** Extra kernel command line words (a pre-root template's islet.preroot). */
   cmdlineExtra?: string[];
   /**
-   * Runs on the first agent that answers; then that connection is closed and
-   * the next agent's hello awaited (a pre-root restore: stage 1 mounts the
-   * disk and execs the agent, preroot.ts).
+   * Runs on the first agent that answers (a pre-root restore: stage 1 mounts
+   * the disk, preroot.ts). reconnect: that connection is closed and the next
+   * agent's hello awaited; otherwise the same connection goes on.
    */
-  handover?: (agent: GuestAgent, signal?: AbortSignal) => Promise<void>;
+  handover?: (agent: GuestAgent, signal?: AbortSignal) => Promise<{ reconnect: boolean }>;
   /** TCG translation cache size for this VM; default [vm] tcg_tb_size_mb. */
   tcgTbSizeMb?: number;
   detached?: boolean;
@@ -150,13 +150,15 @@ export class Machine {
       await agent.syncClock(spec.signal);
       phase('agent.clock');
       if (spec.handover) {
-        await spec.handover(agent, spec.signal);
+        const { reconnect } = await spec.handover(agent, spec.signal);
         phase('handover');
-        agent.close();
-        agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
-        phase('agent.hello2');
-        await agent.syncClock(spec.signal);
-        phase('agent.clock2');
+        if (reconnect) {
+          agent.close();
+          agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+          phase('agent.hello2');
+          await agent.syncClock(spec.signal);
+          phase('agent.clock2');
+        }
       }
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
     } catch (e) {

@@ -20,6 +20,7 @@ import { firstLine, NotSupportedError } from '../core/errors.js';
 import { phase } from '../core/phases.js';
 import type { Progress } from '../core/progress.js';
 import { INJECT_AGENT_WORD } from '../images/imported-boot.js';
+import type { RootResult } from '../guest/agent.js';
 import { buildQemuArgv, guestNetWord, type NetSpec } from '../vmm/argv.js';
 import { Machine } from './machine.js';
 import type { Runtime } from './runtime.js';
@@ -50,6 +51,8 @@ export interface PrerootStart {
   diskBytes: number;
   hostname: string;
   net: NetSpec | undefined;
+  /** A disk fork: the disk holds its source's identity; ROOT writes a new machine-id and /etc/hostname. */
+  newIdentity?: boolean;
   signal?: AbortSignal;
 }
 
@@ -139,7 +142,7 @@ export class PrerootTemplates {
    * note (null when restores do not apply, e.g. on a driver without memory
    * state). Only a cancellation throws.
    */
-  async start(o: PrerootStart): Promise<{ machine?: Machine; note: string | null }> {
+  async start(o: PrerootStart): Promise<{ machine?: Machine; note: string | null; identityDone?: boolean }> {
     if (!this.rt.drivers.vmm.capabilities.memoryState) return { note: null };
     if (o.net?.kind === 'tap') return { note: 'bridge mode: starts boot the kernel (pre-root restores cover user-mode and no network)' };
     try {
@@ -160,16 +163,20 @@ export class PrerootTemplates {
       }
       const net = o.net ? guestNetWord(o.net).slice('islet.net='.length) : undefined;
       phase('preroot.lookup');
+      let root: RootResult | undefined;
       const m = await Machine.boot(await this.rt.machineSpec({
         id: o.id, disk: o.disk, createDisk: false, image: o.image, vcpus: o.vcpus, memoryMb: o.memoryMb, diskBytes: o.diskBytes,
         hostname: o.hostname, net: o.net, detached: true, signal: o.signal, memoryFile: t.state, ramFile: { path: t.mem, shared: false },
         cmdlineExtra: [PREROOT_WORD],
         handover: async (agent, signal) => {
           if (!agent.enterRoot) throw new NotSupportedError('this guest agent cannot take a root disk after a restore');
-          await agent.enterRoot({ hostname: o.hostname, net, entropy: hex(256) }, signal);
+          root = await agent.enterRoot({ hostname: o.hostname, net, entropy: hex(256), ...(o.newIdentity ? { machineId: hex(16) } : {}) }, signal);
+          phase('root', root.ms);
+          return { reconnect: !root.switched };
         },
       }));
-      return { machine: m, note: null };
+      // Hostname, machine-id and entropy are the fork's own now; SSH host keys still need the shell (freshIdentity).
+      return { machine: m, note: null, identityDone: o.newIdentity === true && root?.switched === true && !root.sshHostKeys };
     } catch (e) {
       if (o.signal?.aborted) throw e;
       return { note: `pre-root restore failed (${firstLine(e)}): booted cold` };

@@ -59,10 +59,12 @@ export class WorkspaceContext {
    * running. A failed boot of an existing workspace marks it failed with the
    * reason; a failed create leaves the undoing to rollbackCreate. prepare
    * runs on the booted VM before its TAP joins the bridge, while its rules
-   * are written (a fork's identity and address).
+   * are written (a fork's identity and address). newIdentity: prepare gives
+   * the guest a new identity, which a pre-root restore may already have
+   * given (then prepare is skipped).
    */
   async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal, memoryFile?: string,
-    prepare?: (m: Machine, net: NetSpec | undefined) => Promise<void>): Promise<void> {
+    prepare?: (m: Machine, net: NetSpec | undefined) => Promise<void>, o: { newIdentity?: boolean } = {}): Promise<void> {
     this.progress(`workspace ${row.name}: booting (${row.image}, ${row.vcpus} vcpu, ${row.memory_mb} MiB, ${row.disk_gb} GiB)`);
     let m: Machine | undefined;
     try {
@@ -72,13 +74,14 @@ export class WorkspaceContext {
         diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net, signal,
       };
       // An existing disk with no saved memory: restore the image's pre-root template rather than boot the kernel.
-      const pre = !createDisk && memoryFile === undefined && this.preroot ? await this.preroot.start(req) : undefined;
+      const pre = !createDisk && memoryFile === undefined && this.preroot ? await this.preroot.start({ ...req, newIdentity: o.newIdentity }) : undefined;
       m = pre?.machine ?? await Machine.boot(await this.rt.machineSpec({ ...req, createDisk, detached: true, memoryFile }));
       if (pre?.note) this.progress(`workspace ${row.name}: ${pre.note}`);
       this.lastBoot.set(row.id, { path: pre?.machine || memoryFile ? 'restore' : 'cold', ms: m.bootMs, note: pre?.note ?? null });
       this.progress(`VM ${m.id} ready in ${m.bootMs} ms${pre?.machine ? ' (pre-root restore)' : ''}`);
       const booted = m;
-      await this.net.attach(row, m, prepare && (() => prepare(booted, net)));
+      const fresh = prepare && !pre?.identityDone ? prepare : undefined;
+      await this.net.attach(row, m, fresh && (() => fresh(booted, net)));
       phase('net.attach');
       // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
       await ensureWorkspaceKey(this.config, row, m, signal);

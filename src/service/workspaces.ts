@@ -366,7 +366,7 @@ export class WorkspaceService {
         await snaps.forkDisk(ctx.snap, snap, id, o.signal);
         phase('disk.fork');
         // A memory fork runs the source's guest: its identity and (bridge) its address are made its own before its TAP joins the bridge.
-        await ctx.bootInto(row, false, o.signal, memory, (m, net) => freshIdentity(m, row.name, o.signal, net));
+        await ctx.bootInto(row, false, o.signal, memory, (m, net) => freshIdentity(m, row.name, o.signal, net), { newIdentity: true });
         this.lifetimes.started(id);
       } catch (e) {
         await ctx.rollbackCreate(id);

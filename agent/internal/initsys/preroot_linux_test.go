@@ -30,7 +30,7 @@ func reply(t *testing.T, typ proto.Type, payload interface{}) (proto.Frame, bool
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	done := servePreroot(logger.Discard, &out, f)
+	done, _ := servePreroot(logger.Discard, &out, f)
 	r, err := proto.NewReader(&out).ReadFrame()
 	if err != nil {
 		t.Fatalf("no reply: %v", err)
