@@ -350,6 +350,11 @@ var pid1Mounts = []struct {
 // SetupPID1 prepares the system for the PID 1 agent (fast mode). Failures
 // of optional steps are logged, not fatal.
 func SetupPID1(logf logger.Logf) {
+	setupPID1(logf, func(string) {})
+}
+
+// setupPID1 is SetupPID1 with step called after each part (the pre-root bench figures).
+func setupPID1(logf logger.Logf, step func(string)) {
 	if err := mountBasic(logf); err != nil {
 		logf("%v", err)
 	}
@@ -358,6 +363,7 @@ func SetupPID1(logf logger.Logf) {
 			logf("%v", err)
 		}
 	}
+	step("mounts")
 	if h := info.ReadCmdline("/proc")["islet.hostname"]; h != "" {
 		if err := syscall.Sethostname([]byte(h)); err != nil {
 			logf("sethostname %q: %v", h, err)
@@ -366,7 +372,9 @@ func SetupPID1(logf logger.Logf) {
 	if err := loopbackUp(); err != nil {
 		logf("lo up: %v", err)
 	}
+	step("lo")
 	NetworkUp(logf, info.ReadCmdline("/proc"))
+	step("net")
 	// The kernel delivers to PID 1 only signals it handles, and Go handles
 	// them all: an unhandled SIGTERM would make the Go runtime exit, which
 	// panics the kernel. Catch the usual ones and log them instead. (A

@@ -197,8 +197,7 @@ func enterRoot(logf logger.Logf, req proto.Root) (proto.RootOK, bool, error) {
 		os.Setenv(k, v)
 	}
 	step("switch")
-	SetupPID1(logf)
-	step("setup")
+	setupPID1(logf, step)
 	var bootMs int64
 	if up, err := info.Uptime("/proc"); err == nil {
 		bootMs = up.Milliseconds()
