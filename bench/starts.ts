@@ -103,7 +103,7 @@ function printPhases(p: Phases, g: Guest): void {
     console.log(`  phases (ms, median of ${runs.length}) ${kind}: ${parts.join(' | ')}`);
     const steps = g[kind as Kind];
     if (steps.length) {
-      const order = ['reseed', 'reprobe', 'flush', 'mount', 'switch', 'mounts', 'lo', 'net'];
+      const order = ['reseed', 'reprobe', 'flush', 'mount', 'grow', 'switch', 'mounts', 'lo', 'net'];
       const keys = Object.keys(steps[0]!).sort((x, y) => order.indexOf(x) - order.indexOf(y));
       console.log(`    in the guest during root: ${keys.map((k) => `${k} ${median(steps.map((s) => s[k] ?? 0))}`).join(' | ')}`);
     }

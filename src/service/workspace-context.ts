@@ -110,11 +110,11 @@ export class WorkspaceContext {
     });
   }
 
-  /** Powers off the workspace's VM, if it has one, and records it stopped (the disk is kept). */
-  async stopLive(id: string): Promise<void> {
+  /** Powers off the workspace's VM, if it has one, and records it stopped (the disk is kept; graceMs 0: QEMU quits at once). */
+  async stopLive(id: string, o: { graceMs?: number } = {}): Promise<void> {
     const m = this.live.get(id);
     this.live.delete(id);
-    await m?.shutdown();
+    await m?.shutdown(o);
     this.store.setState(id, 'stopped');
   }
 

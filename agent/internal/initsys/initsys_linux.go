@@ -163,7 +163,8 @@ func Stage1(logf logger.Logf) *os.File {
 	if err := LoadModules(logf, ModulesDir); err != nil {
 		Fatal(logf, "%v", err)
 	}
-	if _, ok := info.ReadCmdline("/proc")[PrerootWord]; ok {
+	if cmd := info.ReadCmdline("/proc"); hasKey(cmd, PrerootWord) {
+		prepareTemplate(logf, cmd)
 		port, switched := AwaitRoot(logf)
 		if switched {
 			return port
@@ -175,7 +176,7 @@ func Stage1(logf logger.Logf) *os.File {
 	if err != nil {
 		Fatal(logf, "%v", err)
 	}
-	if err := mountNewRoot(logf, p.root, p.fstype); err != nil {
+	if err := mountNewRoot(logf, p.root, p.fstype, func(string) {}); err != nil {
 		Fatal(logf, "%v", err)
 	}
 	target := p.target
@@ -197,6 +198,11 @@ func Stage1(logf logger.Logf) *os.File {
 	err = syscall.Exec(target, []string{target}, agentEnv)
 	Fatal(logf, "exec %s: %v", target, err)
 	return nil
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
 }
 
 // agentEnv is the environment the agent runs with (exec'd or, after a pre-root restore, set in place).
@@ -239,7 +245,7 @@ func planRoot(cmd map[string]string) (rootPlan, error) {
 
 // mountNewRoot waits for the root device, mounts it on NewRoot and grows
 // its filesystem to the disk. Nothing is left mounted on failure.
-func mountNewRoot(logf logger.Logf, root, fstype string) error {
+func mountNewRoot(logf logger.Logf, root, fstype string, step func(string)) error {
 	deadline := time.Now().Add(RootWait)
 	for {
 		if _, err := os.Stat(root); err == nil {
@@ -256,12 +262,14 @@ func mountNewRoot(logf logger.Logf, root, fstype string) error {
 	if err := syscall.Mount(root, NewRoot, fstype, 0, ""); err != nil {
 		return fmt.Errorf("mount %s (%s) on %s: %v", root, fstype, NewRoot, err)
 	}
+	step("mount")
 	if fstype == "ext4" {
 		if before, after, err := GrowFS(NewRoot, root); err != nil {
 			logf("grow root filesystem: %v", err) // the VM still boots, just smaller
 		} else if after > before {
 			logf("root filesystem grown from %d to %d blocks", before, after)
 		}
+		step("grow")
 	}
 	return nil
 }
@@ -350,11 +358,12 @@ var pid1Mounts = []struct {
 // SetupPID1 prepares the system for the PID 1 agent (fast mode). Failures
 // of optional steps are logged, not fatal.
 func SetupPID1(logf logger.Logf) {
-	setupPID1(logf, func(string) {})
+	setupPID1(logf, func(string) {}, func() { NetworkUp(logf, info.ReadCmdline("/proc")) })
 }
 
-// setupPID1 is SetupPID1 with step called after each part (the pre-root bench figures).
-func setupPID1(logf logger.Logf, step func(string)) {
+// setupPID1 is SetupPID1 with step called after each part (the pre-root
+// bench figures) and network doing the network part.
+func setupPID1(logf logger.Logf, step func(string), network func()) {
 	if err := mountBasic(logf); err != nil {
 		logf("%v", err)
 	}
@@ -373,7 +382,7 @@ func setupPID1(logf logger.Logf, step func(string)) {
 		logf("lo up: %v", err)
 	}
 	step("lo")
-	NetworkUp(logf, info.ReadCmdline("/proc"))
+	network()
 	step("net")
 	// The kernel delivers to PID 1 only signals it handles, and Go handles
 	// them all: an unhandled SIGTERM would make the Go runtime exit, which

@@ -6,10 +6,11 @@ package initsys
 // stops before mounting the root filesystem and answers the host on the
 // agent port. The host saves the VM there; every restore of that state then
 // gets its own disk behind the same virtio-blk device and a ROOT request
-// naming its identity. The kernel probed the template's disk (capacity,
-// first sectors in the block device's page cache, partition scan), so the
-// disk driver is unbound and bound again: the old block device and its cache
-// go away, and the new probe reads the capacity and first sectors of the disk
+// naming its identity. The kernel probed the template's disk at boot
+// (capacity, first sectors in the block device's page cache, partition
+// scan), so stage 1 unbinds the disk driver before the save: the old block
+// device and its cache are gone from the saved state, and ROOT binds the
+// driver again, whose probe reads the capacity and first sectors of the disk
 // that is there now. With the command line rewritten to the workspace's
 // hostname and network, stage 1 mounts the disk, switches root and sets PID
 // 1 up (fast init) before it replies, and then serves the same connection as
@@ -42,6 +43,7 @@ const (
 	PrerootWord     = "islet.preroot"
 	virtioBlkDriver = "/sys/bus/virtio/drivers/virtio_blk"
 	virtioDevices   = "/sys/bus/virtio/devices"
+	virtioBlkID     = "0x0002" // VIRTIO_ID_BLOCK
 	// cmdlineCopy holds the rewritten command line, bind-mounted on /proc/cmdline.
 	cmdlineCopy  = "/islet-cmdline"
 	blkFlsBuf    = 0x1261 // BLKFLSBUF
@@ -176,10 +178,9 @@ func enterRoot(logf logger.Logf, req proto.Root) (proto.RootOK, bool, error) {
 		ok.Ms = ms
 		return ok, false, nil
 	}
-	if err := mountNewRoot(logf, p.root, p.fstype); err != nil {
+	if err := mountNewRoot(logf, p.root, p.fstype, step); err != nil {
 		return ok, false, err
 	}
-	step("mount")
 	if req.MachineID != "" {
 		if err := writeIdentity(NewRoot, req.Hostname, req.MachineID); err != nil {
 			syscall.Unmount(NewRoot, 0)
@@ -197,7 +198,7 @@ func enterRoot(logf logger.Logf, req proto.Root) (proto.RootOK, bool, error) {
 		os.Setenv(k, v)
 	}
 	step("switch")
-	setupPID1(logf, step)
+	setupPID1(logf, step, func() { rootNetwork(logf, earlyNet, req.Net) })
 	var bootMs int64
 	if up, err := info.Uptime("/proc"); err == nil {
 		bootMs = up.Milliseconds()
@@ -287,26 +288,115 @@ func RewriteCmdline(line string, set map[string]string) string {
 	return strings.Join(out, " ")
 }
 
-// reprobeDisk unbinds every virtio-blk device from its driver and binds it
-// again, then returns the root disk's device node. Only one disk is
-// attached (the root); its name after the new probe is read from sysfs.
-func reprobeDisk() (string, error) {
-	ents, err := os.ReadDir(virtioBlkDriver)
+// earlyNet is the islet.net value the template's stage 1 configured eth0
+// from before it was saved ("" for none).
+var earlyNet string
+
+// prepareTemplate readies stage 1 for the save, before it waits for ROOT:
+// the disk is taken from its driver, so the saved state holds no block
+// device at all (no capacity, no cached block of the template's throwaway
+// disk; ROOT probes the disk behind the device then), and eth0 is brought
+// up with the template's address, which a restore keeps when ROOT names the
+// same one (bringing a link up is costly under TCG; its state is in the save).
+func prepareTemplate(logf logger.Logf, cmd map[string]string) {
+	devs, err := virtioBlkDevices()
+	if err == nil {
+		for _, d := range devs {
+			if err := unbindDisk(d); err != nil {
+				logf("pre-root: %v", err) // ROOT unbinds it then
+			}
+		}
+	} else {
+		logf("pre-root: %v", err)
+	}
+	if err := loopbackUp(); err != nil {
+		logf("pre-root: lo up: %v", err)
+	}
+	if cfg, ok, err := netcfg.FromCmdline(cmd); err != nil {
+		logf("pre-root: network: %v", err)
+	} else if ok {
+		if err := netcfg.Apply(netcfg.DefaultInterface, cfg); err != nil {
+			logf("pre-root: network: %v", err)
+		} else {
+			earlyNet = cmd[netcfg.CmdlineKey]
+		}
+	}
+}
+
+// rootNetwork gives eth0 the workspace's network (want, an islet.net value)
+// after ROOT: nothing to do on the link when the template's is the same, a
+// re-addressing when it differs, and the name servers on the new root.
+func rootNetwork(logf logger.Logf, early, want string) {
+	cfg, ok, err := netcfg.FromCmdline(map[string]string{netcfg.CmdlineKey: want})
+	if err != nil || !ok {
+		if err != nil {
+			logf("network: %v", err)
+		}
+		return
+	}
+	switch {
+	case early == "":
+		err = netcfg.Apply(netcfg.DefaultInterface, cfg)
+	case early != want:
+		var b []byte
+		var mac [6]byte
+		if b, err = os.ReadFile("/sys/class/net/" + netcfg.DefaultInterface + "/address"); err == nil {
+			if mac, err = netcfg.ParseMAC(strings.TrimSpace(string(b))); err == nil {
+				err = netcfg.Readdress(netcfg.DefaultInterface, mac, cfg)
+			}
+		}
+	}
 	if err != nil {
-		return "", fmt.Errorf("virtio_blk driver: %v", err)
+		logf("network: %v", err)
+		return
+	}
+	if err := netcfg.WriteResolvConf(netcfg.ResolvConf, cfg); err != nil {
+		logf("network: %s: %v", netcfg.ResolvConf, err)
+	}
+}
+
+// virtioBlkDevices lists the virtio devices of the block type, bound to a driver or not.
+func virtioBlkDevices() ([]string, error) {
+	ents, err := os.ReadDir(virtioDevices)
+	if err != nil {
+		return nil, fmt.Errorf("virtio devices: %v", err)
 	}
 	var devs []string
 	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), "virtio") {
+		b, err := os.ReadFile(filepath.Join(virtioDevices, e.Name(), "device"))
+		if err == nil && strings.TrimSpace(string(b)) == virtioBlkID {
 			devs = append(devs, e.Name())
 		}
+	}
+	return devs, nil
+}
+
+// unbindDisk takes virtio device d from virtio_blk, if it is bound.
+func unbindDisk(d string) error {
+	if _, err := os.Stat(filepath.Join(virtioBlkDriver, d)); err != nil {
+		return nil
+	}
+	if err := os.WriteFile(filepath.Join(virtioBlkDriver, "unbind"), []byte(d), 0); err != nil {
+		return fmt.Errorf("unbind %s: %v", d, err)
+	}
+	return nil
+}
+
+// reprobeDisk binds the virtio-blk device to its driver afresh (unbinding
+// it first if a template from before prepareTemplate left it bound), then
+// returns the root disk's device node. Only one disk is attached (the
+// root); its name after the new probe is read from sysfs.
+func reprobeDisk() (string, error) {
+	devs, err := virtioBlkDevices()
+	if err != nil {
+		return "", err
 	}
 	if len(devs) != 1 {
 		return "", fmt.Errorf("want one virtio-blk disk, found %d", len(devs))
 	}
 	d := devs[0]
-	if err := os.WriteFile(filepath.Join(virtioBlkDriver, "unbind"), []byte(d), 0); err != nil {
-		return "", fmt.Errorf("unbind %s: %v", d, err)
+	if err := unbindDisk(d); err != nil {
+		return "", err
 	}
 	if err := os.WriteFile(filepath.Join(virtioBlkDriver, "bind"), []byte(d), 0); err != nil {
 		return "", fmt.Errorf("bind %s: %v", d, err)
