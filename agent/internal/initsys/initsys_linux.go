@@ -441,13 +441,29 @@ func loopbackUp() error {
 	return nil
 }
 
-// PowerOffPID1 syncs and reboots; with -no-reboot QEMU exits. The short
-// pause lets the OK reply leave the virtqueue first.
+// PowerOffPID1 ends every other process, makes the root read-only and
+// reboots; with -no-reboot QEMU exits. The short pause lets the OK reply
+// leave the virtqueue first. The read-only remount commits ext4's journal
+// and marks the filesystem clean, so the next mount (a start restored from
+// a pre-root template) has no journal to replay; if it cannot be done in
+// time (a process that will not die), a sync has to do.
 func PowerOffPID1() error {
 	time.Sleep(50 * time.Millisecond)
+	syscall.Kill(-1, syscall.SIGKILL) // not PID 1 itself; the reaper collects them
 	syscall.Sync()
+	deadline := time.Now().Add(remountWait)
+	for {
+		err := syscall.Mount("", "/", "", syscall.MS_REMOUNT|syscall.MS_RDONLY, "")
+		if err != syscall.EBUSY || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(RootPoll)
+	}
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
 }
+
+// remountWait bounds how long a power-off waits for the killed processes to let go of the root.
+const remountWait = time.Second
 
 // PowerOffService asks systemd to power off; if that fails and we are
 // root, it falls back to the reboot syscall.
