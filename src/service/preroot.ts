@@ -4,9 +4,10 @@
 // preroot_linux.go). It holds no disk state, so it fits every disk of that
 // image build: workspace_start, snapshot_restore of a disk snapshot and disk
 // forks restore it with the workspace's own disk behind the same device, and
-// send ROOT: the guest re-probes the disk (the template's capacity and cached
-// first blocks go with the old block device), takes the workspace's hostname
-// and network, mounts the disk, switches root and execs the agent.
+// send ROOT: the guest probes the disk (the template saved none: its disk
+// driver was unbound), takes the workspace's hostname and network (and a
+// fork's machine-id), mounts the disk, switches root and sets PID 1 up, then
+// replies with the agent's HELLO and goes on serving the same connection.
 //
 // The template's RAM is a file mapped privately at restore, as for create
 // templates (templates.ts); it lives beside them in <cache>/templates as
