@@ -66,8 +66,12 @@ export interface GuestAgent {
   netConfig(c: { mac: string; net: string }, signal?: AbortSignal): Promise<boolean>;
   close(): void;
   readonly processes: GuestProcesses;
-  /** Stage 1 of a pre-root template only (caps "preroot"): probe the disk afresh and take this identity; absent in fakes. */
-  enterRoot?(req: RootRequest, signal?: AbortSignal): Promise<Record<string, unknown>>;
+  /**
+   * Stage 1 of a pre-root template only (caps "preroot"): probe the disk afresh and take this identity; absent in fakes.
+   * switched: the guest mounted the disk, switched root and now serves this same connection as the PID 1 agent (its
+   * HELLO adopted here); otherwise the agent says HELLO on a new connection.
+   */
+  enterRoot?(req: RootRequest, signal?: AbortSignal): Promise<RootResult>;
   /** true: this is stage 1 of a pre-root template, waiting for ROOT (caps "preroot"). */
   readonly awaitsRoot?: boolean;
 }
@@ -79,6 +83,17 @@ export interface RootRequest {
   net?: string;
   /** Hex bytes mixed into the guest's RNG. */
   entropy: string;
+  /** 32 hex digits: written to the disk's /etc/machine-id, with the hostname to /etc/hostname (a fork's new identity). */
+  machineId?: string;
+}
+
+/** What ROOT did (RootOK in agent/internal/proto/root.go). */
+export interface RootResult {
+  switched: boolean;
+  /** The disk holds SSH host keys: a new identity must still remake them. */
+  sshHostKeys: boolean;
+  /** The guest's time per step (bench). */
+  ms: Record<string, number>;
 }
 
 /** Connects to the agent on a VM's virtio-serial socket and completes the HELLO handshake. */
@@ -117,9 +132,16 @@ export class AgentConnection implements GuestAgent {
   }
   close(): void { this.client.close(); }
   get awaitsRoot(): boolean { return this.client.hasCap('preroot'); }
-  enterRoot(req: RootRequest, signal?: AbortSignal): Promise<Record<string, unknown>> {
-    if (!this.awaitsRoot) return Promise.reject(new NotSupportedError('the guest is not a pre-root template waiting for its disk'));
-    return this.client.request(FrameType.ROOT, req, { signal });
+  async enterRoot(req: RootRequest, signal?: AbortSignal): Promise<RootResult> {
+    if (!this.awaitsRoot) throw new NotSupportedError('the guest is not a pre-root template waiting for its disk');
+    const r = await this.client.request(FrameType.ROOT, req, { signal });
+    const switched = typeof r.hello === 'object' && r.hello !== null;
+    if (switched) this.client.adoptHello(r.hello as Record<string, unknown>);
+    const ms: Record<string, number> = {};
+    if (typeof r.ms === 'object' && r.ms !== null) {
+      for (const [k, v] of Object.entries(r.ms).slice(0, 16)) if (typeof v === 'number') ms[k.slice(0, 32)] = v;
+    }
+    return { switched, sshHostKeys: r.sshHostKeys === true, ms };
   }
 }
 

@@ -99,6 +99,13 @@ export class AgentClient {
     return this.dead !== undefined;
   }
 
+  /** The HELLO of the agent now serving this connection (stage 1 turned PID 1 agent after ROOT). */
+  adoptHello(v: Record<string, unknown>): void {
+    const hello = parseHello(v);
+    if (hello.protocol !== PROTOCOL_VERSION) throw new GuestProtocolMismatchError(PROTOCOL_VERSION, hello.protocol);
+    this.hello = hello;
+  }
+
   hasCap(cap: string): boolean {
     return this.hello?.caps.includes(cap) ?? false;
   }

@@ -82,8 +82,15 @@ interface GuestFiles {
   writeFile(p: string, data: Buffer, o?: { mode?: number }): Promise<unknown>;
 }
 
-/** Writes the proxy settings into the guest's /etc/environment (a missing file is created). */
-export async function installGuestProxyEnv(m: GuestFiles): Promise<void> {
-  const cur = await m.readFile(GUEST_ENV_FILE, { maxBytes: 64 * 1024 }).then((r) => r.data.toString('utf8'), () => '');
-  await m.writeFile(GUEST_ENV_FILE, Buffer.from(withProxyEnv(cur)), { mode: 0o644 });
+/**
+ * Writes the proxy settings into the guest's /etc/environment (a missing file
+ * is created). A disk that has them already (every start after the first) is
+ * left alone: the write is a synced round trip into a guest just restored.
+ */
+export async function installGuestProxyEnv(m: GuestFiles): Promise<boolean> {
+  const cur = await m.readFile(GUEST_ENV_FILE, { maxBytes: 64 * 1024 }).then((r) => r.data.toString('utf8'), () => undefined);
+  const next = withProxyEnv(cur ?? '');
+  if (next === cur) return false;
+  await m.writeFile(GUEST_ENV_FILE, Buffer.from(next), { mode: 0o644 });
+  return true;
 }

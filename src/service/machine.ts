@@ -10,6 +10,7 @@ import type { DiskDriver } from '../storage/overlay.js';
 import type { Accel, InitMode, NetSpec, PortForward, VmSpec } from '../vmm/argv.js';
 import type { ExitInfo, Vm, VmDriver } from '../vmm/driver.js';
 import { INJECT_AGENT_WORD } from '../images/imported-boot.js';
+import { phase } from '../core/phases.js';
 
 /** The drivers a Machine is made of: real ones (drivers.ts) or the fakes (vmm/fake.ts, guest/fake.ts, storage/fake.ts). */
 export interface Drivers {
@@ -54,11 +55,11 @@ export interface BootRequest {
   /** Extra kernel command line words (a pre-root template's islet.preroot). */
   cmdlineExtra?: string[];
   /**
-   * Runs on the first agent that answers; then that connection is closed and
-   * the next agent's hello awaited (a pre-root restore: stage 1 mounts the
-   * disk and execs the agent, preroot.ts).
+   * Runs on the first agent that answers (a pre-root restore: stage 1 mounts
+   * the disk, preroot.ts). reconnect: that connection is closed and the next
+   * agent's hello awaited; otherwise the same connection goes on.
    */
-  handover?: (agent: GuestAgent, signal?: AbortSignal) => Promise<void>;
+  handover?: (agent: GuestAgent, signal?: AbortSignal) => Promise<{ reconnect: boolean }>;
   /** TCG translation cache size for this VM; default [vm] tcg_tb_size_mb. */
   tcgTbSizeMb?: number;
   detached?: boolean;
@@ -145,12 +146,19 @@ export class Machine {
         ramFile: spec.ramFile,
       }, { signal: spec.signal, detached: spec.detached, loadState });
       let agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+      phase('agent.hello');
       await agent.syncClock(spec.signal);
+      phase('agent.clock');
       if (spec.handover) {
-        await spec.handover(agent, spec.signal);
-        agent.close();
-        agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
-        await agent.syncClock(spec.signal);
+        const { reconnect } = await spec.handover(agent, spec.signal);
+        phase('handover');
+        if (reconnect) {
+          agent.close();
+          agent = await waitAgent(spec.drivers.connectAgent, vm, spec.bootTimeoutMs, spec.signal, spec.requestTimeoutMs);
+          phase('agent.hello2');
+          await agent.syncClock(spec.signal);
+          phase('agent.clock2');
+        }
       }
       return new Machine(id, vm, agent, disk, Math.round(performance.now() - t0));
     } catch (e) {

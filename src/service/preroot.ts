@@ -4,9 +4,10 @@
 // preroot_linux.go). It holds no disk state, so it fits every disk of that
 // image build: workspace_start, snapshot_restore of a disk snapshot and disk
 // forks restore it with the workspace's own disk behind the same device, and
-// send ROOT: the guest re-probes the disk (the template's capacity and cached
-// first blocks go with the old block device), takes the workspace's hostname
-// and network, mounts the disk, switches root and execs the agent.
+// send ROOT: the guest probes the disk (the template saved none: its disk
+// driver was unbound), takes the workspace's hostname and network (and a
+// fork's machine-id), mounts the disk, switches root and sets PID 1 up, then
+// replies with the agent's HELLO and goes on serving the same connection.
 //
 // The template's RAM is a file mapped privately at restore, as for create
 // templates (templates.ts); it lives beside them in <cache>/templates as
@@ -17,8 +18,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, open, readdir, readFile, realpath, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { firstLine, NotSupportedError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { Progress } from '../core/progress.js';
 import { INJECT_AGENT_WORD } from '../images/imported-boot.js';
+import type { RootResult } from '../guest/agent.js';
 import { buildQemuArgv, guestNetWord, type NetSpec } from '../vmm/argv.js';
 import { Machine } from './machine.js';
 import type { Runtime } from './runtime.js';
@@ -49,6 +52,8 @@ export interface PrerootStart {
   diskBytes: number;
   hostname: string;
   net: NetSpec | undefined;
+  /** A disk fork: the disk holds its source's identity; ROOT writes a new machine-id and /etc/hostname. */
+  newIdentity?: boolean;
   signal?: AbortSignal;
 }
 
@@ -138,7 +143,7 @@ export class PrerootTemplates {
    * note (null when restores do not apply, e.g. on a driver without memory
    * state). Only a cancellation throws.
    */
-  async start(o: PrerootStart): Promise<{ machine?: Machine; note: string | null }> {
+  async start(o: PrerootStart): Promise<{ machine?: Machine; note: string | null; identityDone?: boolean }> {
     if (!this.rt.drivers.vmm.capabilities.memoryState) return { note: null };
     if (o.net?.kind === 'tap') return { note: 'bridge mode: starts boot the kernel (pre-root restores cover user-mode and no network)' };
     try {
@@ -158,16 +163,21 @@ export class PrerootTemplates {
         return { note: `this workspace's disk was made from another build of image ${o.image} than the current one: booted cold (a pre-root template fits its own build only)` };
       }
       const net = o.net ? guestNetWord(o.net).slice('islet.net='.length) : undefined;
+      phase('preroot.lookup');
+      let root: RootResult | undefined;
       const m = await Machine.boot(await this.rt.machineSpec({
         id: o.id, disk: o.disk, createDisk: false, image: o.image, vcpus: o.vcpus, memoryMb: o.memoryMb, diskBytes: o.diskBytes,
         hostname: o.hostname, net: o.net, detached: true, signal: o.signal, memoryFile: t.state, ramFile: { path: t.mem, shared: false },
         cmdlineExtra: [PREROOT_WORD],
         handover: async (agent, signal) => {
           if (!agent.enterRoot) throw new NotSupportedError('this guest agent cannot take a root disk after a restore');
-          await agent.enterRoot({ hostname: o.hostname, net, entropy: hex(256) }, signal);
+          root = await agent.enterRoot({ hostname: o.hostname, net, entropy: hex(256), ...(o.newIdentity ? { machineId: hex(16) } : {}) }, signal);
+          phase('root', root.ms);
+          return { reconnect: !root.switched };
         },
       }));
-      return { machine: m, note: null };
+      // Hostname, machine-id and entropy are the fork's own now; SSH host keys still need the shell (freshIdentity).
+      return { machine: m, note: null, identityDone: o.newIdentity === true && root?.switched === true && !root.sshHostKeys };
     } catch (e) {
       if (o.signal?.aborted) throw e;
       return { note: `pre-root restore failed (${firstLine(e)}): booted cold` };

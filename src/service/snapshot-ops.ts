@@ -3,6 +3,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { firstLine, NotSupportedError, VmExitedError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { SnapshotCreateInput, SnapshotRefInput, WorkspaceRef } from '../core/schemas.js';
 import type { WorkspaceContext } from './workspace-context.js';
 import { assertState } from './transitions.js';
@@ -41,8 +42,12 @@ export class SnapshotOps {
       const restart = row.state === 'running' && m !== undefined;
       if (row.state === 'paused') await rm(snaps.memoryFile(this.s.snap, row.id), { force: true }); // memory of the old disk
       if (row.state === 'paused') this.s.store.setState(row.id, 'stopped');
-      if (m) await this.s.stopLive(row.id);
+      // A running disk that restoreDisk then deletes needs no clean power-off: QEMU quits at once (it still closes the overlay).
+      const discarded = !this.s.store.allSnapshots().some((x) => x.file === snaps.activeDisk(this.s.snap, row));
+      if (m) await this.s.stopLive(row.id, discarded ? { graceMs: 0 } : {});
+      phase('stop');
       await snaps.restoreDisk(this.s.snap, this.s.mustGet(row.id), s, o.signal);
+      phase('disk.restore');
       // A memory snapshot resumes its processes, whatever the workspace was doing; a disk one boots if it ran.
       if (restart || memory) await this.s.bootInto(this.s.mustGet(row.id), false, o.signal, memory);
       return {

@@ -6,6 +6,7 @@
 import { rm, stat } from 'node:fs/promises';
 import type { Config } from '../core/config.js';
 import { firstLine, VmExitedError, WorkspaceNotFoundError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { Progress } from '../core/progress.js';
 import { lifetimeOf } from './lifetimes.js';
 import { Machine } from './machine.js';
@@ -58,10 +59,12 @@ export class WorkspaceContext {
    * running. A failed boot of an existing workspace marks it failed with the
    * reason; a failed create leaves the undoing to rollbackCreate. prepare
    * runs on the booted VM before its TAP joins the bridge, while its rules
-   * are written (a fork's identity and address).
+   * are written (a fork's identity and address). newIdentity: prepare gives
+   * the guest a new identity, which a pre-root restore may already have
+   * given (then prepare is skipped).
    */
   async bootInto(row: WorkspaceRow, createDisk: boolean, signal?: AbortSignal, memoryFile?: string,
-    prepare?: (m: Machine, net: NetSpec | undefined) => Promise<void>): Promise<void> {
+    prepare?: (m: Machine, net: NetSpec | undefined) => Promise<void>, o: { newIdentity?: boolean } = {}): Promise<void> {
     this.progress(`workspace ${row.name}: booting (${row.image}, ${row.vcpus} vcpu, ${row.memory_mb} MiB, ${row.disk_gb} GiB)`);
     let m: Machine | undefined;
     try {
@@ -71,24 +74,29 @@ export class WorkspaceContext {
         diskBytes: row.disk_gb * 1024 ** 3, hostname: row.name, net, signal,
       };
       // An existing disk with no saved memory: restore the image's pre-root template rather than boot the kernel.
-      const pre = !createDisk && memoryFile === undefined && this.preroot ? await this.preroot.start(req) : undefined;
+      const pre = !createDisk && memoryFile === undefined && this.preroot ? await this.preroot.start({ ...req, newIdentity: o.newIdentity }) : undefined;
       m = pre?.machine ?? await Machine.boot(await this.rt.machineSpec({ ...req, createDisk, detached: true, memoryFile }));
       if (pre?.note) this.progress(`workspace ${row.name}: ${pre.note}`);
       this.lastBoot.set(row.id, { path: pre?.machine || memoryFile ? 'restore' : 'cold', ms: m.bootMs, note: pre?.note ?? null });
       this.progress(`VM ${m.id} ready in ${m.bootMs} ms${pre?.machine ? ' (pre-root restore)' : ''}`);
       const booted = m;
-      await this.net.attach(row, m, prepare && (() => prepare(booted, net)));
+      const fresh = prepare && !pre?.identityDone ? prepare : undefined;
+      await this.net.attach(row, m, fresh && (() => fresh(booted, net)));
+      phase('net.attach');
       // The key goes in before the workspace counts as running: an ssh image whose key cannot be installed is a failed boot.
       await ensureWorkspaceKey(this.config, row, m, signal);
+      phase('ssh.key');
     } catch (e) {
       await m?.shutdown().catch(() => undefined);
       if (!createDisk) this.store.setState(row.id, 'failed', { error: firstLine(e) });
       throw e;
     }
     await this.net.guestProxyEnv(row, m);
+    phase('proxy.env');
     this.adopt(row.id, m);
     this.store.setState(row.id, 'running', { pid: m.vm.pid });
     await this.net.reapplyForwards(row, m);
+    phase('forwards');
   }
 
   /** Tracks a live VM; if it dies without us asking, the workspace becomes stopped with the reason. */
@@ -102,11 +110,11 @@ export class WorkspaceContext {
     });
   }
 
-  /** Powers off the workspace's VM, if it has one, and records it stopped (the disk is kept). */
-  async stopLive(id: string): Promise<void> {
+  /** Powers off the workspace's VM, if it has one, and records it stopped (the disk is kept; graceMs 0: QEMU quits at once). */
+  async stopLive(id: string, o: { graceMs?: number } = {}): Promise<void> {
     const m = this.live.get(id);
     this.live.delete(id);
-    await m?.shutdown();
+    await m?.shutdown(o);
     this.store.setState(id, 'stopped');
   }
 

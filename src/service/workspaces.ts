@@ -11,6 +11,7 @@ import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { execStreams } from '../core/encoding.js';
 import { FileTooLargeError, firstLine, IsletError, QuotaExceededError, WorkspaceNotFoundError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import { Progress, silent } from '../core/progress.js';
 import type {
   CreateInput, ExecInput, FileDownloadInput, FileReadInput, FileUploadInput, FileWriteInput, ForkInput, ListInput, NetworkPolicyInput,
@@ -242,8 +243,11 @@ export class WorkspaceService {
       const restored = m;
       // bridge: the guest takes its lease (while the host writes its rules) before its TAP joins the bridge
       await ctx.net.attach(row, m, () => freshIdentity(restored, row.name, signal, net));
+      phase('net.attach');
       await ensureWorkspaceKey(this.config, row, m, signal);
+      phase('ssh.key');
       await ctx.net.guestProxyEnv(row, m);
+      phase('proxy.env');
     } catch (e) {
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);
       if (signal?.aborted) throw e;
@@ -360,8 +364,9 @@ export class WorkspaceService {
       try {
         const memory = await this.snapshots.memoryOf(snap);
         await snaps.forkDisk(ctx.snap, snap, id, o.signal);
+        phase('disk.fork');
         // A memory fork runs the source's guest: its identity and (bridge) its address are made its own before its TAP joins the bridge.
-        await ctx.bootInto(row, false, o.signal, memory, (m, net) => freshIdentity(m, row.name, o.signal, net));
+        await ctx.bootInto(row, false, o.signal, memory, (m, net) => freshIdentity(m, row.name, o.signal, net), { newIdentity: true });
         this.lifetimes.started(id);
       } catch (e) {
         await ctx.rollbackCreate(id);

@@ -3,6 +3,7 @@
 // a QMP migration to or from a file; completion is QEMU's MIGRATION event
 // (the "events" capability), not a poll.
 import { GuestTimeoutError, InternalError, MigrationError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import { run } from '../host/run.js';
 import type { PortForward, VmSpec } from './argv.js';
 import type { LaunchOptions, Vm, VmCapabilities, VmDriver } from './driver.js';
@@ -135,9 +136,11 @@ export class QemuDriver implements VmDriver {
     const h = await startVm({ ...spec, incoming: spec.incoming || o.loadState !== undefined },
       { signal: o.signal, qemuBinary: this.qemuBinary, detached: o.detached });
     const vm = new QemuVm(h);
+    phase('qemu.start');
     if (o.loadState) {
       try {
         await vm.loadState(o.loadState.file, o.loadState);
+        phase('qemu.load');
       } catch (e) {
         h.kill();
         await h.exited;

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { resolveConfig } from '../../src/core/config.js';
-import { EGRESS_PROXY, egressPolicyJson, guestProxyEnv, withProxyEnv, writeEgressPolicy } from '../../src/net/egress.js';
+import { EGRESS_PROXY, egressPolicyJson, guestProxyEnv, installGuestProxyEnv, withProxyEnv, writeEgressPolicy } from '../../src/net/egress.js';
 
 test('the policy file carries the workspace policy and the [network] egress settings', () => {
   const config = resolveConfig({ network: { allowed_private_cidrs: ['10.9.0.0/16'], egress_ports: [443], dns_upstream: ['198.18.0.2'] } });
@@ -44,4 +44,19 @@ test('/etc/environment: islet\'s proxy lines replace earlier ones, other lines a
   assert.equal(once.match(/^http_proxy=/gm)?.length, 1);
   assert.equal(withProxyEnv(once), once, 'idempotent');
   assert.match(withProxyEnv(''), /^HTTP_PROXY=http:\/\/10\.0\.2\.100:3128\n/);
+});
+
+test('/etc/environment is written only when its proxy lines are missing or stale', async () => {
+  const files = new Map<string, string>();
+  let writes = 0;
+  const guest = {
+    readFile: async (p: string) => { const v = files.get(p); if (v === undefined) throw new Error('ENOENT'); return { data: Buffer.from(v) }; },
+    writeFile: async (p: string, d: Buffer) => { writes++; files.set(p, d.toString('utf8')); },
+  };
+  assert.equal(await installGuestProxyEnv(guest), true, 'missing file: created');
+  assert.equal(await installGuestProxyEnv(guest), false, 'up to date: left alone');
+  files.set('/etc/environment', 'LANG=C\n');
+  assert.equal(await installGuestProxyEnv(guest), true, 'no proxy lines: rewritten');
+  assert.equal(writes, 2);
+  assert.equal(files.get('/etc/environment'), withProxyEnv('LANG=C\n'));
 });

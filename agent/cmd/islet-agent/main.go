@@ -44,16 +44,20 @@ func main() {
 	}
 	logf := logger.RateLimited(logger.ToWriter(out, "islet-agent"), clk, 10*time.Second, 20, 256)
 
-	// Role 1: initramfs /init. Never returns.
+	// Role 1: initramfs /init. Returns only after a pre-root restore switched
+	// root in this process, which goes on as the PID 1 agent, set up already.
+	var handed *os.File
 	if pid1 && initsys.IsInitramfs() {
-		initsys.Stage1(logf)
+		handed = initsys.Stage1(logf)
 	}
 
 	reaper := exec.NewReaper(logf)
 	var initMode string
 	var powerOff func() error
 	if pid1 { // Role 2: PID 1 agent (islet.init=fast).
-		initsys.SetupPID1(logf)
+		if handed == nil {
+			initsys.SetupPID1(logf)
+		}
 		initMode, powerOff = info.InitFast, initsys.PowerOffPID1
 	} else { // Role 3: service (systemd in islet.init=full, or development).
 		initMode = info.InitService
@@ -84,7 +88,7 @@ func main() {
 		PowerOff: powerOff,
 	})
 	loop := &transport.Loop{
-		Open:  portOpener(*portName),
+		Open:  portOpener(*portName, handed),
 		Serve: func(c io.ReadWriter) error { return srv.Serve(c) },
 		Sleep: clk.Sleep,
 		Logf:  logf,

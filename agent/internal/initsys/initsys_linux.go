@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -153,104 +152,143 @@ func LoadModules(logf logger.Logf, dir string) error {
 }
 
 // Stage1 is the initramfs /init: mount, load modules, mount the root disk,
-// switch root and exec the agent (fast) or systemd (full). Never returns.
-func Stage1(logf logger.Logf) {
+// switch root and exec the agent (fast) or systemd (full). It returns only
+// after a pre-root restore (islet.preroot): then the ROOT request already
+// mounted the workspace's disk, switched root and set PID 1 up in this
+// process, and the caller serves the returned port as the PID 1 agent.
+func Stage1(logf logger.Logf) *os.File {
 	if err := mountBasic(logf); err != nil {
 		Fatal(logf, "%v", err)
 	}
 	if err := LoadModules(logf, ModulesDir); err != nil {
 		Fatal(logf, "%v", err)
 	}
-	var port *os.File // pre-root template: the agent port, already serving the host
-	if _, ok := info.ReadCmdline("/proc")[PrerootWord]; ok {
-		port = AwaitRoot(logf)
+	if cmd := info.ReadCmdline("/proc"); hasKey(cmd, PrerootWord) {
+		prepareTemplate(logf, cmd)
+		port, switched := AwaitRoot(logf)
+		if switched {
+			return port
+		}
+		// systemd would keep an inherited port open and its agent service could not open it.
+		port.Close()
 	}
-	cmd := info.ReadCmdline("/proc")
-	root, fstype, mode := cmd["islet.root"], cmd["islet.rootfstype"], cmd["islet.init"]
-	inject := false
+	p, err := planRoot(info.ReadCmdline("/proc"))
+	if err != nil {
+		Fatal(logf, "%v", err)
+	}
+	if err := mountNewRoot(logf, p.root, p.fstype, func(string) {}); err != nil {
+		Fatal(logf, "%v", err)
+	}
+	target := p.target
+	if p.inject {
+		if err := InjectAgent("/init", NewRoot); err != nil {
+			Fatal(logf, "inject the agent: %v", err)
+		}
+		target = InjectedAgentPath
+	}
+	if err := moveAndSwitch(); err != nil {
+		Fatal(logf, "%v", err)
+	}
+	if _, err := os.Stat(target); err != nil {
+		if target == AgentPath {
+			Fatal(logf, "islet.init=%s: %v (an image without islet's agent boots only with islet.agent=initramfs, which islet uses for imported images)", p.mode, err)
+		}
+		Fatal(logf, "islet.init=%s: %v", p.mode, err)
+	}
+	err = syscall.Exec(target, []string{target}, agentEnv)
+	Fatal(logf, "exec %s: %v", target, err)
+	return nil
+}
+
+func hasKey(m map[string]string, k string) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// agentEnv is the environment the agent runs with (exec'd or, after a pre-root restore, set in place).
+var agentEnv = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
+
+// rootPlan is what the command line says about the root disk and what runs on it.
+type rootPlan struct {
+	root, fstype, mode, target string
+	inject                     bool
+}
+
+func planRoot(cmd map[string]string) (rootPlan, error) {
+	p := rootPlan{root: cmd["islet.root"], fstype: cmd["islet.rootfstype"], mode: cmd["islet.init"], target: AgentPath}
 	switch cmd["islet.agent"] {
 	case "", "image":
 	case AgentFromInitramfs:
-		inject = true
+		p.inject = true
 	default:
-		Fatal(logf, "islet.agent=%q: want image or initramfs", cmd["islet.agent"])
+		return p, fmt.Errorf("islet.agent=%q: want image or initramfs", cmd["islet.agent"])
 	}
-	if root == "" {
-		root = DefaultRoot
+	if p.root == "" {
+		p.root = DefaultRoot
 	}
-	if fstype == "" {
-		fstype = DefaultRootFS
+	if p.fstype == "" {
+		p.fstype = DefaultRootFS
 	}
-	target := AgentPath
-	switch mode {
+	switch p.mode {
 	case "", info.InitFast:
 	case info.InitFull:
-		if inject {
+		if p.inject {
 			// systemd would need a unit for the agent; the host only injects into fast images.
-			Fatal(logf, "islet.agent=initramfs needs islet.init=fast")
+			return p, fmt.Errorf("islet.agent=initramfs needs islet.init=fast")
 		}
-		target = SystemdPath
+		p.target = SystemdPath
 	default:
-		Fatal(logf, "islet.init=%q: want fast or full", mode)
+		return p, fmt.Errorf("islet.init=%q: want fast or full", p.mode)
 	}
-	// After a pre-root restore the agent is this binary, the one that served the host so far: it takes the
-	// handed-over port, whatever agent build the workspace's disk holds.
-	if port != nil && mode != info.InitFull {
-		inject = true
-	}
+	return p, nil
+}
+
+// mountNewRoot waits for the root device, mounts it on NewRoot and grows
+// its filesystem to the disk. Nothing is left mounted on failure.
+func mountNewRoot(logf logger.Logf, root, fstype string, step func(string)) error {
 	deadline := time.Now().Add(RootWait)
 	for {
 		if _, err := os.Stat(root); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			Fatal(logf, "root device %s did not appear within %v", root, RootWait)
+			return fmt.Errorf("root device %s did not appear within %v", root, RootWait)
 		}
 		time.Sleep(RootPoll)
 	}
 	if err := os.MkdirAll(NewRoot, 0o755); err != nil {
-		Fatal(logf, "mkdir %s: %v", NewRoot, err)
+		return fmt.Errorf("mkdir %s: %v", NewRoot, err)
 	}
 	if err := syscall.Mount(root, NewRoot, fstype, 0, ""); err != nil {
-		Fatal(logf, "mount %s (%s) on %s: %v", root, fstype, NewRoot, err)
+		return fmt.Errorf("mount %s (%s) on %s: %v", root, fstype, NewRoot, err)
 	}
+	step("mount")
 	if fstype == "ext4" {
 		if before, after, err := GrowFS(NewRoot, root); err != nil {
 			logf("grow root filesystem: %v", err) // the VM still boots, just smaller
 		} else if after > before {
 			logf("root filesystem grown from %d to %d blocks", before, after)
 		}
+		step("grow")
 	}
-	if inject {
-		if err := InjectAgent("/init", NewRoot); err != nil {
-			Fatal(logf, "inject the agent: %v", err)
-		}
-		target = InjectedAgentPath
-	}
+	return nil
+}
+
+// moveAndSwitch moves /dev, /proc and /sys under NewRoot and makes it the root.
+func moveAndSwitch() error {
 	for _, d := range []string{"/dev", "/proc", "/sys"} {
 		dst := NewRoot + d
 		if err := os.MkdirAll(dst, 0o755); err != nil {
-			Fatal(logf, "mkdir %s: %v", dst, err)
+			return fmt.Errorf("mkdir %s: %v", dst, err)
 		}
 		if err := syscall.Mount(d, dst, "", syscall.MS_MOVE, ""); err != nil {
-			Fatal(logf, "move %s to %s: %v", d, dst, err)
+			return fmt.Errorf("move %s to %s: %v", d, dst, err)
 		}
 	}
 	if err := switchRoot(NewRoot); err != nil {
-		Fatal(logf, "switch root: %v", err)
+		return fmt.Errorf("switch root: %v", err)
 	}
-	if _, err := os.Stat(target); err != nil {
-		if target == AgentPath {
-			Fatal(logf, "islet.init=%s: %v (an image without islet's agent boots only with islet.agent=initramfs, which islet uses for imported images)", mode, err)
-		}
-		Fatal(logf, "islet.init=%s: %v", mode, err)
-	}
-	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux"}
-	// systemd would keep an inherited port open and its agent service could not open it: only islet's PID 1 agent takes it.
-	env = append(env, handPort(port, target != SystemdPath)...)
-	err := syscall.Exec(target, []string{target}, env)
-	runtime.KeepAlive(port) // its finalizer must not close the handed-over descriptor before the exec
-	Fatal(logf, "exec %s: %v", target, err)
+	return nil
 }
 
 // InjectAgent copies this binary (src, the initramfs /init) to
@@ -320,6 +358,12 @@ var pid1Mounts = []struct {
 // SetupPID1 prepares the system for the PID 1 agent (fast mode). Failures
 // of optional steps are logged, not fatal.
 func SetupPID1(logf logger.Logf) {
+	setupPID1(logf, func(string) {}, func() { NetworkUp(logf, info.ReadCmdline("/proc")) })
+}
+
+// setupPID1 is SetupPID1 with step called after each part (the pre-root
+// bench figures) and network doing the network part.
+func setupPID1(logf logger.Logf, step func(string), network func()) {
 	if err := mountBasic(logf); err != nil {
 		logf("%v", err)
 	}
@@ -328,6 +372,7 @@ func SetupPID1(logf logger.Logf) {
 			logf("%v", err)
 		}
 	}
+	step("mounts")
 	if h := info.ReadCmdline("/proc")["islet.hostname"]; h != "" {
 		if err := syscall.Sethostname([]byte(h)); err != nil {
 			logf("sethostname %q: %v", h, err)
@@ -336,7 +381,9 @@ func SetupPID1(logf logger.Logf) {
 	if err := loopbackUp(); err != nil {
 		logf("lo up: %v", err)
 	}
-	NetworkUp(logf, info.ReadCmdline("/proc"))
+	step("lo")
+	network()
+	step("net")
 	// The kernel delivers to PID 1 only signals it handles, and Go handles
 	// them all: an unhandled SIGTERM would make the Go runtime exit, which
 	// panics the kernel. Catch the usual ones and log them instead. (A
@@ -394,13 +441,29 @@ func loopbackUp() error {
 	return nil
 }
 
-// PowerOffPID1 syncs and reboots; with -no-reboot QEMU exits. The short
-// pause lets the OK reply leave the virtqueue first.
+// PowerOffPID1 ends every other process, makes the root read-only and
+// reboots; with -no-reboot QEMU exits. The short pause lets the OK reply
+// leave the virtqueue first. The read-only remount commits ext4's journal
+// and marks the filesystem clean, so the next mount (a start restored from
+// a pre-root template) has no journal to replay; if it cannot be done in
+// time (a process that will not die), a sync has to do.
 func PowerOffPID1() error {
 	time.Sleep(50 * time.Millisecond)
+	syscall.Kill(-1, syscall.SIGKILL) // not PID 1 itself; the reaper collects them
 	syscall.Sync()
+	deadline := time.Now().Add(remountWait)
+	for {
+		err := syscall.Mount("", "/", "", syscall.MS_REMOUNT|syscall.MS_RDONLY, "")
+		if err != syscall.EBUSY || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(RootPoll)
+	}
 	return syscall.Reboot(syscall.LINUX_REBOOT_CMD_RESTART)
 }
+
+// remountWait bounds how long a power-off waits for the killed processes to let go of the root.
+const remountWait = time.Second
 
 // PowerOffService asks systemd to power off; if that fails and we are
 // root, it falls back to the reboot syscall.

@@ -29,7 +29,7 @@ func Fatal(logf logger.Logf, format string, args ...interface{}) {
 	}
 }
 
-func Stage1(logf logger.Logf)                         { Fatal(logf, "%v", errUnsupported) }
+func Stage1(logf logger.Logf) *os.File                { Fatal(logf, "%v", errUnsupported); return nil }
 func SetupPID1(logf logger.Logf)                      { logf("%v", errUnsupported) }
 func PowerOffPID1() error                             { return errUnsupported }
 func PowerOffService(*exec.Reaper, logger.Logf) error { return errUnsupported }

@@ -2,6 +2,8 @@ package initsys
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -30,7 +32,7 @@ func reply(t *testing.T, typ proto.Type, payload interface{}) (proto.Frame, bool
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	done := servePreroot(logger.Discard, &out, f)
+	done, _ := servePreroot(logger.Discard, &out, f)
 	r, err := proto.NewReader(&out).ReadFrame()
 	if err != nil {
 		t.Fatalf("no reply: %v", err)
@@ -62,11 +64,29 @@ func TestPrerootRefusesOtherRequestsAndBadRoots(t *testing.T) {
 		{proto.TypeRoot, proto.Root{Hostname: "bad name", Entropy: "00"}, proto.CodeInvalidArgument},
 		{proto.TypeRoot, proto.Root{Hostname: "ok", Net: "not-an-address", Entropy: "00"}, proto.CodeInvalidArgument},
 		{proto.TypeRoot, proto.Root{Hostname: "ok", Entropy: strings.Repeat("00", proto.MaxRootEntropy+1)}, proto.CodeInvalidArgument},
+		{proto.TypeRoot, proto.Root{Hostname: "ok", Entropy: "00", MachineID: "not-hex"}, proto.CodeInvalidArgument},
+		{proto.TypeRoot, proto.Root{Hostname: "ok", Entropy: "00", MachineID: strings.Repeat("A", 32)}, proto.CodeInvalidArgument},
 	} {
 		r, done := reply(t, tc.typ, tc.payload)
 		var e proto.ErrorReply
 		if r.Type != proto.TypeError || proto.DecodeJSON(r.Payload, &e) != nil || e.Code != tc.code || done {
 			t.Errorf("%v %+v: got %v %s", tc.typ, tc.payload, r.Type, r.Payload)
+		}
+	}
+}
+
+func TestWriteIdentity(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	id := strings.Repeat("ab", 16)
+	if err := writeIdentity(root, "ws-fork", id); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"hostname": "ws-fork\n", "machine-id": id + "\n"} {
+		if b, err := os.ReadFile(filepath.Join(root, "etc", name)); err != nil || string(b) != want {
+			t.Errorf("/etc/%s: %q, %v", name, b, err)
 		}
 	}
 }

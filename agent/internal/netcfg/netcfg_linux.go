@@ -130,6 +130,11 @@ func WriteResolvConf(path string, c Config) error {
 	if text == "" {
 		return nil
 	}
+	if st, err := os.Lstat(path); err == nil && st.Mode().IsRegular() {
+		if cur, err := os.ReadFile(path); err == nil && string(cur) == text {
+			return nil // as it is: a restart of the same disk (a write is a journal commit under TCG)
+		}
+	}
 	tmp := path + ".islet-tmp"
 	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
 		return err

@@ -39,3 +39,30 @@ func TestWriteResolvConf(t *testing.T) {
 		t.Fatal("symlink followed, not replaced")
 	}
 }
+
+func TestWriteResolvConfLeavesAnEqualFileAlone(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "resolv.conf")
+	c, _ := Parse("10.0.2.15/24,dns=10.0.2.3")
+	if err := os.WriteFile(p, []byte(c.ResolvConfText()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(p)
+	if err := WriteResolvConf(p, c); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(p); !os.SameFile(before, after) {
+		t.Fatal("an equal file was replaced")
+	}
+	// A symlink to an equal file is still replaced by a file.
+	q := filepath.Join(dir, "link")
+	if err := os.Symlink(p, q); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteResolvConf(q, c); err != nil {
+		t.Fatal(err)
+	}
+	if fi, _ := os.Lstat(q); fi.Mode()&os.ModeSymlink != 0 {
+		t.Fatal("symlink to an equal file kept")
+	}
+}

@@ -3,8 +3,11 @@ package proto
 // TypeRoot is sent only to stage 1 of a pre-root template (caps "preroot"):
 // the kernel is up, no root filesystem is mounted yet, and this request names
 // the workspace whose disk stage 1 mounts next (docs/pool.md, "Pre-root
-// templates"). The OK reply comes once the disk is probed afresh; then stage
-// 1 switches root and execs the agent, which keeps serving the same port.
+// templates"). With fast init the OK reply comes once stage 1 has probed
+// the disk afresh, mounted it, switched root and set PID 1 up: the same
+// process then serves the same connection as the PID 1 agent, and the reply
+// carries that agent's HELLO. With full init (or a stage 1 from before this)
+// it comes after the probe, and the agent says HELLO on a new connection.
 const TypeRoot Type = 21
 
 // CapPreroot is the HELLO capability of stage 1 waiting for ROOT.
@@ -23,10 +26,20 @@ type Root struct {
 	// Entropy (hex) is mixed into the kernel RNG: every copy of a template
 	// starts from the same RNG state.
 	Entropy string `json:"entropy"`
+	// MachineID (32 hex digits), when set, is written to /etc/machine-id and
+	// the hostname to /etc/hostname on the disk (a disk fork's disk holds its
+	// source's; a restart keeps its own).
+	MachineID string `json:"machineId,omitempty"`
 }
 
 // RootOK is ROOT's OK payload: what stage 1 found on the fresh disk.
 type RootOK struct {
 	Device    string `json:"device"`
 	DiskBytes uint64 `json:"diskBytes"`
+	// Hello is set when this process now serves as the PID 1 agent.
+	Hello *HelloReply `json:"hello,omitempty"`
+	// SSHHostKeys: the disk holds SSH host keys (a fork must still remake them).
+	SSHHostKeys bool `json:"sshHostKeys,omitempty"`
+	// Ms is the guest's time per step, for the bench.
+	Ms map[string]int64 `json:"ms,omitempty"`
 }
