@@ -107,6 +107,7 @@ export function newSessionId(): string {
 export class Sessions {
   readonly rows: SessionStore;
   private readonly watchers = new Map<string, AbortController>();
+  private readonly background = new AbortController();
   private readonly probe: HealthProbe;
   private readonly readyTimeoutMs: number;
   private readonly probeEveryMs: number | undefined;
@@ -143,6 +144,29 @@ export class Sessions {
     await this.ctx.rt.artifacts(image);
     const t = await this.ws.templates.ensure(this.shape(image), signal, await this.warmup(signal));
     return { dir: t.dir, builtMs: t.builtMs };
+  }
+
+  /**
+   * A server's start: the session templates of these images, built one after
+   * the other in the background (minutes each under TCG), so no first session
+   * is cold. An image not built, or templates off, is skipped with a word.
+   * Nothing waits for it; close() abandons a build in progress.
+   */
+  prepareInBackground(images: readonly string[]): void {
+    if (images.length === 0 || !this.useTemplate || !this.ws.templates || this.ctx.closed) return;
+    const signal = this.background.signal;
+    void (async () => {
+      for (const image of images) {
+        if (signal.aborted) return;
+        const t0 = performance.now();
+        try {
+          const t = await this.prepareTemplate(image, signal);
+          this.ctx.progress(`sessions: session template of ${image} ready (${path.basename(t.dir)}, ${Math.round((performance.now() - t0) / 1000)} s here)`);
+        } catch (e) {
+          if (!signal.aborted) this.ctx.progress(`sessions: no session template of ${image} at start: ${firstLine(e)}`);
+        }
+      }
+    })();
   }
 
   /** The warm-up to restore from when its template is built; undefined (and the build started in the background) when not. */
@@ -312,6 +336,7 @@ export class Sessions {
   }
 
   close(): void {
+    this.background.abort();
     for (const ac of this.watchers.values()) ac.abort();
     this.watchers.clear();
   }

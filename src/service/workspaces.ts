@@ -131,6 +131,7 @@ export class WorkspaceService {
           allow_internet: config.network.default_allow_internet,
         });
         svc.pool.kick();
+        svc.sessions.prepareInBackground(config.pool.session_templates);
       }
       return svc;
     } catch (e) {
