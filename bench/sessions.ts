@@ -28,10 +28,13 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  */
 const restores: number[] = [];
 const phases = new Map<string, number[]>();
+/** Per session, in order: restored from the session template (its create started the front) or not (OpenCode cold). */
+const warmed: boolean[] = [];
 const progress = (m: string) => {
   const r = /restored from template in (\d+) ms(?: \((.*)\))?/.exec(m);
   const c = /: created in (\d+) ms \((.*)\)/.exec(m);
   if (r) restores.push(Number(r[1]));
+  if (c) warmed.push(/(^|, )front \d+ ms/.test(c[2]!));
   for (const [prefix, list] of [['restore: ', r?.[2]], ['', c?.[2]]] as const) {
     for (const part of list?.split(', ') ?? []) {
       const p = /^(.+) (\d+) ms$/.exec(part);
@@ -108,6 +111,7 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
     const calls: number[] = [];
     restores.length = 0;
     phases.clear();
+    warmed.length = 0;
     for (let i = 0; i < n; i++) {
       const r = await createToReady(svc, repo, i % 2 ? 'feature' : 'main');
       ready.push(r.ready);
@@ -120,6 +124,14 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
       ...(coldMs !== undefined ? { baseline: coldMs / 1000, ratio: med / (coldMs / 1000) } : {}),
       note: `(each: ${ready.map((x) => (x / 1000).toFixed(1)).join(', ')} s)${coldMs === undefined ? '; cold path not run here: --sessions-cold' : ''}`,
     });
+    // The template's key follows the shared cache's current kernel, initramfs and rootfs: when another process
+    // changes one (a new agent build), a create finds no template, starts cold and builds it in the background.
+    const cold = warmed.flatMap((w, i) => (w ? [] : [i + 1]));
+    if (cold.length) {
+      const warmReady = ready.filter((_, i) => warmed[i]);
+      record({ metric: '  of which restored from the template (median)', value: warmReady.length ? median(warmReady) / 1000 : NaN, unit: 's',
+        note: `session(s) ${cold.join(', ')} found no template (its key changed under this run: the shared cache's artifacts changed) and started OpenCode cold` });
+    }
     record({ metric: '  of which: the create call (median)', value: median(calls) / 1000, unit: 's', note: `(each: ${calls.map((x) => (x / 1000).toFixed(1)).join(', ')} s; clone, restore, checkout, front)` });
     if (restores.length) {
       record({ metric: '  of which: restore + identity reset + login key (median)', value: median(restores) / 1000, unit: 's',
