@@ -21,11 +21,26 @@ import type { Row } from './mcp.js';
 const c = { owner: 'bench' };
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** The workspace layer's own figure for each restore (its progress line), so the table can say where a session's time goes. */
+/**
+ * Where a session's time goes, from the service's own progress lines: the
+ * session's phases ("created in N ms (fetch a ms, ...)") and its workspace's
+ * restore ("restored from template in N ms (restore a ms, identity b ms, ...)").
+ */
 const restores: number[] = [];
+const phases = new Map<string, number[]>();
+/** Per session, in order: restored from the session template (its create started the front) or not (OpenCode cold). */
+const warmed: boolean[] = [];
 const progress = (m: string) => {
-  const r = /restored from template in (\d+) ms/.exec(m);
+  const r = /restored from template in (\d+) ms(?: \((.*)\))?/.exec(m);
+  const c = /: created in (\d+) ms \((.*)\)/.exec(m);
   if (r) restores.push(Number(r[1]));
+  if (c) warmed.push(/(^|, )front \d+ ms/.test(c[2]!));
+  for (const [prefix, list] of [['restore: ', r?.[2]], ['', c?.[2]]] as const) {
+    for (const part of list?.split(', ') ?? []) {
+      const p = /^(.+) (\d+) ms$/.exec(part);
+      if (p) phases.set(prefix + p[1]!, [...(phases.get(prefix + p[1]!) ?? []), Number(p[2])]);
+    }
+  }
 };
 
 async function withService<T>(config: Config, template: boolean, fn: (svc: WorkspaceService, repo: string) => Promise<T>): Promise<T> {
@@ -95,6 +110,8 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
     const paths: number[] = [];
     const calls: number[] = [];
     restores.length = 0;
+    phases.clear();
+    warmed.length = 0;
     for (let i = 0; i < n; i++) {
       const r = await createToReady(svc, repo, i % 2 ? 'feature' : 'main');
       ready.push(r.ready);
@@ -107,11 +124,26 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
       ...(coldMs !== undefined ? { baseline: coldMs / 1000, ratio: med / (coldMs / 1000) } : {}),
       note: `(each: ${ready.map((x) => (x / 1000).toFixed(1)).join(', ')} s)${coldMs === undefined ? '; cold path not run here: --sessions-cold' : ''}`,
     });
+    // The template's key follows the shared cache's current kernel, initramfs and rootfs: when another process
+    // changes one (a new agent build), a create finds no template, starts cold and builds it in the background.
+    const cold = warmed.flatMap((w, i) => (w ? [] : [i + 1]));
+    if (cold.length) {
+      const warmReady = ready.filter((_, i) => warmed[i]);
+      record({ metric: '  of which restored from the template (median)', value: warmReady.length ? median(warmReady) / 1000 : NaN, unit: 's',
+        note: `session(s) ${cold.join(', ')} found no template (its key changed under this run: the shared cache's artifacts changed) and started OpenCode cold` });
+    }
     record({ metric: '  of which: the create call (median)', value: median(calls) / 1000, unit: 's', note: `(each: ${calls.map((x) => (x / 1000).toFixed(1)).join(', ')} s; clone, restore, checkout, front)` });
     if (restores.length) {
-      record({ metric: '  of which: restore + identity reset (median)', value: median(restores) / 1000, unit: 's',
-        note: `(each: ${restores.map((x) => (x / 1000).toFixed(1)).join(', ')} s; agent-ready remakes its 3 SSH host keys here)` });
+      record({ metric: '  of which: restore + identity reset + login key (median)', value: median(restores) / 1000, unit: 's',
+        note: `(each: ${restores.map((x) => (x / 1000).toFixed(1)).join(', ')} s)` });
     }
+    // The phases, in the order they run; checkout, front and forward run at once, as do identity and ssh key.
+    for (const [name, xs] of [...phases].sort(([a], [b]) => Number(a.startsWith('restore: ')) - Number(b.startsWith('restore: ')))) {
+      record({ metric: `    phase: ${name} (median)`, value: median(xs) / 1000, unit: 's', note: `(each: ${xs.map((x) => (x / 1000).toFixed(2)).join(', ')} s)` });
+    }
+    const after = ready.map((r, i) => r - calls[i]!);
+    record({ metric: '  of which: create call → ready (median)', value: median(after) / 1000, unit: 's',
+      note: `(each: ${after.map((x) => (x / 1000).toFixed(1)).join(', ')} s; the front's start and the first /global/health through it)` });
     record({ metric: 'first GET /path in the session directory (median)', value: median(paths) / 1000, unit: 's', note: `(each: ${paths.map((x) => (x / 1000).toFixed(1)).join(', ')} s)` });
   });
 }

@@ -100,6 +100,8 @@ const PoolSchema = z.object({
   target_free: z.number().int().min(0).max(1000).default(1).describe('ready VMs to keep per shape'),
   max_memory_mb: z.number().int().min(0).max(1 << 20).default(2048).describe('guest memory all pool VMs together may have'),
   template: z.boolean().default(true).describe('start workspaces by restoring a template snapshot of their image (built on first use)'),
+  session_templates: z.array(z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/)).max(16).default([])
+    .describe('images whose session template (OpenCode started once, docs/sessions.md) `islet serve` builds in the background at start; [] = built on the first session'),
 }).strict();
 
 const TokenSchema = z.object({

@@ -36,6 +36,12 @@ const WORKSPACES_DIR = '/home/agent/workspaces';
 /** OpenCode's Bun binary loads for minutes under TCG (371 s measured); with KVM it answers in about a second. */
 const READY_TIMEOUT_MS = 15 * 60_000;
 const PROBE_EVERY_MS = 2_000;
+/** From a template OpenCode answers within seconds of the create: asked this often for the first PROBE_FAST_FOR_MS. */
+const PROBE_FAST_MS = 200;
+const PROBE_FAST_FOR_MS = 60_000;
+// $1 the session directory, $2 the tar, $3 uid:gid. tar runs as root, so it keeps the archive's owners (1000:1000);
+// the chown still makes everything the agent user's, whatever the archive said.
+const CHECKOUT = 'mkdir -p "$1"; tar --extract --file "$2" --directory "$1"; rm -f "$2"; chown -R "$3" "$1"';
 /** What a session VM gets: OpenCode (Bun) needs about 1 GiB; [resources] max_memory_mb caps it. */
 const SESSION_MEMORY_MB = 1024;
 
@@ -101,9 +107,10 @@ export function newSessionId(): string {
 export class Sessions {
   readonly rows: SessionStore;
   private readonly watchers = new Map<string, AbortController>();
+  private readonly background = new AbortController();
   private readonly probe: HealthProbe;
   private readonly readyTimeoutMs: number;
-  private readonly probeEveryMs: number;
+  private readonly probeEveryMs: number | undefined;
   private readonly useTemplate: boolean;
   private readonly front: (signal?: AbortSignal) => Promise<SessionFront>;
 
@@ -111,7 +118,7 @@ export class Sessions {
     this.rows = new SessionStore(ctx.store.database);
     this.probe = o.probe ?? probeOpenCode;
     this.readyTimeoutMs = o.readyTimeoutMs ?? READY_TIMEOUT_MS;
-    this.probeEveryMs = o.probeEveryMs ?? PROBE_EVERY_MS;
+    this.probeEveryMs = o.probeEveryMs;
     this.useTemplate = o.template ?? true;
     this.front = o.front ?? ((signal) => ensureSessionFront(ctx.config, ctx.progress, signal));
   }
@@ -137,6 +144,29 @@ export class Sessions {
     await this.ctx.rt.artifacts(image);
     const t = await this.ws.templates.ensure(this.shape(image), signal, await this.warmup(signal));
     return { dir: t.dir, builtMs: t.builtMs };
+  }
+
+  /**
+   * A server's start: the session templates of these images, built one after
+   * the other in the background (minutes each under TCG), so no first session
+   * is cold. An image not built, or templates off, is skipped with a word.
+   * Nothing waits for it; close() abandons a build in progress.
+   */
+  prepareInBackground(images: readonly string[]): void {
+    if (images.length === 0 || !this.useTemplate || !this.ws.templates || this.ctx.closed) return;
+    const signal = this.background.signal;
+    void (async () => {
+      for (const image of images) {
+        if (signal.aborted) return;
+        const t0 = performance.now();
+        try {
+          const t = await this.prepareTemplate(image, signal);
+          this.ctx.progress(`sessions: session template of ${image} ready (${path.basename(t.dir)}, ${Math.round((performance.now() - t0) / 1000)} s here)`);
+        } catch (e) {
+          if (!signal.aborted) this.ctx.progress(`sessions: no session template of ${image} at start: ${firstLine(e)}`);
+        }
+      }
+    })();
   }
 
   /** The warm-up to restore from when its template is built; undefined (and the build started in the background) when not. */
@@ -178,28 +208,37 @@ export class Sessions {
     });
     const as: Caller = { owner: c.owner };
     let workspaceId: string | undefined;
+    const t0 = performance.now();
+    const phases: string[] = [];
+    const lap = async <T>(name: string, p: Promise<T>): Promise<T> => {
+      const t = performance.now();
+      const v = await p;
+      phases.push(`${name} ${Math.round(performance.now() - t)} ms`);
+      return v;
+    };
     try {
       // The repository first: a wrong URL or branch costs no VM.
-      const repo = await fetchRepo({
+      const repo = await lap('fetch', fetchRepo({
         url: input.repoUrl, branch: input.branch, workDir: this.workDir(id), transferDir: this.ctx.config.paths.transferDir,
         maxBytes: this.ctx.config.server.max_transfer_bytes, signal: o.signal,
-      });
+      }));
       this.ctx.progress(`session ${id}: fetched ${redactUrl(input.repoUrl)} ${input.branch} (${repo.commit.slice(0, 12)}, ${repo.bytes} bytes as tar)`);
       const spec: CreateInput = { name: id, image, memory_mb: this.shape(image).memoryMb };
-      const warm = await this.warmIfReady(image, o.signal);
-      const { info: w, warmed } = warm ? await this.ws.createWarm(as, spec, warm, o) : { info: await this.ws.create(as, spec, o), warmed: false };
-      workspaceId = w.workspace_id;
-      this.rows.update(id, { workspace_id: workspaceId });
-      await this.checkout(as, workspaceId, id, repo.tarPath, o);
-      await removeTree(this.workDir(id));
-      if (warmed) {
-        await this.startFront(as, workspaceId, id, o);
-      } else {
-        await this.guest(as, workspaceId, ['systemctl', 'start', `user@${AGENT_UID}.service`], 'start the agent user\'s systemd manager', o);
-        await this.guest(as, workspaceId, [...asAgent(), 'systemctl', '--user', 'start', '--no-block', `opencode@${id}.service`], `start opencode@${id}`, o);
-      }
+      const warm = await lap('template lookup', this.warmIfReady(image, o.signal));
+      const { info: w, warmed } = await lap('workspace', warm ? this.ws.createWarm(as, spec, warm, o) : this.ws.create(as, spec, o).then((info) => ({ info, warmed: false })));
+      const wsId = w.workspace_id;
+      workspaceId = wsId;
+      this.rows.update(id, { workspace_id: wsId });
+      // At once: the front needs no checkout to start (it names the directory per request, and readiness is asked
+      // only after this create returns, so never before the checkout is in place), and the forward is the host's.
+      const [, , fwd] = await Promise.all([
+        lap('checkout', this.checkout(as, wsId, id, repo.tarPath, o).then(() => removeTree(this.workDir(id)))),
+        warmed ? lap('front', this.startFront(as, wsId, id, o)) : undefined,
+        lap('forward', this.ws.portForward(as, { workspace_id: wsId, guest_port: OPENCODE_PORT }, o)),
+      ]);
+      // Cold, OpenCode starts in the checkout (its unit's working directory), so after it.
+      if (!warmed) await lap('opencode start', this.startCold(as, wsId, id, o));
       this.ctx.progress(`session ${id}: ${warmed ? 'restored with OpenCode running (session template); its front started' : 'OpenCode started cold'}`);
-      const fwd = await this.ws.portForward(as, { workspace_id: workspaceId, guest_port: OPENCODE_PORT }, o);
       this.rows.update(id, { host_port: fwd.host_port });
     } catch (e) {
       if (workspaceId) await this.ws.destroy(as, { workspace_id: workspaceId }).catch(() => undefined);
@@ -207,19 +246,27 @@ export class Sessions {
       this.rows.update(id, { state: 'failed', workspace_id: null, host_port: null, error: firstLine(e) });
       throw e;
     }
+    this.ctx.progress(`session ${id}: created in ${Math.round(performance.now() - t0)} ms (${phases.join(', ')})`);
     this.watch(id);
     return this.infoOf(this.rows.get(id)!);
   }
 
-  /** The tar into the guest through the agent's file stream, extracted there, owned by the agent user. */
+  /**
+   * The tar into the guest through the agent's file stream, extracted there,
+   * owned by the agent user. One exec for the four steps, the paths as
+   * arguments: each exec is a round trip and a shell started in the guest.
+   */
   private async checkout(as: Caller, wsId: string, id: string, tarPath: string, o: OpOptions): Promise<void> {
     const dir = `${WORKSPACES_DIR}/${id}`;
     const guestTar = `/var/tmp/islet-session-${id}.tar`;
     await this.ws.writeStream(as, { workspace_id: wsId, path: guestTar, mode: 0o600 }, createReadStream(tarPath), o);
-    await this.guest(as, wsId, ['mkdir', '-p', dir], 'create the session directory', o);
-    await this.guest(as, wsId, ['tar', '--extract', '--file', guestTar, '--directory', dir], 'extract the repository', o);
-    await this.guest(as, wsId, ['rm', '-f', guestTar], 'remove the repository tar', o);
-    await this.guest(as, wsId, ['chown', '-R', `${AGENT_UID}:${AGENT_UID}`, dir], 'give the checkout to the agent user', o);
+    await this.guest(as, wsId, ['sh', '-ec', CHECKOUT, 'islet-checkout', dir, guestTar, `${AGENT_UID}:${AGENT_UID}`], 'extract the repository', o);
+  }
+
+  /** The cold path: OpenCode's own unit, opencode@<id>, whose password is its instance name. */
+  private async startCold(as: Caller, wsId: string, id: string, o: OpOptions): Promise<void> {
+    await this.guest(as, wsId, ['systemctl', 'start', `user@${AGENT_UID}.service`], 'start the agent user\'s systemd manager', o);
+    await this.guest(as, wsId, [...asAgent(), 'systemctl', '--user', 'start', '--no-block', `opencode@${id}.service`], `start opencode@${id}`, o);
   }
 
   /**
@@ -230,8 +277,9 @@ export class Sessions {
   private async startFront(as: Caller, wsId: string, id: string, o: OpOptions): Promise<void> {
     const pwFile = `/run/user/${AGENT_UID}/islet-session-password`;
     await this.ws.writeStream(as, { workspace_id: wsId, path: pwFile, mode: 0o600 }, (async function* () { yield Buffer.from(`${id}\n`); })(), o);
-    await this.guest(as, wsId, ['chown', `${AGENT_UID}:${AGENT_UID}`, pwFile], 'give the password file to the agent user', o);
-    await this.guest(as, wsId, [...asAgent(), 'systemd-run', '--user', '--quiet', `--unit=${FRONT_UNIT}`, '-p', 'Restart=on-failure', '-p', 'RestartSec=1', '--',
+    // chown, then the front as the agent user, in one exec: $1 owner, $2 the file, the rest the front's argv.
+    await this.guest(as, wsId, ['sh', '-ec', 'chown "$1" "$2"; shift 2; exec "$@"', 'islet-front', `${AGENT_UID}:${AGENT_UID}`, pwFile,
+      ...asAgent(), 'systemd-run', '--user', '--quiet', `--unit=${FRONT_UNIT}`, '-p', 'Restart=on-failure', '-p', 'RestartSec=1', '--',
       FRONT_IN_GUEST, '-listen', `0.0.0.0:${OPENCODE_PORT}`, '-upstream', `http://127.0.0.1:${OPENCODE_LOOPBACK_PORT}`,
       '-directory', `${WORKSPACES_DIR}/${id}`, '-password-file', pwFile], 'start the session front', o);
   }
@@ -254,6 +302,7 @@ export class Sessions {
     this.watchers.set(id, ac);
     const row0 = this.rows.get(id);
     const deadline = Date.parse(row0?.created_at ?? new Date().toISOString()) + this.readyTimeoutMs;
+    const fastUntil = Date.now() + PROBE_FAST_FOR_MS;
     void (async () => {
       while (!ac.signal.aborted) {
         const row = this.rows.get(id);
@@ -269,7 +318,8 @@ export class Sessions {
           this.rows.update(id, { state: 'failed', error: `OpenCode did not answer /global/health within ${Math.round(this.readyTimeoutMs / 1000)} s` });
           return;
         }
-        await new Promise((r) => setTimeout(r, this.probeEveryMs).unref());
+        const every = this.probeEveryMs ?? (Date.now() < fastUntil ? PROBE_FAST_MS : PROBE_EVERY_MS);
+        await new Promise((r) => setTimeout(r, every).unref());
       }
     })().catch((e: unknown) => this.ctx.progress(`session ${id}: readiness watch failed: ${firstLine(e)}`))
       .finally(() => { if (this.watchers.get(id) === ac) this.watchers.delete(id); });
@@ -286,6 +336,7 @@ export class Sessions {
   }
 
   close(): void {
+    this.background.abort();
     for (const ac of this.watchers.values()) ac.abort();
     this.watchers.clear();
   }

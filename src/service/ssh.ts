@@ -73,15 +73,23 @@ export async function generateKey(dataDir: string, id: string, user: string): Pr
 // the public key on stdin. Keeps the lines the user added, drops every line
 // islet manages (a fork's copy of its source's key), appends this workspace's
 // key, and makes file and directory the user's with the modes sshd's
-// StrictModes wants.
+// StrictModes wants. Shell builtins but for install, chown and mv (getent
+// only for a user not in /etc/passwd): it runs after every template restore,
+// and under TCG each program started in a fresh VM costs translation time.
 const INSTALL_SCRIPT = [
-  'h=$(getent passwd "$1" | cut -d: -f6)',
+  'u=; g=; h=',
+  'while IFS=: read -r n _ i j _ d _; do if [ "$n" = "$1" ]; then u=$i; g=$j; h=$d; break; fi; done < /etc/passwd',
+  'if [ -z "$h" ]; then e=$(getent passwd "$1" || :); IFS=: read -r _ _ u g _ h _ <<E',
+  '$e',
+  'E',
+  'fi',
   'test -n "$h" || { echo "no user $1 in this image" >&2; exit 1; }',
-  'g=$(id -g "$1")',
-  'install -d -m 0700 -o "$1" -g "$g" "$h/.ssh"',
+  'install -d -m 0700 -o "$u" -g "$g" "$h/.ssh"',
   'f="$h/.ssh/authorized_keys"; t="$f.islet-tmp"',
-  `{ if [ -f "$f" ]; then grep -v ' ${KEY_COMMENT_PREFIX}' "$f" || true; fi; cat; } > "$t"`,
-  'chown "$1:$g" "$t"; chmod 0600 "$t"; mv -f "$t" "$f"',
+  'umask 077',
+  `{ if [ -f "$f" ]; then while IFS= read -r l || [ -n "$l" ]; do case "$l" in *" ${KEY_COMMENT_PREFIX}"*) ;; *) printf "%s\\n" "$l";; esac; done < "$f"; fi`,
+  '  while IFS= read -r l || [ -n "$l" ]; do printf "%s\\n" "$l"; done; } > "$t"',
+  'chown "$u:$g" "$t"; mv -f "$t" "$f"',
 ].join('\n');
 
 export async function installKey(m: Machine, user: string, publicKey: string, signal?: AbortSignal): Promise<void> {

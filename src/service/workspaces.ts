@@ -132,6 +132,7 @@ export class WorkspaceService {
           allow_internet: config.network.default_allow_internet,
         });
         svc.pool.kick();
+        svc.sessions.prepareInBackground(config.pool.session_templates);
       }
       return svc;
     } catch (e) {
@@ -235,19 +236,26 @@ export class WorkspaceService {
     const t0 = performance.now();
     const ctx = this.ctx;
     let m: Machine | undefined;
+    let phases = '';
     try {
       // The template is built on the spare network (bridge: no lease, a TAP off the bridge); the restore gets the workspace's own.
       const t = await this.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal, warm);
       const net = ctx.net.netSpec(row.allow_internet === 1, row.id);
+      const t1 = performance.now();
       m = await this.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       const restored = m;
-      // bridge: the guest takes its lease (while the host writes its rules) before its TAP joins the bridge
-      await ctx.net.attach(row, m, () => freshIdentity(restored, row.name, signal, net));
-      phase('net.attach');
-      await ensureWorkspaceKey(this.config, row, m, signal);
-      phase('ssh.key');
+      const t2 = performance.now();
+      const took = (a: number) => Math.round(performance.now() - a);
+      // bridge: the guest takes its lease (while the host writes its rules) before its TAP joins the bridge. The login
+      // key goes in meanwhile: neither step waits for the other, and the identity reset's wait is sshd's re-exec.
+      const [identityMs, keyMs] = await Promise.all([
+        ctx.net.attach(row, m, () => freshIdentity(restored, row.name, signal, net)).then(() => took(t2)),
+        ensureWorkspaceKey(this.config, row, m, signal).then(() => took(t2)),
+      ]);
+      phase('identity+ssh.key');
       await ctx.net.guestProxyEnv(row, m);
       phase('proxy.env');
+      phases = `template ${Math.round(t1 - t0)} ms, restore ${Math.round(t2 - t1)} ms, identity ${identityMs} ms, ssh key ${keyMs} ms`;
     } catch (e) {
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);
       if (signal?.aborted) throw e;
@@ -256,7 +264,7 @@ export class WorkspaceService {
     }
     ctx.adopt(row.id, m);
     this.store.setState(row.id, 'running', { pid: m.vm.pid });
-    this.progress(`workspace ${row.name}: restored from template in ${Math.round(performance.now() - t0)} ms`);
+    this.progress(`workspace ${row.name}: restored from template in ${Math.round(performance.now() - t0)} ms (${phases})`);
     return true;
   }
 

@@ -38,7 +38,7 @@ test('defaults of every section', () => {
     default_allow_internet: false, default_allow_inter_vm: false, default_allowed_ports: [], default_allowed_domains: [], dns_upstream: [],
     allowed_private_cidrs: [], egress_ports: [],
   });
-  assert.deepEqual(c.pool, { enabled: true, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048, template: true });
+  assert.deepEqual(c.pool, { enabled: true, min_size: 0, max_size: 4, target_free: 1, max_memory_mb: 2048, template: true, session_templates: [] });
   assert.deepEqual(c.server, {
     http_host: '127.0.0.1', http_port: 7420, tokens: [], allowed_origins: [], stdio_owner: 'local', stdio_admin: false,
     max_transfer_bytes: 16 * 2 ** 30, exec_progress_interval_ms: 2_000, daemon_tcp: false, daemon_idle_exit_s: 300,
@@ -93,6 +93,7 @@ max_size = 8
 target_free = 2
 max_memory_mb = 4096
 template = false
+session_templates = ["agent-ready"]
 [server]
 transfer_dir = "/srv/transfer"
 http_host = "0.0.0.0"
@@ -131,7 +132,7 @@ kernel_package = "linux-image-6.1.0-30-cloud-amd64"
   assert.deepEqual(c.network.default_allowed_ports, [22, 8080]);
   assert.deepEqual(c.network.default_allowed_domains, ['registry.npmjs.org', '*.debian.org']);
   assert.deepEqual(c.network.dns_upstream, ['10.0.0.53']);
-  assert.deepEqual(c.pool, { enabled: true, min_size: 1, max_size: 8, target_free: 2, max_memory_mb: 4096, template: false });
+  assert.deepEqual(c.pool, { enabled: true, min_size: 1, max_size: 8, target_free: 2, max_memory_mb: 4096, template: false, session_templates: ['agent-ready'] });
   assert.equal(c.server.http_port, 8080);
   assert.equal(c.server.stdio_owner, 'alice');
   assert.deepEqual(c.server.tokens, [
@@ -169,6 +170,7 @@ test('out-of-range and malformed values are rejected naming the key', () => {
     ['[network]\negress_ports = [0]\n', /network\.egress_ports\.0: /],
     ['[pool]\nmax_size = -1\n', /pool\.max_size: /],
     ['[pool]\nenabled = "yes"\n', /pool\.enabled: /],
+    ['[pool]\nsession_templates = ["../etc"]\n', /pool\.session_templates\.0: /],
     ['[server]\nhttp_port = 70000\n', /server\.http_port: /],
     ['[server]\nhttp_port = 0\n', /server\.http_port: /],
     ['[server]\nstdio_owner = "has space"\n', /server\.stdio_owner: /],

@@ -29,7 +29,7 @@ test('with a TAP net and an agent with net.config, the agent re-addresses eth0 a
   await freshIdentity(m, 'ws1', undefined, tap);
   assert.deepEqual(configs, [{ mac: '02:15:0a:2a:00:07', net: '10.42.0.7/16,gw=10.42.0.1,dns=10.42.0.1' }]);
   assert.doesNotMatch(argvs[0]![2]!, /eth0/);
-  assert.equal(argvs[0]!.length, 7);
+  assert.equal(argvs[0]!.length, 8);
 });
 
 test('with a TAP net and an agent without net.config, the identity exec re-addresses eth0 from its arguments', async () => {
@@ -39,12 +39,12 @@ test('with a TAP net and an agent without net.config, the identity exec re-addre
   assert.equal(argv![0], 'sh');
   const script = argv![2]!;
   assert.match(script, /link set dev eth0 down/);
-  assert.match(script, /link set dev eth0 address "\$4"/);
-  assert.match(script, /addr add "\$5" dev eth0/);
-  assert.match(script, /route add default via "\$6"/);
+  assert.match(script, /link set dev eth0 address "\$5"/);
+  assert.match(script, /addr add "\$6" dev eth0/);
+  assert.match(script, /route add default via "\$7"/);
   assert.doesNotMatch(script, /10\.42\.0\.7|02:15/, 'the lease is an argument, not part of the script');
   assert.deepEqual(argv!.slice(4, 5), ['ws1']);
-  assert.deepEqual(argv!.slice(7), ['02:15:0a:2a:00:07', '10.42.0.7/16', '10.42.0.1', '10.42.0.1']);
+  assert.deepEqual(argv!.slice(8), ['02:15:0a:2a:00:07', '10.42.0.7/16', '10.42.0.1', '10.42.0.1']);
 });
 
 test('without a TAP net (user mode, none), no re-address', async () => {
@@ -52,7 +52,7 @@ test('without a TAP net (user mode, none), no re-address', async () => {
   await freshIdentity(m, 'ws2', undefined, { restrict: true });
   assert.deepEqual(configs, []);
   assert.doesNotMatch(argvs[0]![2]!, /eth0/);
-  assert.equal(argvs[0]!.length, 7);
+  assert.equal(argvs[0]!.length, 8);
 });
 
 test('the spare address of templates and pool VMs is the subnet\'s last host address', () => {

@@ -94,11 +94,11 @@ test('with the template: the session is restored, starts no OpenCode, and its fr
   assert.equal(files[pwFile]!.mode, 0o600);
   const front = cmds.findIndex((c) => c.includes(`${FRONT_IN_GUEST} -listen 0.0.0.0:4096`));
   assert.ok(front >= 0, cmds.join(' | '));
-  assert.ok(cmds[front]!.startsWith(`${AS_AGENT} systemd-run --user`), 'as the agent user');
   assert.ok(cmds[front]!.endsWith(`-upstream http://127.0.0.1:4097 -directory ${dir} -password-file ${pwFile}`), cmds[front]);
   assert.ok(!cmds[front]!.includes(s.sessionId + ' ') || cmds[front]!.includes(`-directory ${dir}`), 'the password is not in argv');
-  assert.ok(cmds.indexOf(`chown -R 1000:1000 ${dir}`) < front, 'the checkout is in place before the front answers');
-  assert.ok(cmds.indexOf(`chown 1000:1000 ${pwFile}`) < front);
+  assert.ok(cmds.some((c) => c.endsWith(` islet-checkout ${dir} /var/tmp/islet-session-${s.sessionId}.tar 1000:1000`)), 'the checkout is in place when the create returns');
+  assert.ok(cmds[front]!.startsWith(`sh -ec chown "$1" "$2"; shift 2; exec "$@" islet-front 1000:1000 ${pwFile} ${AS_AGENT} systemd-run --user`),
+    'the password file is the agent user\'s before the front reads it');
   assert.equal((await svc.sessionGet(alice, { sessionId: s.sessionId })).state, 'creating', 'ready only once it answers');
   await ready(s.sessionId);
   w.guest.execs.length = 0;

@@ -91,10 +91,15 @@ describe('agent sessions', () => {
     const dir = `/home/agent/workspaces/${s.sessionId}`;
     const cmds = w.guest.execs.map(argvOf);
     const at = (want: string) => { const i = cmds.indexOf(want); assert.ok(i >= 0, `no "${want}" in ${cmds.join(' | ')}`); return i; };
-    const extract = at(`tar --extract --file /var/tmp/islet-session-${s.sessionId}.tar --directory ${dir}`);
-    const chown = at(`chown -R 1000:1000 ${dir}`);
+    // One exec: the script is a constant, the directory, tar and owner its arguments.
+    const checkout = cmds.findIndex((c) => c.endsWith(` islet-checkout ${dir} /var/tmp/islet-session-${s.sessionId}.tar 1000:1000`));
+    assert.ok(checkout >= 0, `no checkout in ${cmds.join(' | ')}`);
+    const script = w.guest.execs[checkout]!.argv![2]!;
+    assert.equal(w.guest.execs[checkout]!.argv![0], 'sh');
+    assert.match(script, /^mkdir -p "\$1"; tar --extract --file "\$2" --directory "\$1"; rm -f "\$2"; chown -R "\$3" "\$1"$/);
+    assert.doesNotMatch(script, /ses-|\/home\/agent/, 'nothing of the session is spliced into the script');
     const start = at(`runuser -u agent -- env XDG_RUNTIME_DIR=/run/user/1000 systemctl --user start --no-block opencode@${s.sessionId}.service`);
-    assert.ok(at(`mkdir -p ${dir}`) < extract && extract < chown && chown < start, 'extract, chown, then start');
+    assert.ok(checkout < start, 'extract and chown, then start');
     assert.ok(!w.guest.execs.some((r) => r.shell !== undefined), 'every guest step is an argv, never a shell string');
     assert.equal(existsSync(path.join(w.config.paths.dataDir, 'sessions', s.sessionId)), false, 'the host clone is removed once it is in the guest');
 
@@ -118,7 +123,7 @@ describe('agent sessions', () => {
   });
 
   test('a create that fails in the guest is rolled back: no workspace, no VM, no disk; the session stays, failed, with the reason', async () => {
-    w.guest.handler = (r) => (r.argv?.[0] === 'tar' ? { exitCode: 2, stderr: Buffer.from('tar: Cannot open: No space left on device\n') } : undefined);
+    w.guest.handler = (r) => (r.argv?.[3] === 'islet-checkout' ? { exitCode: 2, stderr: Buffer.from('tar: Cannot open: No space left on device\n') } : undefined);
     try {
       await assert.rejects(svc.sessionCreate(alice, { repoUrl: repo, branch: 'main' }), (e: unknown) => {
         assert.ok(e instanceof IsletError && e.code === 'GUEST_ERROR', String(e));

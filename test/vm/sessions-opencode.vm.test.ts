@@ -13,7 +13,11 @@
 // agent-ready is built and verified) and is skipped, with the reason, in
 // `npm test`, whose session test uses a stand-in (sessions.vm.test.ts).
 import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { before, describe, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { loadConfig } from '../../src/core/config.js';
@@ -32,6 +36,35 @@ const skip = process.env.ISLET_IMAGE_TESTS !== '1'
 
 const env = vmEnv('ses-oc', { resources: { max_memory_mb: 2048 }, network: { mode: 'user' }, vm: { kernel: base.vm.kernel } });
 const me = { owner: 'sessions-opencode' };
+const run = promisify(execFile);
+
+/** The ed25519 host key sshd serves on a host port ("ssh-ed25519 AAAA..."), as any client first sees it. */
+async function servedHostKey(port: number): Promise<string> {
+  const r = await run('ssh-keyscan', ['-T', '30', '-t', 'ed25519', '-p', String(port), '127.0.0.1'], { timeout: 60_000 });
+  const line = r.stdout.split('\n').find((l) => / ssh-ed25519 /.test(l));
+  assert.ok(line, `ssh-keyscan got no ed25519 key: ${r.stderr}`);
+  return line.split(' ').slice(1, 3).join(' ');
+}
+
+const fingerprint = (pub: string) => spawnSync('ssh-keygen', ['-l', '-f', '-'], { input: `${pub}\n`, encoding: 'utf8' }).stdout.trim().split(' ')[1] ?? pub.slice(0, 40);
+
+/**
+ * The host key the session template itself has on its disk (made at its first boot): its disk overlay is read as
+ * raw with qemu-img (the template's files stay as they are) and the file taken out with debugfs.
+ */
+async function templateHostKey(templateDir: string): Promise<string> {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'islet-tpl-disk-'));
+  try {
+    const raw = path.join(tmp, 'disk.raw');
+    await run('qemu-img', ['convert', '-U', '-O', 'raw', path.join(templateDir, 'disk.qcow2'), raw], { timeout: 300_000 });
+    const r = await run('debugfs', ['-R', 'cat /etc/ssh/ssh_host_ed25519_key.pub', raw], { timeout: 60_000 });
+    const key = r.stdout.trim().split(' ').slice(0, 2).join(' ');
+    assert.match(key, /^ssh-ed25519 AAAA/, `the template's host key: ${r.stdout} ${r.stderr}`);
+    return key;
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
 
 async function health(url: string, password: string): Promise<number> {
   const auth = Buffer.from(`opencode:${password}`).toString('base64');
@@ -42,12 +75,14 @@ async function health(url: string, password: string): Promise<number> {
 
 describe('agent sessions with OpenCode (agent-ready)', { skip, timeout: 45 * 60_000 }, () => {
   let svc: WorkspaceService;
+  let templateDir: string;
   const made: SessionInfo[] = [];
 
   before(async () => {
     svc = await env.open({ progress: (m: string) => console.log(`# ${m}`) });
     const tt = performance.now();
     const t = await svc.sessionPrepareTemplate();
+    templateDir = t.dir;
     console.log(`# session template ${t.dir}: ${((performance.now() - tt) / 1000).toFixed(1)} s here (built in ${(t.builtMs / 1000).toFixed(1)} s)`);
     const repoUrl = await twoBranchRepo(path.join(env.config.paths.transferDir, 'repos'));
     for (const branch of ['feature', 'main']) {
@@ -83,6 +118,28 @@ describe('agent sessions with OpenCode (agent-ready)', { skip, timeout: 45 * 60_
       assert.equal(body.directory, `/home/agent/workspaces/${s.sessionId}`);
     }
     console.log(`# both ready ${((performance.now() - t0) / 1000).toFixed(1)} s into this test`);
+  });
+
+  test('each session serves an SSH host key of its own, not the template\'s, and takes its login key', { timeout: 10 * 60_000 }, async () => {
+    const served: string[] = [];
+    for (const s of made) {
+      const port = (await svc.portForward(me, { workspace_id: s.workspaceId!, guest_port: 22 })).host_port;
+      // Only the key islet wrote remains in the guest: root's, the private half 0600.
+      const ls = await svc.exec(me, { workspace_id: s.workspaceId!, command: 'cd /etc/ssh && ls ssh_host_* && stat -c "%a %U" ssh_host_ed25519_key ssh_host_ed25519_key.pub' });
+      assert.equal(ls.stdout.trim(), 'ssh_host_ed25519_key\nssh_host_ed25519_key.pub\n600 root\n644 root', ls.stderr);
+      const onDisk = (await svc.fileRead(me, { workspace_id: s.workspaceId!, path: '/etc/ssh/ssh_host_ed25519_key.pub' })).content.trim().split(' ').slice(0, 2).join(' ');
+      const key = await servedHostKey(port);
+      assert.equal(key, onDisk, 'sshd serves the key on disk, not the one it started with in the template');
+      served.push(key);
+      const info = await svc.info(me, { workspace_id: s.workspaceId! });
+      const login = await run('ssh', ['-i', info.ssh!.private_key_path, '-o', 'IdentitiesOnly=yes', '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null',
+        '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=30', '-o', 'LogLevel=ERROR', '-p', String(port), 'agent@127.0.0.1', '--', 'id', '-u'], { timeout: 120_000 });
+      assert.equal(login.stdout.trim(), '1000', 'ssh as agent with the returned key');
+    }
+    const template = await templateHostKey(templateDir);
+    console.log(`# host keys: template ${fingerprint(template)}; sessions ${served.map(fingerprint).join('; ')}`);
+    assert.notEqual(served[0], served[1], 'two sessions of one template have different host keys');
+    assert.ok(!served.includes(template), 'no session serves the template\'s host key');
   });
 
   test('another session\'s password is refused', async () => {
