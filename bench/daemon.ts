@@ -19,7 +19,9 @@ import { pct, timed } from './exec.js';
 import type { Row } from './mcp.js';
 
 const FILE_BYTES = 32 << 20;
-const ROUNDS = 3;
+const ROUNDS = Number(process.env.BENCH_DAEMON_ROUNDS ?? 4);
+/** File transfers per side and round (write then read back). */
+const FILE_REPS = 2;
 const WARMUP = 10;
 
 
@@ -52,26 +54,33 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
     await ws.exec(['true']);
     const data = randomBytes(FILE_BYTES);
     const who = { owner: 'local' };
+    const guestPath = '/root/bench.bin';
     // The daemon and the in-process service cannot own the data dir at once, so they take turns on the same VM,
-    // ROUNDS times, and each figure pools its rounds: drift in host load then hits both sides alike.
+    // ROUNDS times, the one that goes first alternating, and each figure pools its rounds: drift in host load
+    // then hits both sides alike. Both sides move the same bytes to the same guest file and hand the caller
+    // the same thing (a write from one Buffer; a read into one Buffer).
     const rest: number[] = [];
     const viaMcp: number[] = [];
     const inProc: number[] = [];
-    const secs = { restW: 0, restR: 0, ipW: 0, ipR: 0 };
+    const mibs = { restW: [] as number[], restR: [] as number[], ipW: [] as number[], ipR: [] as number[] };
+    const rate = (t0: number) => (FILE_BYTES / 2 ** 20) / ((performance.now() - t0) / 1000);
     const per = Math.max(1, Math.round(execs / ROUNDS));
-    for (let round = 0; round < ROUNDS; round++) {
-      if (round > 0) await startDaemon();
-      const client = round === 0 ? islet : new Islet({ config: cfg });
+    let client: Islet | undefined = islet;
+    const viaDaemon = async () => {
+      if (!client) { await startDaemon(); client = new Islet({ config: cfg }); }
       const w = await client.workspaces.get(ws.id);
       // Both sides warm up alike: a daemon just started still settles (reconcile, its first connections).
       for (let i = 0; i < WARMUP; i++) await w.exec(['true']);
       rest.push(...await timed(per, () => w.exec(['true'])));
-      let w0 = performance.now();
-      await w.files.write('/root/bench.bin', data);
-      secs.restW += (performance.now() - w0) / 1000;
-      w0 = performance.now();
-      await w.files.read('/root/bench.bin');
-      secs.restR += (performance.now() - w0) / 1000;
+      for (let i = 0; i < FILE_REPS; i++) {
+        let t0 = performance.now();
+        await w.files.write(guestPath, data);
+        mibs.restW.push(rate(t0));
+        t0 = performance.now();
+        const back = await w.files.read(guestPath);
+        mibs.restR.push(rate(t0));
+        if (back.length !== FILE_BYTES) throw new Error(`read back ${back.length} bytes, wrote ${FILE_BYTES}`);
+      }
       // MCP over stdio through the daemon.
       const t = new StdioClientTransport({ command: process.execPath, args: [bin, 'serve', '--config', cfg, '-q'], stderr: 'ignore' });
       const mcp = new Client({ name: 'bench', version: '0' });
@@ -79,34 +88,49 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
       viaMcp.push(...await timed(per, () => mcp.callTool({ name: 'exec', arguments: { workspace_id: ws.id, command: ['true'] } })));
       await mcp.close();
       stop();
-
+      client = undefined;
+    };
+    const inProcess = async () => {
       // The same VM, re-attached by an in-process service.
       const svc = await WorkspaceService.open(c);
       try {
+        const ref = { workspace_id: ws.id, path: guestPath };
         for (let i = 0; i < WARMUP; i++) await svc.exec(who, { workspace_id: ws.id, command: ['true'] });
         inProc.push(...await timed(per, () => svc.exec(who, { workspace_id: ws.id, command: ['true'] })));
-        w0 = performance.now();
-        await svc.writeStream(who, { workspace_id: ws.id, path: '/root/bench2.bin' }, [data]);
-        secs.ipW += (performance.now() - w0) / 1000;
-        w0 = performance.now();
-        for await (const _ of (await svc.readStream(who, { workspace_id: ws.id, path: '/root/bench2.bin' })).chunks) { /* drained, as a client would */ }
-        secs.ipR += (performance.now() - w0) / 1000;
-        if (round === ROUNDS - 1) await svc.destroy(who, { workspace_id: ws.id });
+        for (let i = 0; i < FILE_REPS; i++) {
+          let t0 = performance.now();
+          await svc.writeStream(who, ref, [data]);
+          mibs.ipW.push(rate(t0));
+          t0 = performance.now();
+          const f = await svc.readStream(who, ref);
+          const back = Buffer.allocUnsafe(f.size); // what the SDK's read does with the declared length
+          let off = 0;
+          for await (const chunk of f.chunks) off += chunk.copy(back, off);
+          mibs.ipR.push(rate(t0));
+          if (off !== FILE_BYTES) throw new Error(`read back ${off} bytes, wrote ${FILE_BYTES}`);
+        }
       } finally {
         await svc.close();
       }
+    };
+    for (let round = 0; round < ROUNDS; round++) {
+      if (round % 2 === 0) { await viaDaemon(); await inProcess(); }
+      else { await inProcess(); await viaDaemon(); }
     }
-    const mib = (FILE_BYTES / 2 ** 20) * ROUNDS;
-    const note = `baseline: in-process service, same VM, ${ROUNDS} alternating rounds`;
+    const svc = await WorkspaceService.open(c);
+    await svc.destroy(who, { workspace_id: ws.id }).finally(() => svc.close());
+    const note = `baseline: in-process service, same VM, ${ROUNDS} rounds taking turns`;
     for (const [name, xs] of [['REST exec round trip, SDK', rest], ['MCP exec round trip, stdio via daemon', viaMcp]] as const) {
       for (const p of [50, 90]) {
         const v = pct(xs, p);
         const b = pct(inProc, p);
-        record({ metric: `${name} (p${p})`, value: v, unit: 'ms', baseline: b, ratio: v / b, note });
+        record({ metric: `${name} (p${p})`, value: v, unit: 'ms', baseline: b, ratio: v / b, note: `${note}, ${xs.length} vs ${inProc.length} calls` });
       }
     }
-    record({ metric: `SDK file write, ${FILE_BYTES >> 20} MiB`, value: mib / secs.restW, unit: 'MiB/s', baseline: mib / secs.ipW, ratio: secs.ipW / secs.restW, note });
-    record({ metric: `SDK file read, ${FILE_BYTES >> 20} MiB`, value: mib / secs.restR, unit: 'MiB/s', baseline: mib / secs.ipR, ratio: secs.ipR / secs.restR, note });
+    const fnote = `${note}, median of ${mibs.restW.length} transfers each`;
+    const w = pct(mibs.restW, 50), wb = pct(mibs.ipW, 50), r = pct(mibs.restR, 50), rb = pct(mibs.ipR, 50);
+    record({ metric: `SDK file write, ${FILE_BYTES >> 20} MiB`, value: w, unit: 'MiB/s', baseline: wb, ratio: w / wb, note: fnote });
+    record({ metric: `SDK file read, ${FILE_BYTES >> 20} MiB`, value: r, unit: 'MiB/s', baseline: rb, ratio: r / rb, note: fnote });
   } finally {
     stop();
     rmSync(dataDir, { recursive: true, force: true });

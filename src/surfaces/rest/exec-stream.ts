@@ -1,0 +1,42 @@
+// POST /v1/workspaces/{id}/exec, answered straight on the node response:
+// NDJSON events, one per line, the result last. Written by hand rather than
+// through a web ReadableStream because a fast command's whole answer (headers,
+// the exit line and the chunked terminator) should leave in one write, and
+// the client's connection stay reusable: an exec is mostly round trip.
+import type { ServerResponse } from 'node:http';
+import type { ExecOutput } from '../../service/types.js';
+
+type Stream = 'stdout' | 'stderr';
+export type ErrorJson = (e: unknown) => { status: number; body: Record<string, unknown> };
+
+/**
+ * Runs `run` and streams its events to `res`. A failure before anything was
+ * sent (unknown workspace, one not running) is answered with its own status
+ * and {code, message, hint}, as every other route's; after that it is an
+ * {"type":"error"} event.
+ */
+export function streamExec(res: ServerResponse, run: (onData: (s: Stream, chunk: Buffer) => void) => Promise<ExecOutput>, errorJson: ErrorJson): Promise<void> {
+  const head = () => {
+    if (!res.headersSent) res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
+  };
+  const live = () => !res.destroyed && !res.writableEnded;
+  const line = (v: unknown) => `${JSON.stringify(v)}\n`;
+  // Once any synchronous refusal is known: from then on the client knows the command was taken (so it is
+  // never sent again on another connection) while a fast command's answer still leaves whole.
+  const timer = setImmediate(() => { if (!live() || res.headersSent) return; head(); res.flushHeaders(); });
+  return run((stream, chunk) => {
+    if (!live()) return;
+    head();
+    res.write(line({ type: stream, data: chunk.toString('base64') }));
+  }).then((r) => {
+    if (!live()) return;
+    head();
+    res.end(line({ type: 'exit', exit_code: r.exit_code, signal: r.signal, timed_out: r.timed_out, truncated: r.truncated, duration_ms: r.duration_ms }));
+  }, (e: unknown) => {
+    if (!live()) return;
+    const { status, body } = errorJson(e);
+    if (res.headersSent) { res.end(line({ type: 'error', error: body })); return; }
+    clearImmediate(timer);
+    res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
+  }).finally(() => clearImmediate(timer));
+}
