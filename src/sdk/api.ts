@@ -49,10 +49,11 @@ export class ApiClient {
     const res = await this.http.send('POST', ws(id, '/exec'), { json: input, signal: o.signal });
     const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
     let result: ExecResult | undefined;
+    let failed: Record<string, unknown> | undefined;
     try {
-      // Read to the end even after the result: a response left unfinished would close the kept-alive connection.
+      // Read to the end even after the last event: a response left unfinished would close the kept-alive connection.
       for await (const ev of ndjson(res)) {
-        if (result) continue;
+        if (result || failed) continue;
         if (ev.type === 'stdout' || ev.type === 'stderr') {
           const chunk = Buffer.from(String(ev.data), 'base64');
           out[ev.type].push(chunk);
@@ -61,13 +62,14 @@ export class ApiClient {
           const { type: _t, ...rest } = ev;
           result = { ...(rest as Omit<ExecResult, 'stdout' | 'stderr'>), stdout: Buffer.concat(out.stdout).toString('utf8'), stderr: Buffer.concat(out.stderr).toString('utf8') };
         } else if (ev.type === 'error') {
-          throw errorFromBody(ev.error, 200);
+          failed = ev;
         }
       }
     } catch (e) {
       // A stream cut short (daemon killed, connection reset) is the daemon's absence, not a command failure.
       throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
     }
+    if (failed) throw errorFromBody(failed.error, 200);
     if (result) return result;
     throw IsletApiError.unavailable(new Error('the exec stream ended without a result'));
   }

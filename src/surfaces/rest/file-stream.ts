@@ -3,7 +3,9 @@
 // for only once the client has taken the last (the socket drained), so memory
 // stays a window or two whatever the file's size.
 import type { ServerResponse } from 'node:http';
-import type { FileStream } from '../../guest/agent.js';
+import type { WorkspaceService } from '../../service/workspaces.js';
+
+type FileStream = Awaited<ReturnType<WorkspaceService['readStream']>>;
 
 export async function streamFile(res: ServerResponse, f: FileStream): Promise<void> {
   const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(f.size) };
