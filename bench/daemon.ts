@@ -1,7 +1,8 @@
 // Daemon figures, each against the in-process service on the same VM in the
 // same run: REST exec round trip (SDK), MCP exec round trip over stdio through
 // the daemon, SDK file write/read throughput, and daemon cold start to its
-// first answer (baseline: opening the service in-process). The daemon and the
+// first answer (baseline: opening the service in-process), and first, with no
+// VM, what the HTTP path itself costs per exec. The daemon and the
 // in-process service take turns on the VM (they cannot share a data dir).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,6 +18,7 @@ import { socketAnswers } from '../src/surfaces/daemon/connect.js';
 import { daemonPaths } from '../src/surfaces/daemon/paths.js';
 import { pct, timed } from './exec.js';
 import type { Row } from './mcp.js';
+import { benchHttpOverhead } from './http-overhead.js';
 
 const FILE_BYTES = 32 << 20;
 const ROUNDS = Number(process.env.BENCH_DAEMON_ROUNDS ?? 4);
@@ -39,6 +41,7 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
   };
   const stop = () => spawnSync(process.execPath, [bin, 'daemon', 'stop', '--config', cfg], { stdio: 'ignore', timeout: 60_000 });
   try {
+    await benchHttpOverhead(1000, record);
     // Cold start: spawn to the first /healthz answer, against opening the service in-process.
     const o0 = performance.now();
     await (await WorkspaceService.open(c)).close();

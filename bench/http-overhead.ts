@@ -1,8 +1,7 @@
-// No-VM microbench of the daemon's HTTP path: the real REST app and SDK
-// transport over a unix socket, in front of a fake service whose exec answers
-// at once and whose file streams just count bytes. What it prints is the cost
-// the daemon path adds per call, with a bare node:http keep-alive round trip
-// on the same kind of socket as the floor.
+// No-VM figure for the daemon's HTTP path: the real REST app and SDK client
+// over a unix socket in front of a fake service whose exec answers at once,
+// so what is timed is what the daemon path adds per call. Its baseline is a
+// bare node:http keep-alive round trip on the same kind of socket.
 import { createServer, request, Agent } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -12,76 +11,52 @@ import { ApiClient } from '../src/sdk/api.js';
 import { createRestApp, callerOf } from '../src/surfaces/rest/app.js';
 import { bounded } from '../src/surfaces/daemon/daemon.js';
 import type { WorkspaceService } from '../src/service/workspaces.js';
+import { pct, timed } from './exec.js';
+import type { Row } from './mcp.js';
 
-const N = Number(process.env.N ?? 2000);
-const EXEC_MS = Number(process.env.EXEC_MS ?? 0);
-const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]!;
-
-const info = { workspace_id: 'ws-1', name: 'w', state: 'running' };
 const fake = {
-  info: async () => info,
-  exec: async (_c: unknown, _i: unknown, o: { onData?: (s: string, b: Buffer) => void }) => {
-    if (EXEC_MS > 0) await new Promise((r) => setTimeout(r, EXEC_MS));
-    return { exit_code: 0, signal: null, stdout: 'hi\n', stderr: '', timed_out: false, truncated: false, duration_ms: 1 };
-  },
-  writeStream: async (_c: unknown, i: { path: string }, src: AsyncIterable<Uint8Array>) => {
-    let n = 0;
-    for await (const c of src) n += c.length;
-    return { path: i.path, bytes: n };
-  },
-  readStream: async () => {
-    const size = 64 << 20;
-    const win = Buffer.alloc(8 << 20);
-    return { size, mode: 0o644, chunks: (async function* () { for (let o = 0; o < size; o += win.length) yield win; })() };
-  },
+  exec: async () => ({ exit_code: 0, signal: null, stdout: '', stderr: '', timed_out: false, truncated: false, duration_ms: 0 }),
 } as unknown as WorkspaceService;
 
-async function main() {
+export async function benchHttpOverhead(n: number, record: (r: Row) => void): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'islet-httpb-'));
-  const sock = path.join(dir, 's');
-  const app = createRestApp(fake, { nodeInfo: async () => ({}), maxBodyBytes: 2 ** 40 });
-  const listener = getRequestListener(app.fetch);
+  const sock = path.join(dir, 'rest.sock');
+  const bareSock = path.join(dir, 'bare.sock');
+  const listener = getRequestListener(createRestApp(fake, { nodeInfo: async () => ({}), maxBodyBytes: 1 << 20 }).fetch);
   const server = bounded(createServer((req, res) => {
     callerOf.set(req, { owner: 'local' });
-    void Promise.resolve(listener(req, res));
-  }), 60_000, 2 ** 40);
-  const bare = createServer((req, res) => { req.resume(); req.on('end', () => res.end('{"ok":true}')); });
-  const bareSock = path.join(dir, 'b');
-  let conns = 0;
-  server.on('connection', () => conns++);
+    void listener(req, res);
+  }));
+  const bare = createServer((req, res) => { req.resume(); req.on('end', () => res.end('{"exit_code":0}')); });
   await new Promise<void>((r) => server.listen(sock, r));
   await new Promise<void>((r) => bare.listen(bareSock, r));
   try {
     const agent = new Agent({ keepAlive: true });
     const bareCall = () => new Promise<void>((resolve, reject) => {
-      const req = request({ socketPath: bareSock, path: '/', method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => { res.resume(); res.on('end', resolve); });
+      const req = request({ socketPath: bareSock, path: '/', method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', resolve);
+      });
       req.on('error', reject);
       req.end('{"command":["true"]}');
     });
     const api = new ApiClient({ socketPath: sock });
-    const run = async (name: string, f: () => Promise<unknown>) => {
-      for (let i = 0; i < 200; i++) await f();
-      const xs: number[] = [];
-      for (let i = 0; i < N; i++) { const t = performance.now(); await f(); xs.push(performance.now() - t); }
-      console.log(`${name.padEnd(34)} conns ${conns} p50 ${pct(xs, 50).toFixed(3)} ms  p90 ${pct(xs, 90).toFixed(3)} ms`);
-    };
-    await run('bare node:http keep-alive POST', bareCall);
-    await run('SDK GET /v1/workspaces/{id}', () => api.info('ws-1'));
-    await run('in-process exec (fake service)', () => fake.exec({ owner: 'local' }, { workspace_id: 'ws-1', command: ['true'] }));
-    await run('SDK exec (fake service)', () => api.exec('ws-1', { command: ['true'] }));
-    const big = Buffer.alloc(64 << 20);
-    for (let i = 0; i < 3; i++) {
-      let t = performance.now();
-      await api.writeFile('ws-1', '/x', big);
-      const w = performance.now() - t;
-      t = performance.now();
-      const b = await api.readFile('ws-1', '/x');
-      const r = performance.now() - t;
-      console.log(`64 MiB: write ${(64 / (w / 1000)).toFixed(0)} MiB/s, read ${(64 / (r / 1000)).toFixed(0)} MiB/s (${b.length})`);
+    const rest = () => api.exec('ws-1', { command: ['true'] });
+    // Taking turns in blocks, so host drift hits both alike.
+    const xs: number[] = [];
+    const base: number[] = [];
+    for (let i = 0; i < 50; i++) { await bareCall(); await rest(); }
+    for (let b = 0; b < 10; b++) {
+      base.push(...await timed(n / 10, bareCall));
+      xs.push(...await timed(n / 10, rest));
     }
+    agent.destroy();
+    const v = pct(xs, 50);
+    const bv = pct(base, 50);
+    record({ metric: 'REST exec round trip, no VM (p50)', value: v, unit: 'ms', baseline: bv, ratio: v / bv,
+      note: 'fake service behind the real REST app and SDK; baseline: bare node:http keep-alive POST on a unix socket' });
   } finally {
-    server.close(); server.closeAllConnections(); bare.close(); bare.closeAllConnections();
+    for (const s of [server, bare]) { s.closeAllConnections(); s.close(); }
     rmSync(dir, { recursive: true, force: true });
   }
 }
-await main();
