@@ -1,8 +1,9 @@
 // POST /v1/workspaces/{id}/exec, answered straight on the node response:
 // NDJSON events, one per line, the result last. Written by hand rather than
-// through a web ReadableStream because a fast command's whole answer (headers,
-// the exit line and the chunked terminator) should leave in one write, and
-// the client's connection stay reusable: an exec is mostly round trip.
+// through a web ReadableStream because an exec is mostly round trip: the exit
+// line and the chunked terminator leave in one write (the client wakes once
+// for the result), and no lookup of the workspace precedes the command (the
+// service's own check refuses an unknown one, synchronously).
 import type { ServerResponse } from 'node:http';
 import type { ExecOutput } from '../../service/types.js';
 
@@ -21,8 +22,8 @@ export function streamExec(res: ServerResponse, run: (onData: (s: Stream, chunk:
   };
   const live = () => !res.destroyed && !res.writableEnded;
   const line = (v: unknown) => `${JSON.stringify(v)}\n`;
-  // Once any synchronous refusal is known: from then on the client knows the command was taken (so it is
-  // never sent again on another connection) while a fast command's answer still leaves whole.
+  // Headers go out once a synchronous refusal would be known: from then on the client knows the command was
+  // taken, so it never sends it again on a fresh connection (transport.ts resends only what was never answered).
   const timer = setImmediate(() => { if (!live() || res.headersSent) return; head(); res.flushHeaders(); });
   return run((stream, chunk) => {
     if (!live()) return;
