@@ -13,6 +13,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { type Config, loadConfig } from '../src/core/config.js';
 import { Islet } from '../src/sdk/index.js';
+import { ndjson } from '../src/sdk/transport.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
 import { socketAnswers } from '../src/surfaces/daemon/connect.js';
 import { daemonPaths } from '../src/surfaces/daemon/paths.js';
@@ -63,6 +64,8 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
     // then hits both sides alike. Both sides move the same bytes to the same guest file and hand the caller
     // the same thing (a write from one Buffer; a read into one Buffer).
     const rest: number[] = [];
+    const paired: number[] = [];
+    const addedMs: number[] = [];
     const viaMcp: number[] = [];
     const inProc: number[] = [];
     const mibs = { restW: [] as number[], restR: [] as number[], ipW: [] as number[], ipR: [] as number[] };
@@ -74,7 +77,21 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
       const w = await client.workspaces.get(ws.id);
       // Both sides warm up alike: a daemon just started still settles (reconcile, its first connections).
       for (let i = 0; i < WARMUP; i++) await w.exec(['true']);
-      rest.push(...await timed(per, () => w.exec(['true'])));
+      const api = await client.client();
+      for (let i = 0; i < per; i++) {
+        // The SDK's exec, read here from the raw response so its Server-Timing trailer (the service call's own
+        // time inside the daemon) pairs each round trip with the in-process figure of the very same call.
+        const t0 = performance.now();
+        const res = await api.http.send('POST', `/v1/workspaces/${ws.id}/exec`, { json: { command: ['true'] } });
+        let exit = false;
+        for await (const ev of ndjson(res)) exit ||= ev.type === 'exit';
+        const rt = performance.now() - t0;
+        const svcMs = Number(/dur=([\d.]+)/.exec(String(res.trailers['server-timing']))?.[1]);
+        if (!exit || !Number.isFinite(svcMs)) throw new Error('exec over REST: no exit event or no Server-Timing trailer');
+        rest.push(rt);
+        paired.push(rt / svcMs);
+        addedMs.push(rt - svcMs);
+      }
       for (let i = 0; i < FILE_REPS; i++) {
         let t0 = performance.now();
         await w.files.write(guestPath, data);
@@ -130,6 +147,8 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
         record({ metric: `${name} (p${p})`, value: v, unit: 'ms', baseline: b, ratio: v / b, note: `${note}, ${xs.length} vs ${inProc.length} calls` });
       }
     }
+    record({ metric: 'REST exec round trip over its own service call (p50)', value: pct(paired, 50), unit: 'x',
+      note: `paired per call: SDK round trip / svc.exec time inside the daemon (Server-Timing trailer); HTTP adds p50 ${pct(addedMs, 50).toFixed(2)} ms, p90 ${pct(addedMs, 90).toFixed(2)} ms` });
     const fnote = `${note}, median of ${mibs.restW.length} transfers each`;
     const w = pct(mibs.restW, 50), wb = pct(mibs.ipW, 50), r = pct(mibs.restR, 50), rb = pct(mibs.ipR, 50);
     record({ metric: `SDK file write, ${FILE_BYTES >> 20} MiB`, value: w, unit: 'MiB/s', baseline: wb, ratio: w / wb, note: fnote });

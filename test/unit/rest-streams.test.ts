@@ -84,3 +84,11 @@ test('a file read comes back byte-exact with its declared length and mode', asyn
     assert.ok((await api.readFile('ws-1', '/f')).equals(FILE));
   });
 });
+
+test('an exec stream ends with a Server-Timing trailer: the service call\'s own time inside the daemon', async () => {
+  await withDaemon(async (api) => {
+    const res = await api.http.send('POST', '/v1/workspaces/ws-1/exec', { json: { command: ['x'] } });
+    for await (const _ of res) { /* to the end: trailers come after the last chunk */ }
+    assert.match(String(res.trailers['server-timing']), /^svc;dur=\d+\.\d{3}$/);
+  });
+});

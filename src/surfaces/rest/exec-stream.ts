@@ -18,8 +18,11 @@ export type ErrorJson = (e: unknown) => { status: number; body: Record<string, u
  */
 export function streamExec(res: ServerResponse, run: (onData: (s: Stream, chunk: Buffer) => void) => Promise<ExecOutput>, errorJson: ErrorJson): Promise<void> {
   const head = () => {
-    if (!res.headersSent) res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' });
+    if (!res.headersSent) res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store', Trailer: 'Server-Timing' });
   };
+  // The service call's own time, as a trailer: a client (the bench) can tell what the HTTP path added to this very call.
+  const t0 = performance.now();
+  const timing = () => { if (res.headersSent && res.chunkedEncoding) res.addTrailers({ 'Server-Timing': `svc;dur=${(performance.now() - t0).toFixed(3)}` }); };
   const live = () => !res.destroyed && !res.writableEnded;
   const line = (v: unknown) => `${JSON.stringify(v)}\n`;
   // Headers go out once a synchronous refusal would be known: from then on the client knows the command was
@@ -32,11 +35,12 @@ export function streamExec(res: ServerResponse, run: (onData: (s: Stream, chunk:
   }).then((r) => {
     if (!live()) return;
     head();
+    timing();
     res.end(line({ type: 'exit', exit_code: r.exit_code, signal: r.signal, timed_out: r.timed_out, truncated: r.truncated, duration_ms: r.duration_ms }));
   }, (e: unknown) => {
     if (!live()) return;
     const { status, body } = errorJson(e);
-    if (res.headersSent) { res.end(line({ type: 'error', error: body })); return; }
+    if (res.headersSent) { timing(); res.end(line({ type: 'error', error: body })); return; }
     clearImmediate(timer);
     res.writeHead(status, { 'Content-Type': 'application/json' }).end(JSON.stringify(body));
   }).finally(() => clearImmediate(timer));
