@@ -148,7 +148,7 @@ export async function benchDaemon(config: Config, execs: number, record: (r: Row
       }
     }
     record({ metric: 'REST exec round trip over its own service call (p50)', value: pct(paired, 50), unit: 'x',
-      note: `paired per call: SDK round trip / svc.exec time inside the daemon (Server-Timing trailer); HTTP adds p50 ${pct(addedMs, 50).toFixed(2)} ms, p90 ${pct(addedMs, 90).toFixed(2)} ms` });
+      note: `${pct(paired, 50).toFixed(3)}x paired per call: SDK round trip / svc.exec time inside the daemon (Server-Timing trailer); HTTP adds p50 ${pct(addedMs, 50).toFixed(2)} ms, p90 ${pct(addedMs, 90).toFixed(2)} ms` });
     const fnote = `${note}, median of ${mibs.restW.length} transfers each`;
     const w = pct(mibs.restW, 50), wb = pct(mibs.ipW, 50), r = pct(mibs.restR, 50), rb = pct(mibs.ipR, 50);
     record({ metric: `SDK file write, ${FILE_BYTES >> 20} MiB`, value: w, unit: 'MiB/s', baseline: wb, ratio: w / wb, note: fnote });
