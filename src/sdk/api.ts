@@ -48,23 +48,29 @@ export class ApiClient {
   async exec(id: string, input: Body<ExecInput>, o: ExecStreamHooks = {}): Promise<ExecResult> {
     const res = await this.http.send('POST', ws(id, '/exec'), { json: input, signal: o.signal });
     const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    let result: ExecResult | undefined;
+    let failed: Record<string, unknown> | undefined;
     try {
+      // Read to the end even after the last event: a response left unfinished would close the kept-alive connection.
       for await (const ev of ndjson(res)) {
-      if (ev.type === 'stdout' || ev.type === 'stderr') {
-        const chunk = Buffer.from(String(ev.data), 'base64');
-        out[ev.type].push(chunk);
-        (ev.type === 'stdout' ? o.onStdout : o.onStderr)?.(chunk);
-      } else if (ev.type === 'exit') {
-        const { type: _t, ...rest } = ev;
-        return { ...(rest as Omit<ExecResult, 'stdout' | 'stderr'>), stdout: Buffer.concat(out.stdout).toString('utf8'), stderr: Buffer.concat(out.stderr).toString('utf8') };
-      } else if (ev.type === 'error') {
-        throw errorFromBody(ev.error, 200);
-      }
+        if (result || failed) continue;
+        if (ev.type === 'stdout' || ev.type === 'stderr') {
+          const chunk = Buffer.from(String(ev.data), 'base64');
+          out[ev.type].push(chunk);
+          (ev.type === 'stdout' ? o.onStdout : o.onStderr)?.(chunk);
+        } else if (ev.type === 'exit') {
+          const { type: _t, ...rest } = ev;
+          result = { ...(rest as Omit<ExecResult, 'stdout' | 'stderr'>), stdout: Buffer.concat(out.stdout).toString('utf8'), stderr: Buffer.concat(out.stderr).toString('utf8') };
+        } else if (ev.type === 'error') {
+          failed = ev;
+        }
       }
     } catch (e) {
       // A stream cut short (daemon killed, connection reset) is the daemon's absence, not a command failure.
       throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
     }
+    if (failed) throw errorFromBody(failed.error, 200);
+    if (result) return result;
     throw IsletApiError.unavailable(new Error('the exec stream ended without a result'));
   }
 

@@ -137,16 +137,27 @@ export class Transport {
 }
 
 export async function readAll(res: IncomingMessage, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
+  const declared = Number(res.headers['content-length'] ?? NaN);
+  // A declared size gets its buffer up front: each chunk is copied in as it arrives (while the daemon still
+  // fetches the next from the guest) instead of all of them at the end, after the last byte.
+  let whole = Number.isSafeInteger(declared) && declared >= 0 && declared <= max ? Buffer.allocUnsafe(declared) : undefined;
+  let chunks: Buffer[] = [];
   let size = 0;
   for await (const c of res) {
-    size += (c as Buffer).length;
-    if (size > max) {
+    const b = c as Buffer;
+    if (size + b.length > max) {
       res.destroy();
       throw new IsletApiError('FILE_TOO_LARGE', `reply over ${max} bytes`, undefined, 0);
     }
-    chunks.push(c as Buffer);
+    if (whole && size + b.length > whole.length) { // more than declared (the parser does not allow it): collect instead
+      chunks = [whole.subarray(0, size)];
+      whole = undefined;
+    }
+    if (whole) b.copy(whole, size);
+    else chunks.push(b);
+    size += b.length;
   }
+  if (whole) return size === whole.length ? whole : whole.subarray(0, size);
   return Buffer.concat(chunks, size);
 }
 

@@ -3,6 +3,7 @@
 // 3.1 document generated from those routes at /v1/openapi.json.
 import { OpenAPIHono, createRoute } from '@hono/zod-openapi';
 import type { HttpBindings } from '@hono/node-server';
+import { RESPONSE_ALREADY_SENT } from '@hono/node-server/utils/response';
 import { z } from 'zod';
 import { FileTooLargeError, InvalidArgumentError, IsletError, toIsletError } from '../../core/errors.js';
 import {
@@ -16,6 +17,8 @@ import { WorkspaceInfoOut } from '../mcp/tools/workspace.js';
 import { registerImageRoutes } from './images.js';
 import { registerSessionRoutes } from './sessions.js';
 import { statusFor } from './status.js';
+import { streamExec } from './exec-stream.js';
+import { streamFile } from './file-stream.js';
 
 export const API_VERSION = '1';
 
@@ -139,25 +142,16 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
   app.openapi(createRoute({
     method: 'post', path: '/v1/workspaces/{id}/exec',
     summary: 'run a command; the response streams NDJSON events: {"type":"stdout"|"stderr","data":<base64>} as output '
-      + 'arrives, then {"type":"exit",...} or {"type":"error","error":{code,message,hint}}',
+      + 'arrives, then {"type":"exit",...} or {"type":"error","error":{code,message,hint}}; a command refused before it starts '
+      + '(unknown workspace, one not running) gets the error\'s status and {code,message,hint} instead',
     request: { params: Id, body: { content: { 'application/json': { schema: ExecBody } } } },
     responses: { 200: { description: 'NDJSON event stream', content: { 'application/x-ndjson': { schema: Obj } } }, ...errorResponses },
   }), async (c) => {
-    const who = caller(c);
     const input = { ...c.req.valid('json'), workspace_id: c.req.valid('param').id };
-    await svc.info(who, { workspace_id: input.workspace_id }); // fail fast (404) before the stream starts
+    const who = caller(c);
     const signal = signalOf(c);
-    const enc = new TextEncoder();
-    const body = new ReadableStream<Uint8Array>({
-      start(ctl) {
-        const send = (v: unknown) => { try { ctl.enqueue(enc.encode(`${JSON.stringify(v)}\n`)); } catch { /* reader gone */ } };
-        svc.exec(who, input, { signal, onData: (stream, chunk) => send({ type: stream, data: chunk.toString('base64') }) })
-          .then((r) => send({ type: 'exit', exit_code: r.exit_code, signal: r.signal, timed_out: r.timed_out, truncated: r.truncated, duration_ms: r.duration_ms }))
-          .catch((e: unknown) => send({ type: 'error', error: errorJson(e).body }))
-          .finally(() => { try { ctl.close(); } catch { /* already closed */ } });
-      },
-    });
-    return new Response(body, { status: 200, headers: { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store' } }) as never;
+    await streamExec(c.env.outgoing, (onData) => svc.exec(who, input, { signal, onData }), errorJson);
+    return RESPONSE_ALREADY_SENT as never;
   });
 
   // --- files: raw bytes both ways, streamed (memory stays a window whatever the size) ---
@@ -181,19 +175,8 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
     responses: { 200: { description: 'the file', content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } } }, ...errorResponses },
   }), async (c) => {
     const f = await svc.readStream(caller(c), { workspace_id: c.req.valid('param').id, path: c.req.valid('query').path }, { signal: signalOf(c) });
-    const it = f.chunks[Symbol.asyncIterator]();
-    // Pull-driven: the next window is read from the guest only when the client has taken the last one.
-    const body = new ReadableStream<Uint8Array>({
-      async pull(ctl) {
-        const n = await it.next();
-        if (n.done) ctl.close();
-        else ctl.enqueue(n.value);
-      },
-      async cancel() { await it.return?.(undefined); },
-    }, { highWaterMark: 0 });
-    const headers: Record<string, string> = { 'Content-Type': 'application/octet-stream', 'Content-Length': String(f.size) };
-    if (f.mode !== undefined) headers['x-islet-file-mode'] = f.mode.toString(8).padStart(4, '0');
-    return new Response(body, { status: 200, headers }) as never;
+    await streamFile(c.env.outgoing, f);
+    return RESPONSE_ALREADY_SENT as never;
   });
 
   app.openapi(createRoute({
