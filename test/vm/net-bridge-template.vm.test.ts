@@ -20,6 +20,7 @@ import { loadConfig } from '../../src/core/config.js';
 import type { ExecOutput, SnapshotCreateOutput, WorkspaceInfo, WorkspaceIpOutput } from '../../src/service/types.js';
 import { inetPeerArgs, makeTopology, netnsUnavailable, SITE_B, Topology } from '../fixtures/netns.js';
 import { stopDaemon } from './daemon-stop.js';
+import { qemuProcesses } from './procs.js';
 
 const skip = await netnsUnavailable();
 const SLOW = { timeout: 300_000 };
@@ -165,18 +166,20 @@ describe('bridge mode: templates, memory forks and the warm pool re-address the 
     stopDaemon(cfgFile);
     daemon?.kill('SIGTERM');
     if (topo) {
-      const cleanup = `import { loadConfig } from '${path.resolve('dist/src/core/config.js')}';
-        import { WorkspaceService } from '${path.resolve('dist/src/service/workspaces.js')}';
-        const svc = await WorkspaceService.open(loadConfig('${cfgFile}'));
-        const admin = { owner: 'cleanup', admin: true };
-        for (const w of await svc.list(admin)) await svc.destroy(admin, { workspace_id: w.workspace_id });
-        await svc.close();`;
-      await topo.exec(topo.islet, [process.execPath, '--input-type=module', '-e', cleanup], { allowFailure: true, timeoutMs: 120_000 }).catch(() => undefined);
+      // destroyAll retries a fork's source (refused while the fork exists), which a single pass in list order left running.
+      await topo.exec(topo.islet, [process.execPath, path.resolve('dist/test/fixtures/cleanup-child.js'), cfgFile],
+        { allowFailure: true, timeoutMs: 180_000 }).catch(() => undefined);
+    }
+    // A QEMU of this run dir that outlived the cleanup (a pool VM, a refused destroy) is a leak: killed, and reported.
+    const leaked = qemuProcesses(runDir);
+    for (const q of leaked) { try { process.kill(q.pid, 'SIGKILL'); } catch { /* gone meanwhile */ } }
+    if (topo) {
       await topo.close();
     }
     rmSync(dataDir, { recursive: true, force: true });
     rmSync(runDir, { recursive: true, force: true });
-  }, { timeout: 180_000 });
+    assert.deepEqual(leaked.map((q) => q.id), [], 'every VM of the test was destroyed by the cleanup');
+  }, { timeout: 300_000 });
 
   test('a bridge-mode create is restored from the template, not booted, and the guest has its own address, which answers', () => evidence(async () => {
     const l = log();
