@@ -28,7 +28,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
  */
 const restores: number[] = [];
 const phases = new Map<string, number[]>();
-/** Per session, in order: restored from the session template (its create started the front) or not (OpenCode cold). */
+/** Per session, in order: restored from the session template (its create configured the template's front) or not (OpenCode cold). */
 const warmed: boolean[] = [];
 const progress = (m: string) => {
   const r = /restored from template in (\d+) ms(?: \((.*)\))?/.exec(m);
@@ -132,7 +132,7 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
       record({ metric: '  of which restored from the template (median)', value: warmReady.length ? median(warmReady) / 1000 : NaN, unit: 's',
         note: `session(s) ${cold.join(', ')} found no template (its key changed under this run: the shared cache's artifacts changed) and started OpenCode cold` });
     }
-    record({ metric: '  of which: the create call (median)', value: median(calls) / 1000, unit: 's', note: `(each: ${calls.map((x) => (x / 1000).toFixed(1)).join(', ')} s; clone, restore, checkout, front)` });
+    record({ metric: '  of which: the create call (median)', value: median(calls) / 1000, unit: 's', note: `(each: ${calls.map((x) => (x / 1000).toFixed(1)).join(', ')} s; clone, restore, checkout, front config)` });
     if (restores.length) {
       record({ metric: '  of which: restore + identity reset + login key (median)', value: median(restores) / 1000, unit: 's',
         note: `(each: ${restores.map((x) => (x / 1000).toFixed(1)).join(', ')} s)` });
@@ -143,7 +143,7 @@ export async function benchSessions(config: Config, n: number, cold: boolean, re
     }
     const after = ready.map((r, i) => r - calls[i]!);
     record({ metric: '  of which: create call → ready (median)', value: median(after) / 1000, unit: 's',
-      note: `(each: ${after.map((x) => (x / 1000).toFixed(1)).join(', ')} s; the front's start and the first /global/health through it)` });
+      note: `(each: ${after.map((x) => (x / 1000).toFixed(1)).join(', ')} s; the first /global/health through the front, which the template started)` });
     record({ metric: 'first GET /path in the session directory (median)', value: median(paths) / 1000, unit: 's', note: `(each: ${paths.map((x) => (x / 1000).toFixed(1)).join(', ')} s)` });
   });
 }

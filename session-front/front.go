@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"crypto/subtle"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,27 +9,85 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
-// maxPasswordFile bounds what is read from -password-file.
-const maxPasswordFile = 4096
+// maxConfigFile bounds what is read from -config.
+const maxConfigFile = 8192
 
-func readPassword(file string) (string, error) {
+// session is what a front needs of its session: the password clients must send and the checkout OpenCode serves.
+type session struct{ password, dir string }
+
+// readConfig reads -config: the password on its first line, the session's directory on its second, both ending in a
+// newline. Anything else (no file yet, or a file cut short) is an error: the front stays closed.
+func readConfig(file string) (session, error) {
 	f, err := os.Open(file)
 	if err != nil {
-		return "", err
+		return session{}, err
 	}
 	defer f.Close()
-	line, err := bufio.NewReaderSize(io.LimitReader(f, maxPasswordFile), maxPasswordFile).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return "", err
+	b, err := io.ReadAll(io.LimitReader(f, maxConfigFile+1))
+	if err != nil {
+		return session{}, err
 	}
-	pw := strings.TrimRight(line, "\r\n")
-	if pw == "" {
-		return "", fmt.Errorf("%s holds no password", file)
+	if len(b) > maxConfigFile {
+		return session{}, fmt.Errorf("%s is larger than %d bytes", file, maxConfigFile)
 	}
-	return pw, nil
+	lines := strings.SplitAfter(string(b), "\n")
+	if len(lines) != 3 || lines[2] != "" {
+		return session{}, fmt.Errorf("%s must hold two lines, the password and the directory", file)
+	}
+	s := session{password: strings.TrimSuffix(lines[0], "\n"), dir: strings.TrimSuffix(lines[1], "\n")}
+	if s.password == "" {
+		return session{}, fmt.Errorf("%s holds no password", file)
+	}
+	if !strings.HasPrefix(s.dir, "/") {
+		return session{}, fmt.Errorf("%s names no absolute directory", file)
+	}
+	return s, nil
+}
+
+// gate is the front as it listens: 503 to everything until its session is configured, then that session's front for
+// good. It starts in the session template, before any session exists, so it has no password of its own to accept.
+type gate struct {
+	up   *url.URL
+	user string
+	cur  atomic.Value // http.Handler, once configured
+}
+
+func newGate(up *url.URL, user string) *gate { return &gate{up: up, user: user} }
+
+func (g *gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, _ := g.cur.Load().(http.Handler)
+	if h == nil {
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "this session is not configured yet", http.StatusServiceUnavailable)
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+// configure sets the session once; a second session (another config) is refused: a front serves one session.
+func (g *gate) configure(s session) bool {
+	return g.cur.CompareAndSwap(nil, newFront(g.up, s.dir, g.user, s.password))
+}
+
+// watch reads file every `every` until it holds a session, then configures the gate with it and returns.
+func (g *gate) watch(file string, every time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if s, err := readConfig(file); err == nil {
+			g.configure(s)
+			return
+		}
+		select {
+		case <-t.C:
+		case <-done:
+			return
+		}
+	}
 }
 
 // newFront checks the password, then hands the request to OpenCode with the session's directory as the default.

@@ -99,20 +99,64 @@ func TestEventStreamsAreFlushed(t *testing.T) {
 	}
 }
 
-func TestPasswordFile(t *testing.T) {
-	d := t.TempDir()
-	f := filepath.Join(d, "pw")
-	os.WriteFile(f, []byte("ses-cccc\nignored\n"), 0o600)
-	if pw, err := readPassword(f); err != nil || pw != "ses-cccc" {
-		t.Errorf("got %q, %v", pw, err)
+func TestConfigFile(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "session")
+	os.WriteFile(f, []byte("ses-cccc\n/home/agent/workspaces/ses-cccc\n"), 0o600)
+	if s, err := readConfig(f); err != nil || s.password != "ses-cccc" || s.dir != "/home/agent/workspaces/ses-cccc" {
+		t.Errorf("got %+v, %v", s, err)
 	}
-	os.WriteFile(f, []byte("\n"), 0o600)
-	if _, err := readPassword(f); err == nil {
-		t.Error("an empty password was accepted")
+	for _, bad := range []string{"", "ses-cccc\n", "ses-cccc\n/home/agent/workspaces/ses-cccc", "\n/tmp\n", "ses-cccc\nrelative\n",
+		"ses-cccc\n/tmp\nmore\n", strings.Repeat("x", maxConfigFile+10) + "\n/tmp\n"} {
+		os.WriteFile(f, []byte(bad), 0o600)
+		if s, err := readConfig(f); err == nil {
+			t.Errorf("%.40q was accepted: %+v", bad, s)
+		}
 	}
-	os.WriteFile(f, []byte(strings.Repeat("x", maxPasswordFile+10)), 0o600)
-	if pw, _ := readPassword(f); len(pw) > maxPasswordFile {
-		t.Errorf("read %d bytes", len(pw))
+}
+
+// The front starts before its session exists (in the template): closed to everyone, the empty password included, until
+// its config is written; then open to that session's password only, and deaf to any later config.
+func TestClosedUntilConfigured(t *testing.T) {
+	up := upstream(t)
+	defer up.Close()
+	u, _ := url.Parse(up.URL)
+	g := newGate(u, "opencode")
+	s := httptest.NewServer(g)
+	defer s.Close()
+	f := filepath.Join(t.TempDir(), "session")
+	done := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { g.watch(f, 5*time.Millisecond, done); close(watched) }()
+	defer close(done)
+	for _, c := range []struct{ user, pw string }{{"", ""}, {"opencode", ""}, {"opencode", "ses-aaaa"}} {
+		if code, body := get(t, s, "/global/health", c.user, c.pw, nil); code != http.StatusServiceUnavailable || strings.Contains(body, "dir=") {
+			t.Errorf("unconfigured, %q:%q: got %d %q, want 503 and nothing from upstream", c.user, c.pw, code, body)
+		}
+	}
+	os.WriteFile(f, []byte("ses-aaaa\n"), 0o600) // cut short: still closed
+	time.Sleep(30 * time.Millisecond)
+	if code, _ := get(t, s, "/global/health", "opencode", "ses-aaaa", nil); code != http.StatusServiceUnavailable {
+		t.Errorf("half a config opened the front: %d", code)
+	}
+	os.WriteFile(f, []byte("ses-aaaa\n"+sessionDir+"\n"), 0o600)
+	select {
+	case <-watched:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the config was never read")
+	}
+	if code, body := get(t, s, "/path", "opencode", "ses-aaaa", nil); code != 200 || !strings.HasPrefix(body, "dir="+sessionDir+" ") {
+		t.Errorf("configured: got %d %q", code, body)
+	}
+	for _, pw := range []string{"", "ses-bbbb"} {
+		if code, _ := get(t, s, "/global/health", "opencode", pw, nil); code != http.StatusUnauthorized {
+			t.Errorf("configured, password %q: got %d, want 401", pw, code)
+		}
+	}
+	if g.configure(session{password: "ses-bbbb", dir: "/tmp"}) {
+		t.Error("a second session was configured")
+	}
+	if code, _ := get(t, s, "/global/health", "opencode", "ses-bbbb", nil); code != http.StatusUnauthorized {
+		t.Errorf("the second session's password: got %d, want 401", code)
 	}
 }
 

@@ -7,10 +7,13 @@
 // OpenCode reads its password (OPENCODE_SERVER_PASSWORD) once, when it starts,
 // and takes its default directory from its cwd: neither can be a session's in
 // a process started before the session existed. So the template's OpenCode
-// listens on loopback only, without a password, and each session starts the
-// front (session-front/) on port 4096: it refuses any request without the
-// session's password and names the session's checkout as OpenCode's directory
-// (x-opencode-directory, read per request) unless the client named one.
+// listens on loopback only, without a password, behind the front
+// (session-front/) on port 4096: it refuses any request without the session's
+// password and names the session's checkout as OpenCode's directory
+// (x-opencode-directory, read per request) unless the client named one. The
+// front starts here too, before any session exists (a Go start in a fresh VM
+// costs seconds under TCG): it answers 503 until a session writes its
+// password and directory to SESSION_CONFIG after the restore.
 import { readFile } from 'node:fs/promises';
 import { GuestStepError, firstLine } from '../core/errors.js';
 import type { Progress } from '../core/progress.js';
@@ -22,12 +25,20 @@ import type { TemplateWarmup } from './templates.js';
 export const FRONT_IN_GUEST = '/usr/local/libexec/islet/islet-session-front';
 /** OpenCode's port inside a template-path session: loopback only, behind the front on 4096. */
 export const OPENCODE_LOOPBACK_PORT = 4097;
-/** The agent user's transient units (systemd-run --user): OpenCode started in the template, the front started per session. */
+/** The agent user's transient units (systemd-run --user): OpenCode and its front, both started in the template. */
 export const WARM_UNIT = 'islet-opencode.service';
 export const FRONT_UNIT = 'islet-opencode-front.service';
-/** Bumped when the steps below change: the template key changes with it. */
-const STEPS = 1;
+/**
+ * The front's config, written by each session after the restore: its password, then its directory, one a line.
+ * In the agent user's runtime directory (tmpfs, 0700 the user's): never on the template's disk, and never in its
+ * memory either, as no template writes it.
+ */
+export const SESSION_CONFIG = '/run/user/1000/islet-session';
+/** Bumped when the steps below change: the template key changes with it (as with the front's sources, front.key). */
+const STEPS = 2;
 const AGENT_UID = 1000;
+/** Where the session's forward reaches: the front's port (OpenCode's own in opencode@.service). */
+const SESSION_PORT = 4096;
 const WORKSPACES_DIR = '/home/agent/workspaces';
 /** The opencode@.service's program (images/agent-ready/recipe.json). */
 const OPENCODE = '/home/agent/.local/bin/opencode';
@@ -55,6 +66,10 @@ async function warmUp(m: Machine, front: SessionFront, progress: Progress, signa
   const t0 = performance.now();
   await m.writeFile(FRONT_IN_GUEST, await readFile(front.path), { mode: 0o755, createParents: true, signal });
   await step(m, ['systemctl', 'start', `user@${AGENT_UID}.service`], 'start the agent user\'s systemd manager', signal);
+  // The front first: it has minutes to start while OpenCode loads, and serves nothing until a session configures it.
+  await step(m, [...asAgent(), 'systemd-run', '--user', '--quiet', `--unit=${FRONT_UNIT}`, '-p', 'Restart=on-failure', '-p', 'RestartSec=1', '--',
+    FRONT_IN_GUEST, '-listen', `0.0.0.0:${SESSION_PORT}`, '-upstream', `http://127.0.0.1:${OPENCODE_LOOPBACK_PORT}`, '-config', SESSION_CONFIG],
+  'start the session front', signal);
   await step(m, [...asAgent(), 'systemd-run', '--user', '--quiet', `--unit=${WARM_UNIT}`, `--working-directory=${WORKSPACES_DIR}`,
     '-p', 'Restart=on-failure', '-p', 'RestartSec=5', '--', OPENCODE, 'serve', '--port', String(OPENCODE_LOOPBACK_PORT), '--hostname', '127.0.0.1'],
   'start OpenCode', signal);
@@ -67,6 +82,7 @@ async function warmUp(m: Machine, front: SessionFront, progress: Progress, signa
   // bundle) on first use; done here, no session pays for it. The directory is the parent of every session's.
   await until(m, `http://127.0.0.1:${OPENCODE_LOOPBACK_PORT}/path`, WORKSPACES_DIR, 'answer /path for a directory', signal);
   progress(`session template: OpenCode served a directory ${((performance.now() - ready) / 1000).toFixed(1)} s later`);
+  await step(m, [...asAgent(), 'systemctl', '--user', 'is-active', '--quiet', FRONT_UNIT], 'keep the session front running', signal);
 }
 
 /** The front's -probe, in slices so no single exec outlives the agent's patience, until WARM_TIMEOUT_MS. */

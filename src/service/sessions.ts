@@ -21,7 +21,7 @@ import { SessionNotFoundError } from '../core/errors.js';
 import { FORWARD_HOST } from '../host/ports.js';
 import { ensureSessionFront, type SessionFront } from '../images/session-front-build.js';
 import { fetchRepo, redactUrl, removeTree } from './repo-fetch.js';
-import { FRONT_IN_GUEST, FRONT_UNIT, OPENCODE_LOOPBACK_PORT, WARM_UNIT, asAgent, sessionWarmup } from './session-template.js';
+import { FRONT_UNIT, SESSION_CONFIG, WARM_UNIT, asAgent, sessionWarmup } from './session-template.js';
 import { type SessionRow, SessionStore } from './session-store.js';
 import type { Caller, ExecOutput, ForwardInfo, OpOptions, SshInfo, WorkspaceInfo } from './types.js';
 import type { TemplateSpec, TemplateWarmup, Templates } from './templates.js';
@@ -229,16 +229,16 @@ export class Sessions {
       const wsId = w.workspace_id;
       workspaceId = wsId;
       this.rows.update(id, { workspace_id: wsId });
-      // At once: the front needs no checkout to start (it names the directory per request, and readiness is asked
-      // only after this create returns, so never before the checkout is in place), and the forward is the host's.
+      // At once: the front needs no checkout to be configured (it names the directory per request, and readiness is
+      // asked only after this create returns, so never before the checkout is in place), and the forward is the host's.
       const [, , fwd] = await Promise.all([
         lap('checkout', this.checkout(as, wsId, id, repo.tarPath, o).then(() => removeTree(this.workDir(id)))),
-        warmed ? lap('front', this.startFront(as, wsId, id, o)) : undefined,
+        warmed ? lap('front', this.configureFront(as, wsId, id, o)) : undefined,
         lap('forward', this.ws.portForward(as, { workspace_id: wsId, guest_port: OPENCODE_PORT }, o)),
       ]);
       // Cold, OpenCode starts in the checkout (its unit's working directory), so after it.
       if (!warmed) await lap('opencode start', this.startCold(as, wsId, id, o));
-      this.ctx.progress(`session ${id}: ${warmed ? 'restored with OpenCode running (session template); its front started' : 'OpenCode started cold'}`);
+      this.ctx.progress(`session ${id}: ${warmed ? 'restored with OpenCode and its front running (session template); the front configured' : 'OpenCode started cold'}`);
       this.rows.update(id, { host_port: fwd.host_port });
     } catch (e) {
       if (workspaceId) await this.ws.destroy(as, { workspace_id: workspaceId }).catch(() => undefined);
@@ -270,18 +270,16 @@ export class Sessions {
   }
 
   /**
-   * The template path: OpenCode already runs on loopback (WARM_UNIT); the
-   * front takes port 4096 with this session's password and directory. The
-   * password goes in a file of the agent user's (0600), not in argv.
+   * The template path: OpenCode and the front already run (the template
+   * started both); the front answers 503 until this file holds the session's
+   * password and directory, and then serves this session only. One file write,
+   * no program started in the guest: the agent writes it whole (a rename), as
+   * root, 0644 in the agent user's runtime directory, which is 0700 the
+   * user's, so only that user (the front's) and root can read it.
    */
-  private async startFront(as: Caller, wsId: string, id: string, o: OpOptions): Promise<void> {
-    const pwFile = `/run/user/${AGENT_UID}/islet-session-password`;
-    await this.ws.writeStream(as, { workspace_id: wsId, path: pwFile, mode: 0o600 }, (async function* () { yield Buffer.from(`${id}\n`); })(), o);
-    // chown, then the front as the agent user, in one exec: $1 owner, $2 the file, the rest the front's argv.
-    await this.guest(as, wsId, ['sh', '-ec', 'chown "$1" "$2"; shift 2; exec "$@"', 'islet-front', `${AGENT_UID}:${AGENT_UID}`, pwFile,
-      ...asAgent(), 'systemd-run', '--user', '--quiet', `--unit=${FRONT_UNIT}`, '-p', 'Restart=on-failure', '-p', 'RestartSec=1', '--',
-      FRONT_IN_GUEST, '-listen', `0.0.0.0:${OPENCODE_PORT}`, '-upstream', `http://127.0.0.1:${OPENCODE_LOOPBACK_PORT}`,
-      '-directory', `${WORKSPACES_DIR}/${id}`, '-password-file', pwFile], 'start the session front', o);
+  private async configureFront(as: Caller, wsId: string, id: string, o: OpOptions): Promise<void> {
+    const config = Buffer.from(`${id}\n${WORKSPACES_DIR}/${id}\n`);
+    await this.ws.writeStream(as, { workspace_id: wsId, path: SESSION_CONFIG, mode: 0o644 }, (async function* () { yield config; })(), o);
   }
 
   /** One argv run as root in the guest; a non-zero exit is this step's failure. */

@@ -1,8 +1,8 @@
 // Agent sessions from a session template, on the fake drivers: the template
 // is built once with OpenCode started on loopback without a password and the
-// front put in the guest; a session restored from it starts no OpenCode of its
-// own but the front, with its password (in a file, not argv) and its
-// directory; without a template a session starts OpenCode cold and the
+// front put in the guest and started there, unconfigured; a session restored
+// from it starts no program of its own but writes the front's config (its
+// password and directory, in a file, not argv); without a template a session starts OpenCode cold and the
 // template is built in the background.
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ExecRequest } from '../../src/guest/agent.js';
-import { FRONT_IN_GUEST } from '../../src/service/session-template.js';
+import { FRONT_IN_GUEST, SESSION_CONFIG } from '../../src/service/session-template.js';
 import type { WorkspaceService } from '../../src/service/workspaces.js';
 import { WorkspaceService as Svc } from '../../src/service/workspaces.js';
 import { type FakeWorld, fakeWorld } from '../fixtures/fake-drivers.js';
@@ -63,7 +63,7 @@ test('without a session template: OpenCode starts cold, and the template is buil
   await svc.sessionDestroy(alice, { sessionId: s.sessionId });
 });
 
-test('the template: the front in the guest, OpenCode started once on loopback without a password, asked until it answers', async () => {
+test('the template: the front in the guest and started unconfigured, OpenCode started once on loopback without a password, asked until it answers', async () => {
   const tvm = w.vmm.vms.find(hasFront)!;
   assert.equal(tvm.spec.memoryMb, 1024, 'the session shape');
   const files = (tvm.guest.files ?? {}) as Record<string, { data: string; mode: number }>;
@@ -76,6 +76,12 @@ test('the template: the front in the guest, OpenCode started once on loopback wi
   assert.doesNotMatch(serve, /PASSWORD/, 'no password: the front checks it');
   assert.ok(cmds.indexOf(serve) < cmds.findIndex((c) => c.includes(`${FRONT_IN_GUEST} -probe http://127.0.0.1:4097/global/health`)), 'started, then asked');
   assert.ok(cmds.some((c) => c.includes('-probe http://127.0.0.1:4097/path') && c.endsWith('-probe-directory /home/agent/workspaces')), 'a directory served once');
+  const front = cmds.find((c) => c.includes(`${FRONT_IN_GUEST} -listen 0.0.0.0:4096`));
+  assert.ok(front?.startsWith(`${AS_AGENT} systemd-run --user --quiet --unit=islet-opencode-front.service`), cmds.join(' | '));
+  assert.ok(front);
+  assert.ok(front.endsWith(`-upstream http://127.0.0.1:4097 -config ${SESSION_CONFIG}`), front);
+  assert.ok(cmds.indexOf(front) < cmds.indexOf(serve), 'the front starts while OpenCode loads');
+  assert.ok(!(SESSION_CONFIG in files), 'no session config in the template');
 });
 
 test('with the template: the session is restored, starts no OpenCode, and its front gets its password and directory', async () => {
@@ -88,17 +94,11 @@ test('with the template: the session is restored, starts no OpenCode, and its fr
   const cmds = w.guest.execs.map(argvOf);
   assert.ok(!cmds.some((c) => c.includes('opencode@')), `no cold OpenCode: ${cmds.join(' | ')}`);
   const dir = `/home/agent/workspaces/${s.sessionId}`;
-  const pwFile = '/run/user/1000/islet-session-password';
   const files = (vm.guest.files ?? {}) as Record<string, { data: string; mode: number }>;
-  assert.equal(Buffer.from(files[pwFile]!.data, 'base64').toString(), `${s.sessionId}\n`);
-  assert.equal(files[pwFile]!.mode, 0o600);
-  const front = cmds.findIndex((c) => c.includes(`${FRONT_IN_GUEST} -listen 0.0.0.0:4096`));
-  assert.ok(front >= 0, cmds.join(' | '));
-  assert.ok(cmds[front]!.endsWith(`-upstream http://127.0.0.1:4097 -directory ${dir} -password-file ${pwFile}`), cmds[front]);
-  assert.ok(!cmds[front]!.includes(s.sessionId + ' ') || cmds[front]!.includes(`-directory ${dir}`), 'the password is not in argv');
+  assert.equal(Buffer.from(files[SESSION_CONFIG]!.data, 'base64').toString(), `${s.sessionId}\n${dir}\n`, 'the password, then the directory');
+  assert.equal(files[SESSION_CONFIG]!.mode, 0o644, 'readable by the front (the agent user), in that user\'s 0700 runtime directory');
+  assert.ok(!cmds.some((c) => c.includes(FRONT_IN_GUEST) || c.includes('systemd-run')), `the template's front is not started again: ${cmds.join(' | ')}`);
   assert.ok(cmds.some((c) => c.endsWith(` islet-checkout ${dir} /var/tmp/islet-session-${s.sessionId}.tar 1000:1000`)), 'the checkout is in place when the create returns');
-  assert.ok(cmds[front]!.startsWith(`sh -ec chown "$1" "$2"; shift 2; exec "$@" islet-front 1000:1000 ${pwFile} ${AS_AGENT} systemd-run --user`),
-    'the password file is the agent user\'s before the front reads it');
   assert.equal((await svc.sessionGet(alice, { sessionId: s.sessionId })).state, 'creating', 'ready only once it answers');
   await ready(s.sessionId);
   w.guest.execs.length = 0;

@@ -4,8 +4,8 @@
 // listed, and deleted with nothing left. One session takes the cold path
 // (its own data dir, session templates off: opencode@<id> started after the
 // checkout), the other the template path (restored from the image's session
-// template, where "OpenCode" already runs on loopback, with the session's
-// front on 4096 checking its password).
+// template, where "OpenCode" already runs on loopback behind the front on
+// 4096, which the session configures with its password).
 //
 // The image is session-standin (test/fixtures/images): the same session
 // contract as agent-ready, but its `opencode serve` is a busybox httpd
@@ -109,7 +109,11 @@ describe('agent sessions (stand-in for OpenCode)', { timeout: 30 * 60_000 }, () 
         const listening = (await sh('ss -ltnH | awk \'{print $4}\' | grep -E ":(4096|4097)$" | sort')).split('\n');
         assert.deepEqual(listening.filter((l) => l.endsWith(':4097')), ['127.0.0.1:4097'], listening.join(' '));
         assert.equal(listening.filter((l) => l.endsWith(':4096')).length, 1, listening.join(' '));
-        assert.equal(await sh(`stat -c '%a %U' /run/user/1000/islet-session-password`), '600 agent');
+        // The front's config: readable by the agent user only through its own 0700 runtime directory.
+        assert.equal(await sh(`stat -c '%a %U' /run/user/1000 /run/user/1000/islet-session`), '700 agent\n644 root');
+        // The front is the template's process, started before OpenCode there, not one started for this session.
+        const pid = async (u: string) => Number(await sh(`${USER} show -p MainPID --value ${u}`));
+        assert.ok(await pid('islet-opencode-front.service') < await pid('islet-opencode.service'), 'the front was started in the template');
       }
       assert.equal(await health(ready.url!, s.password), 200);
       assert.equal(await health(ready.url!, 'wrong'), 401);
