@@ -8,7 +8,7 @@ import {
 } from '../core/errors.js';
 import { guestErrorFrom } from './errors.js';
 import {
-  DATA_CHUNK, FLAG_EOF, Frame, FrameDecoder, FrameType, PROTOCOL_VERSION, STREAM_MASK, Stream, decodeJson, encodeFrame, encodeJson,
+  DATA_CHUNK, FLAG_EOF, Frame, FrameDecoder, FrameType, PROTOCOL_VERSION, STREAM_MASK, Stream, decodeJson, encodeFrame, encodeHeader, encodeJson,
 } from './frame.js';
 
 export const HOST_CLIENT = 'islet/0.1.0';
@@ -162,7 +162,20 @@ export class AgentClient {
   /** Writes a frame, resolving once the socket can take more (backpressure). */
   write(frame: Buffer): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
-    if (this.sock.write(frame)) return Promise.resolve();
+    return this.sock.write(frame) ? Promise.resolve() : this.drained();
+  }
+
+  /** A frame in parts (header, payload) in one writev, the payload not copied. */
+  private writeParts(head: Buffer, payload: Buffer): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    this.sock.cork();
+    this.sock.write(head);
+    const ok = this.sock.write(payload);
+    this.sock.uncork();
+    return ok ? Promise.resolve() : this.drained();
+  }
+
+  private drained(): Promise<void> {
     return new Promise((resolve, reject) => {
       const onDrain = () => { this.sock.off('close', onClose); resolve(); };
       const onClose = () => { this.sock.off('drain', onDrain); reject(this.dead); };
@@ -180,7 +193,7 @@ export class AgentClient {
       off += chunk.length;
       if (!eof && chunk.length === 0) return;
       const flags = stream | (eof && off >= data.length ? FLAG_EOF : 0);
-      await this.write(encodeFrame({ type: FrameType.DATA, flags, requestId: id, payload: chunk }));
+      await this.writeParts(encodeHeader(FrameType.DATA, flags, id, chunk.length), chunk);
     } while (off < data.length);
   }
 

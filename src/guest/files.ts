@@ -131,7 +131,7 @@ export async function writeGuestFileStream(client: AgentClient, path: string, so
 export interface StreamReadOptions {
   /** The largest file accepted; a larger one fails with FILE_TOO_LARGE before any byte is returned. */
   maxBytes: number;
-  /** Bytes per FILE_READ window (default 8 MiB); two are held at most. */
+  /** Bytes per FILE_READ window (default 8 MiB); at most two are held, one of them still arriving. */
   window?: number;
   signal?: AbortSignal;
 }
@@ -143,13 +143,19 @@ export interface FileStream {
   chunks: AsyncIterable<Buffer>;
 }
 
+/** The first window is small: its reply carries the file's size, which a caller needs before the first byte. */
+const FIRST_WINDOW = 1 << 20;
+
 /**
- * Reads a guest file of any size with bounded memory: one window at a time
- * (caps file.range), the next fetched while the caller consumes the current
- * one. The first window is read before returning, so a missing or too-large
- * file fails here rather than in the middle of a stream. A file that changes
- * size while read ends the stream with an IO_ERROR. Agents without
- * file.range are read whole, bounded by maxBytes.
+ * Reads a guest file of any size with bounded memory: window by window
+ * (caps file.range), each window's frames handed on as they arrive (no
+ * window is gathered whole, so a relay such as the REST API never waits for
+ * one), the next window asked for as soon as the last is in while no more
+ * than a window waits for the caller. The first (small) window is read
+ * before returning, so a missing or too-large file fails here rather than in
+ * the middle of a stream. A file that changes size while read ends the
+ * stream with an IO_ERROR. Agents without file.range are read whole, bounded
+ * by maxBytes.
  */
 export async function readGuestFileStream(client: AgentClient, path: string, o: StreamReadOptions): Promise<FileStream> {
   if (!client.hasCap('file.range')) {
@@ -157,27 +163,59 @@ export async function readGuestFileStream(client: AgentClient, path: string, o: 
     return { size: r.data.length, mode: r.mode, chunks: (async function* () { yield r.data; })() };
   }
   const window = o.window ?? 8 << 20;
-  const readAt = (offset: number, length: number) => readGuestFile(client, path, { maxBytes: length, window: { offset, length }, signal: o.signal });
-  const first = await readAt(0, window);
+  const first = await readGuestFile(client, path, { maxBytes: Math.min(window, FIRST_WINDOW), window: { offset: 0, length: Math.min(window, FIRST_WINDOW) }, signal: o.signal });
   const size = first.fileSize ?? first.data.length;
   if (size > o.maxBytes) {
     throw new FileTooLargeError(`read ${path}: ${size} bytes is over the ${o.maxBytes}-byte transfer limit`, 'raise [server] max_transfer_bytes', { path, size, maxBytes: o.maxBytes });
   }
   const changed = () => new IsletError('GUEST_ERROR', `read ${path}: the file changed size while it was read`, 'read it again once nothing writes it', { path });
   async function* chunks(): AsyncGenerator<Buffer> {
-    let off = Math.min(first.data.length, size);
-    let next = off < size ? readAt(off, Math.min(window, size - off)) : undefined;
-    next?.catch(() => undefined);
-    yield first.data.subarray(0, off);
+    const head = Math.min(first.data.length, size);
     if (first.data.length > size) throw changed();
-    while (next) {
-      const want = Math.min(window, size - off);
-      const w = await next;
-      if (w.data.length !== want) throw changed();
-      off += want;
-      next = off < size ? readAt(off, Math.min(window, size - off)) : undefined;
-      next?.catch(() => undefined);
-      yield w.data;
+    const queue: Buffer[] = [];
+    let queued = 0;
+    let next = head; // where the next window starts
+    let inFlight = false;
+    let failure: unknown;
+    let closed = false;
+    let wake: (() => void) | undefined;
+    const poke = () => { const w = wake; wake = undefined; w?.(); };
+    const stop = new AbortController();
+    const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal;
+    const ask = () => {
+      const at = next;
+      const want = Math.min(window, size - at);
+      next += want;
+      inFlight = true;
+      let got = 0;
+      readGuestFile(client, path, {
+        maxBytes: want, window: { offset: at, length: want }, signal,
+        onChunk: (c) => { if (closed) return; got += c.length; queue.push(c); queued += c.length; poke(); },
+      }).then(() => {
+        inFlight = false;
+        if (got !== want) failure = changed();
+        else if (next < size && queued <= window) ask();
+        poke();
+      }, (e: unknown) => { inFlight = false; failure = e; poke(); });
+    };
+    try {
+      if (next < size) ask(); // before the first window is handed on: the guest works while the caller does
+      if (head > 0) yield first.data.subarray(0, head);
+      for (;;) {
+        const c = queue.shift();
+        if (c) {
+          queued -= c.length;
+          if (!inFlight && failure === undefined && next < size && queued <= window) ask();
+          yield c;
+          continue;
+        }
+        if (failure !== undefined) throw failure;
+        if (!inFlight && next >= size) return;
+        await new Promise<void>((resolve) => { wake = resolve; });
+      }
+    } finally {
+      closed = true;
+      stop.abort();
     }
   }
   return { size, mode: first.mode, chunks: chunks() };

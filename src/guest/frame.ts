@@ -73,18 +73,22 @@ export function decodeHeader(b: Buffer): FrameHeader {
   return h;
 }
 
-export function encodeFrame(f: { type: number; flags?: number; requestId: number; payload?: Buffer }): Buffer {
-  const payload = f.payload ?? Buffer.alloc(0);
-  if (payload.length > MAX_PAYLOAD) throw new RangeError(`payload ${payload.length} > ${MAX_PAYLOAD}`);
-  const b = Buffer.allocUnsafe(HEADER_BYTES + payload.length);
+/** A frame's 16-byte header alone: DATA payloads then go out beside it (writev) instead of copied behind it. */
+export function encodeHeader(type: number, flags: number, requestId: number, length: number): Buffer {
+  if (length > MAX_PAYLOAD) throw new RangeError(`payload ${length} > ${MAX_PAYLOAD}`);
+  const b = Buffer.allocUnsafe(HEADER_BYTES);
   b.writeUInt32BE(MAGIC, 0);
   b.writeUInt8(PROTOCOL_VERSION, 4);
-  b.writeUInt8(f.type, 5);
-  b.writeUInt16BE(f.flags ?? 0, 6);
-  b.writeUInt32BE(f.requestId >>> 0, 8);
-  b.writeUInt32BE(payload.length, 12);
-  payload.copy(b, HEADER_BYTES);
+  b.writeUInt8(type, 5);
+  b.writeUInt16BE(flags, 6);
+  b.writeUInt32BE(requestId >>> 0, 8);
+  b.writeUInt32BE(length, 12);
   return b;
+}
+
+export function encodeFrame(f: { type: number; flags?: number; requestId: number; payload?: Buffer }): Buffer {
+  const payload = f.payload ?? Buffer.alloc(0);
+  return Buffer.concat([encodeHeader(f.type, f.flags ?? 0, f.requestId, payload.length), payload]);
 }
 
 export function encodeJson(type: number, requestId: number, value: unknown): Buffer {
@@ -138,11 +142,25 @@ export class FrameDecoder {
   }
 
   private take(n: number): Buffer {
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
-    const head = Buffer.from(all.subarray(0, n)); // copy: the rest may be retained long after
-    const rest = all.subarray(n);
-    this.chunks = rest.length ? [rest] : [];
-    this.buffered = rest.length;
+    if (n === 0) return Buffer.alloc(0);
+    this.buffered -= n;
+    const c0 = this.chunks[0]!;
+    if (c0.length >= n) {
+      if (c0.length === n) this.chunks.shift();
+      else this.chunks[0] = c0.subarray(n);
+      // A view when it is most of its socket chunk (a DATA payload: no copy); a copy when small (a header,
+      // a JSON reply), so that a few bytes kept long after never pin a whole chunk.
+      return n * 2 >= c0.length ? c0.subarray(0, n) : Buffer.from(c0.subarray(0, n));
+    }
+    const head = Buffer.allocUnsafe(n);
+    for (let off = 0; off < n;) {
+      const c = this.chunks[0]!;
+      const k = Math.min(c.length, n - off);
+      c.copy(head, off, 0, k);
+      off += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
     return head;
   }
 }

@@ -1,7 +1,7 @@
-// GET /v1/workspaces/{id}/files, answered straight on the node response: each
-// window the guest sends is written as it comes, and the next one is asked
-// for only once the client has taken the last (the socket drained), so memory
-// stays a window or two whatever the file's size.
+// GET /v1/workspaces/{id}/files, answered straight on the node response:
+// each piece the guest sends is written as it comes, and the next one is
+// taken only once the client has taken the last (the socket drained), so
+// memory stays about a window whatever the file's size.
 import type { ServerResponse } from 'node:http';
 import type { WorkspaceService } from '../../service/workspaces.js';
 
