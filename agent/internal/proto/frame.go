@@ -15,8 +15,12 @@ const (
 	Version    uint8  = 1
 	HeaderSize        = 16
 	MaxPayload        = 1 << 20
-	// DataChunk is the largest DATA payload the agent sends.
-	DataChunk = 64 << 10
+	// DataChunk is the largest DATA payload the agent sends: a whole frame
+	// is then exactly 64 KiB, two of the 32 KiB writes the guest's
+	// virtio-console driver takes at most per call, where a 64 KiB payload
+	// left a 16-byte third write (its own virtqueue buffer and host wakeup)
+	// behind every frame.
+	DataChunk = 64<<10 - HeaderSize
 )
 
 // Type is a frame type.

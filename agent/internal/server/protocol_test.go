@@ -27,6 +27,9 @@ func TestFileWriteReadBinary(t *testing.T) {
 	h.send(proto.TypeFileWrite, 1, map[string]interface{}{"path": path, "mode": 0o600, "createParents": true})
 	for off := 0; off < len(content); off += proto.DataChunk {
 		end := off + proto.DataChunk
+		if end > len(content) {
+			end = len(content)
+		}
 		h.sendData(1, content[off:end], end == len(content))
 	}
 	var wok proto.FileWriteOK
