@@ -25,10 +25,11 @@ import { benchProcs } from './procs.js';
 import { benchSessions } from './sessions.js';
 import { benchSnapshots } from './snapshots.js';
 import { benchStarts } from './starts.js';
+import { benchStress } from './stress-section.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
 /** `npm run bench -- --only daemon,procs`: just those sections (the bare-boot baseline runs when boot or pool is asked). */
-const SECTIONS = ['boot', 'exec', 'mcp', 'daemon', 'procs', 'net', 'snapshots', 'starts', 'pool', 'density', 'kernel', 'images', 'sessions'] as const;
+const SECTIONS = ['boot', 'exec', 'mcp', 'daemon', 'procs', 'net', 'snapshots', 'starts', 'pool', 'density', 'stress', 'kernel', 'images', 'sessions'] as const;
 const onlyArg = process.argv.indexOf('--only');
 const only = onlyArg >= 0 ? new Set((process.argv[onlyArg + 1] ?? '').split(',')) : undefined;
 for (const o of only ?? []) if (!(SECTIONS as readonly string[]).includes(o)) throw new Error(`--only: unknown section ${o}; sections: ${SECTIONS.join(', ')}`);
@@ -127,6 +128,7 @@ async function main(): Promise<void> {
     if (want('starts')) await benchStarts(config, Math.min(N, 3), record);
     if (want('pool')) await benchPool(config, Math.max(Math.min(N, 5), 3), bareMed, record);
     if (want('density')) await benchDensity(config, record);
+    if (want('stress')) await benchStress(record, rows.find((r) => r.metric.startsWith('create -> first exec, template restore'))?.value);
     if (want('kernel')) await benchKernel(config, accel.accel, Math.min(N, 3), record);
     if (want('images')) await benchImages(config, record);
     // --sessions-cold adds the cold OpenCode start (6+ minutes under TCG) as the baseline.
