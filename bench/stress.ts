@@ -1,4 +1,4 @@
-// `npm run stress -- --vms N [--parallel P] [--memory MB] [--image I] [--cold]`: create N
+// `npm run stress -- --vms N [--parallel P] [--memory MB] [--image I] [--cold] [--restore-tb-mb MB]`: create N
 // workspaces through the service, run `echo hello` in each and check every
 // output, destroy them all. Prints total time, create->first-output
 // p50/p95/max, peak host memory and per-VM overhead. Parallelism adapts to
@@ -27,6 +27,8 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '10' },
     workers: { type: 'string', default: '2' },
     'server-heap-mb': { type: 'string' },
+    /** [vm] restore_tcg_tb_size_mb for this run: the density lever, priced in create time. */
+    'restore-tb-mb': { type: 'string' },
   },
 });
 const N = Number(values.vms);
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
     resources: { max_workspaces: N, max_workspaces_per_owner: N, default_memory_mb: memoryMb },
     network: { mode: 'none' },
     pool: { template: !values.cold },
+    ...(values['restore-tb-mb'] ? { vm: { restore_tcg_tb_size_mb: Number(values['restore-tb-mb']) } } : {}),
   });
   // How each create started, from the service's progress lines.
   const paths = { template: 0, boot: 0, pool: 0, builds: 0 };
