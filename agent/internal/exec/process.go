@@ -118,11 +118,15 @@ func Start(r *Reaper, clk clock.Clock, spec Spec) (p *Process, err error) {
 	dir := spec.Dir
 	if dir == "" {
 		dir = DefaultCwd
+	}
+	st, err := os.Stat(dir)
+	if err != nil && spec.Dir == "" && errors.Is(err, os.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, proto.Errorf(proto.CodeForErrno(err, proto.CodeIOError), "create cwd %s: %v", dir, err)
 		}
+		st, err = os.Stat(dir)
 	}
-	if st, err := os.Stat(dir); err != nil {
+	if err != nil {
 		return nil, proto.Errorf(proto.CodeForErrno(err, proto.CodeIOError), "cwd: %v", err)
 	} else if !st.IsDir() {
 		return nil, proto.Errorf(proto.CodeInvalidArgument, "cwd %s is not a directory", dir)
@@ -247,7 +251,8 @@ func (p *Process) CloseStdin() {
 
 // Emit receives output: stream is proto.StreamStdout or StreamStderr, b at
 // most proto.DataChunk bytes (empty with eof). Calls for one stream are
-// sequential; the two streams call concurrently.
+// sequential; the two streams call concurrently. b is only valid during the
+// call (the buffer is reused): copy what must outlive it.
 type Emit func(stream uint16, b []byte, eof bool)
 
 // Wait streams output to emit until the process exits and its pipes are
@@ -320,7 +325,9 @@ func (p *Process) Wait(emit Emit) Result {
 // anything was discarded. On the drain deadline it reads what is buffered
 // without waiting, then stops.
 func pump(f *os.File, stream uint16, max int64, emit Emit) (truncated bool) {
-	buf := make([]byte, proto.DataChunk)
+	bp := pumpBufs.Get().(*[]byte)
+	defer pumpBufs.Put(bp)
+	buf := *bp
 	var total int64
 	take := func(b []byte) {
 		if len(b) == 0 {
@@ -353,6 +360,12 @@ func pump(f *os.File, stream uint16, max int64, emit Emit) (truncated bool) {
 	emit(stream, nil, true)
 	return truncated
 }
+
+// pumpBufs recycles pump buffers: a fresh 64 KiB per stream per exec made
+// the agent's heap grow by 128 KiB for every command, so the collector ran
+// every few dozen execs and its pauses (milliseconds under TCG) were a part
+// of the exec tail.
+var pumpBufs = sync.Pool{New: func() interface{} { b := make([]byte, proto.DataChunk); return &b }}
 
 // drainNonblocking reads whatever is buffered in f without waiting.
 func drainNonblocking(f *os.File, buf []byte, take func([]byte)) {

@@ -3,7 +3,6 @@
 package info
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -83,18 +82,26 @@ func Health(procDir string, clk clock.Clock) (proto.HealthOK, error) {
 	if err != nil {
 		return h, fmt.Errorf("meminfo: %v", err)
 	}
-	sc := bufio.NewScanner(bytes.NewReader(mem))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 {
+	// Only two keys matter: scan lines without splitting all ~50 into
+	// fields (HEALTH is the host's liveness probe; keep it light).
+	for len(mem) > 0 {
+		line := mem
+		if i := bytes.IndexByte(mem, '\n'); i >= 0 {
+			line, mem = mem[:i], mem[i+1:]
+		} else {
+			mem = nil
+		}
+		var dst *int64
+		switch {
+		case bytes.HasPrefix(line, []byte("MemTotal:")):
+			dst = &h.MemTotalKb
+		case bytes.HasPrefix(line, []byte("MemAvailable:")):
+			dst = &h.MemAvailableKb
+		default:
 			continue
 		}
-		v, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "MemTotal:":
-			h.MemTotalKb = v
-		case "MemAvailable:":
-			h.MemAvailableKb = v
+		if f := bytes.Fields(line); len(f) >= 2 {
+			*dst, _ = strconv.ParseInt(string(f[1]), 10, 64)
 		}
 	}
 	load, err := os.ReadFile(filepath.Join(procDir, "loadavg"))

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"sync"
+
 	"islet/agent/internal/exec"
 	"islet/agent/internal/fs"
 	"islet/agent/internal/info"
@@ -41,8 +43,18 @@ func (ss *session) handleExec(f proto.Frame) {
 			ss.s.wg.Add(1)
 			go ss.feedStdin(r, p)
 		}
+		// End-of-stream markers wait for the exit and go out with it, in
+		// one write; Wait makes both before it returns.
+		var eofMu sync.Mutex
 		res := p.Wait(func(stream uint16, b []byte, eof bool) {
-			_ = ss.sendData(r.id, stream, b, eof)
+			if len(b) > 0 {
+				_ = ss.sendData(r.id, stream, b, false)
+			}
+			if eof {
+				eofMu.Lock()
+				r.tail = append(r.tail, proto.Frame{Type: proto.TypeData, Flags: stream | proto.FlagEOF, RequestID: r.id})
+				eofMu.Unlock()
+			}
 		})
 		return jsonFrame(proto.TypeExecExited, r.id, res.Payload())
 	})

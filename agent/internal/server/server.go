@@ -123,6 +123,10 @@ type request struct {
 	abort     chan struct{} // closed by a SIGNAL to a FILE_WRITE: discard it
 	abortOnce sync.Once
 
+	// tail is sent just before the final frame, in the same write
+	// (handler goroutine only).
+	tail []proto.Frame
+
 	// under session.mu
 	proc       *exec.Process
 	pendingSig []string // SIGNALs that arrived before the process started
@@ -162,11 +166,23 @@ func (ss *session) end() {
 	})
 }
 
-func (ss *session) send(f proto.Frame) error {
-	b, err := proto.AppendFrame(make([]byte, 0, proto.HeaderSize+len(f.Payload)), f)
-	if err != nil {
-		ss.s.cfg.Logf("encode %v for request %d: %v", f.Type, f.RequestID, err)
-		return err
+func (ss *session) send(f proto.Frame) error { return ss.sendAll(f) }
+
+// sendAll writes frames in one write: each write to the virtio-serial port
+// is a guest exit and a host wake-up, so frames that are ready together (a
+// command's end-of-output markers and its exit) go together.
+func (ss *session) sendAll(fs ...proto.Frame) error {
+	n := 0
+	for _, f := range fs {
+		n += proto.HeaderSize + len(f.Payload)
+	}
+	b := make([]byte, 0, n)
+	for _, f := range fs {
+		var err error
+		if b, err = proto.AppendFrame(b, f); err != nil {
+			ss.s.cfg.Logf("encode %v for request %d: %v", f.Type, f.RequestID, err)
+			return err
+		}
 	}
 	ss.wmu.Lock()
 	defer ss.wmu.Unlock()
@@ -271,7 +287,7 @@ func (ss *session) run(r *request, h func(r *request) proto.Frame) {
 		}
 		ss.mu.Unlock()
 		close(r.done)
-		_ = ss.send(final)
+		_ = ss.sendAll(append(r.tail, final)...)
 	}()
 }
 
