@@ -60,7 +60,6 @@ export class CreateOps {
       if (input.ttl_minutes !== undefined) this.ctx.store.setLifetime(hit.id, { ttl_minutes: input.ttl_minutes });
       this.d.lifetimes.started(hit.id);
       ctx.net.writeEgress(hit.id);
-      await ctx.net.guestProxyEnv(ctx.mustGet(hit.id), hit.m);
       ctx.adopt(hit.id, hit.m);
       this.d.pool()!.kick();
       this.ctx.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
@@ -97,6 +96,7 @@ export class CreateOps {
       // The template is built on the spare network (bridge: no lease, a TAP off the bridge); the restore gets the workspace's own.
       const t = await this.d.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal, warm);
       const net = ctx.net.netSpec(row.allow_internet === 1, row.id);
+      phase('template.lookup');
       const t1 = performance.now();
       m = await this.d.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       const restored = m;
@@ -109,7 +109,7 @@ export class CreateOps {
         ensureWorkspaceKey(this.ctx.config, row, m, signal).then(() => took(t2)),
       ]);
       phase('identity+ssh.key');
-      await ctx.net.guestProxyEnv(row, m);
+      if (!t.proxyEnv) await ctx.net.guestProxyEnv(row, m);
       phase('proxy.env');
       phases = `template ${Math.round(t1 - t0)} ms, restore ${Math.round(t2 - t1)} ms, identity ${identityMs} ms, ssh key ${keyMs} ms`;
     } catch (e) {

@@ -1,8 +1,9 @@
 // The warm pool: pre-booted, unassigned VMs that workspace_create hands out
 // instead of starting one. Each pool VM already has the workspace id, disk
-// overlay and VM directory it will keep, so assigning it is an identity reset
-// (hostname, machine-id, RNG, clock) plus one transaction that moves it from
-// the pool table to the workspaces table. Under bridge networking a pool VM
+// overlay and VM directory it will keep, and was given its own identity
+// (machine-id, RNG, host and login keys) when it was filled, so assigning it
+// is one transaction that moves it from the pool table to the workspaces
+// table, a clock sync and, for a named workspace, a rename. Under bridge networking a pool VM
 // has its TAP but no lease and stays off the bridge; at assignment it takes
 // the workspace's lease (re-addressed with the identity reset) and only then
 // joins the bridge, with its rules. The pool refills in the background,
@@ -15,12 +16,13 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { CancelledError, firstLine, IsletError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { WorkspaceContext } from './workspace-context.js';
 import type { Machine } from './machine.js';
 import * as snaps from './snapshots.js';
 import type { NewWorkspaceRow, PoolVmRow } from './store.js';
 import { ensureWorkspaceKey, removeWorkspaceKey } from './ssh.js';
-import { freshIdentity } from './identity.js';
+import { freshIdentity, handOutIdentity } from './identity.js';
 import type { Templates } from './templates.js';
 
 /** What must match for a pool VM to serve a create. */
@@ -97,11 +99,12 @@ export class WarmPool {
       await this.drop(e.id, m);
       return undefined;
     }
+    phase('pool.claim');
     // Now a workspace row ('creating': reconcile undoes it after a crash); the lease can be taken (bridge) and the VM made its own.
     try {
       const net = this.s.net.netSpec(spec.allow_internet, e.id);
-      await this.s.net.attach(this.s.mustGet(e.id), m, () => freshIdentity(m, row.name, signal, net));
-      await ensureWorkspaceKey(this.s.config, row, m, signal);
+      await this.s.net.attach(this.s.mustGet(e.id), m, () => handOutIdentity(m, row.name, e.id, signal, net));
+      phase('identity');
       this.s.store.setState(e.id, 'running', { pid: m.vm.pid });
     } catch (err) {
       this.s.progress(`pool VM ${e.id} could not be assigned (${firstLine(err)}); ending it`);
@@ -192,14 +195,19 @@ export class WarmPool {
           hostname: id, net, detached: true, signal,
         });
       }
-      // Its own machine-id now; the exec also warms the translation cache for the shell the first command will use.
-      await freshIdentity(m, id, signal);
+      // Everything of the identity reset that does not depend on the workspace's name happens now, off any create's
+      // path: machine-id, entropy, SSH host key (hostname = id, which becomes the workspace's id), the workspace's
+      // login key and the proxy settings (user mode). The exec also warms the translation cache for the shell the
+      // first command will use. A hand-out then only renames the guest (handOutIdentity).
+      const booted = m;
+      await freshIdentity(booted, id, signal);
+      await Promise.all([ensureWorkspaceKey(this.s.config, { id, image: spec.image }, booted, signal), this.s.net.guestProxyEnv({ name: id }, booted)]);
       if (this.closed) throw new CancelledError('warm pool fill');
     } catch (e) {
       this.entries.delete(id);
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);
       this.s.store.deletePoolVm(id);
-      await rm(disk, { force: true });
+      await Promise.all([rm(disk, { force: true }), removeWorkspaceKey(this.s.config.paths.dataDir, id)]);
       throw e;
     }
     entry.m = m;
@@ -218,6 +226,7 @@ export class WarmPool {
     this.s.store.deletePoolVm(id);
     await m.destroy({ graceMs: 0 }).catch(() => undefined);
     await rm(path.join(this.s.config.paths.runDir, 'vm', id), { recursive: true, force: true });
+    await removeWorkspaceKey(this.s.config.paths.dataDir, id);
   }
 
   /** Ends every pool VM (they hold no user state) and waits for a refill in progress to stop. */
