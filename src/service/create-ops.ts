@@ -10,7 +10,7 @@ import { newWorkspaceId } from '../core/schemas.js';
 import { freshIdentity } from './identity.js';
 import type { Lifetimes } from './lifetimes.js';
 import type { Machine } from './machine.js';
-import type { WarmPool } from './pool.js';
+import { REFILL_AFTER_CREATE_MS, type WarmPool } from './pool.js';
 import type { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey } from './ssh.js';
@@ -61,7 +61,7 @@ export class CreateOps {
       this.d.lifetimes.started(hit.id);
       ctx.net.writeEgress(hit.id);
       ctx.adopt(hit.id, hit.m);
-      this.d.pool()!.kick();
+      this.d.pool()!.kick({ afterMs: REFILL_AFTER_CREATE_MS });
       this.ctx.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
       return { info: await ctx.infoOf(ctx.mustGet(hit.id)), warmed: false };
     }
@@ -76,7 +76,7 @@ export class CreateOps {
         warmed = await this.bootFromTemplate(row, o.signal, warm);
         if (!warmed) await ctx.bootInto(row, true, o.signal);
         this.d.lifetimes.started(id);
-        this.d.pool()?.kick(); // refill only once this create is done, so it never competes with it
+        this.d.pool()?.kick({ afterMs: REFILL_AFTER_CREATE_MS }); // refill only once this create is done, so it never competes with it
       } catch (e) {
         await ctx.rollbackCreate(id);
         throw e;
