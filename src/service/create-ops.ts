@@ -55,11 +55,14 @@ export class CreateOps {
     });
     const limits = { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner };
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
-    const hit = warm ? undefined : await this.d.pool()?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
+    // Its lifetime is written while the guest takes its name (claimed runs between the claim and the guest's answer).
+    const claimed = (id: string) => {
+      if (input.ttl_minutes !== undefined) this.ctx.store.setLifetime(id, { ttl_minutes: input.ttl_minutes });
+      this.d.lifetimes.started(id);
+      ctx.net.writeEgress(id);
+    };
+    const hit = warm ? undefined : await this.d.pool()?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal, claimed);
     if (hit) {
-      if (input.ttl_minutes !== undefined) this.ctx.store.setLifetime(hit.id, { ttl_minutes: input.ttl_minutes });
-      this.d.lifetimes.started(hit.id);
-      ctx.net.writeEgress(hit.id);
       ctx.adopt(hit.id, hit.m);
       this.d.pool()!.kick({ afterMs: REFILL_AFTER_CREATE_MS });
       this.ctx.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);

@@ -76,11 +76,15 @@ export class WarmPool {
   }
 
   /**
-   * Gives a ready pool VM matching `spec` to a new workspace: identity reset,
-   * then the workspace row (quotas and name checked) replaces the pool row in
-   * one transaction. Undefined on a miss; the shape is then kept warm too.
+   * Gives a ready pool VM matching `spec` to a new workspace: the workspace
+   * row (quotas and name checked) replaces the pool row in one transaction,
+   * and the guest takes the workspace's name (handOutIdentity). Without a
+   * bridge the guest's part starts first and runs while the claim commits
+   * (and claimed(id), the caller's bookkeeping, runs): a hand-out costs about
+   * one agent round trip. Undefined on a miss; the shape is then kept warm too.
    */
-  async assign(spec: PoolSpec, rowOf: (id: string) => NewWorkspaceRow, limits: { total: number; perOwner: number }, signal?: AbortSignal): Promise<{ id: string; m: Machine } | undefined> {
+  async assign(spec: PoolSpec, rowOf: (id: string) => NewWorkspaceRow, limits: { total: number; perOwner: number }, signal?: AbortSignal,
+    claimed?: (id: string) => void): Promise<{ id: string; m: Machine } | undefined> {
     const e = [...this.entries.values()].find((x) => x.m && !x.m.agent.isClosed && same(x.spec, spec));
     if (!e?.m) {
       this.stats.misses++;
@@ -90,23 +94,29 @@ export class WarmPool {
     const m = e.m;
     this.entries.delete(e.id); // no longer offered; its exit watcher lets go of it
     const row = rowOf(e.id);
+    // Bridge: the address comes with the lease, which needs the claim; so the whole guest part waits for it there.
+    const early = this.s.net.bridgeNet ? undefined : handOutIdentity(m, row.name, e.id, signal);
+    early?.catch(() => undefined); // awaited below on every path
     try {
-      // The claim first (quotas, name): a refusal leaves the VM untouched, still a clean pool VM.
+      // The claim (quotas, name): a refusal leaves a clean pool VM (named back to its id if the rename ran).
       this.s.store.claimPoolVm(e.id, { ...row, state: 'creating', pid: m.vm.pid }, limits);
     } catch (err) {
-      if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT') && !m.agent.isClosed) {
+      const back = await early?.then(() => (row.name === e.id ? true : handOutIdentity(m, e.id, row.name).then(() => true)), () => false) ?? true;
+      if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT') && back && !m.agent.isClosed) {
         this.entries.set(e.id, e);
         throw err;
       }
       this.s.progress(`pool VM ${e.id} could not be assigned (${firstLine(err)}); ending it`);
       await this.drop(e.id, m);
+      if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT')) throw err;
       return undefined;
     }
     phase('pool.claim');
     // Now a workspace row ('creating': reconcile undoes it after a crash); the lease can be taken (bridge) and the VM made its own.
     try {
+      claimed?.(e.id);
       const net = this.s.net.netSpec(spec.allow_internet, e.id);
-      await this.s.net.attach(this.s.mustGet(e.id), m, () => handOutIdentity(m, row.name, e.id, signal, net));
+      await (early ?? this.s.net.attach(this.s.mustGet(e.id), m, () => handOutIdentity(m, row.name, e.id, signal, net)));
       phase('identity');
       this.s.store.setState(e.id, 'running', { pid: m.vm.pid });
     } catch (err) {
