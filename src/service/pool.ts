@@ -3,11 +3,11 @@
 // overlay and VM directory it will keep, and was given its own identity
 // (machine-id, RNG, host and login keys) when it was filled, so assigning it
 // is one transaction that moves it from the pool table to the workspaces
-// table, a clock sync and, for a named workspace, a rename. Under bridge networking a pool VM
-// has its TAP but no lease and stays off the bridge; at assignment it takes
-// the workspace's lease (re-addressed with the identity reset) and only then
-// joins the bridge, with its rules. The pool refills in the background,
-// one VM at a time and only after a create has finished, within [pool]
+// table, a clock sync and, for a named workspace, a rename. Under bridge
+// networking a pool VM has its TAP but no lease and stays off the bridge; at
+// assignment it takes the workspace's lease (NET_CONFIG) and only then joins
+// the bridge, with its rules. The pool refills in the background, one VM at
+// a time and only a second after a create has finished, within [pool]
 // max_size and max_memory_mb. Pool VMs end with the service (close); after a
 // kill -9, reconcile ends them at the next start (they are in pool_vms).
 import { randomBytes } from 'node:crypto';
@@ -141,8 +141,8 @@ export class WarmPool {
    * Starts a background refill if none runs; call after a create finished.
    * afterMs: wait that long first. After a create, the caller's first
    * commands come next, and on a small host a refill (a QEMU start and a
-   * restore) would take the cores they need (a pool hit's first exec went
-   * from 13 to 73 ms beside one).
+   * restore) would take the cores they need (in one bench run a pool hit's
+   * first exec took 73 ms beside one, 13-15 ms without).
    */
   kick(o: { afterMs?: number } = {}): void {
     if (this.closed) return;
