@@ -7,16 +7,32 @@ import os from 'node:os';
 import path from 'node:path';
 import { resolveConfig, type Config } from '../src/core/config.js';
 import { WorkspaceService } from '../src/service/workspaces.js';
+import { setPhaseSink } from '../src/core/phases.js';
 import type { Row } from './mcp.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const c = { owner: 'bench' };
 
-async function createToExec(svc: WorkspaceService, name: string): Promise<number> {
+/** Per path, one list of [phase, ms since the previous mark] per create (core/phases.ts marks). */
+type Marks = Array<Array<[string, number]>>;
+
+async function createToExec(svc: WorkspaceService, name: string, phases?: Marks): Promise<number> {
   const t0 = performance.now();
-  await svc.create(c, { name });
-  await svc.exec(c, { workspace_id: name, command: 'true' });
-  const ms = performance.now() - t0;
+  const marks: Array<[string, number]> = [];
+  let last = t0;
+  if (phases) setPhaseSink((label, at) => { marks.push([label, at - last]); last = at; });
+  let ms: number;
+  try {
+    await svc.create(c, { name });
+    if (phases) marks.push(['create.return', performance.now() - last]);
+    last = performance.now();
+    await svc.exec(c, { workspace_id: name, command: 'true' });
+    ms = performance.now() - t0;
+    marks.push(['exec', performance.now() - last]);
+    phases?.push(marks);
+  } finally {
+    if (phases) setPhaseSink(undefined);
+  }
   await svc.destroy(c, { workspace_id: name });
   return ms;
 }
@@ -36,12 +52,14 @@ export async function benchPool(config: Config, n: number, bareMs: number, recor
   const cold: number[] = [];
   const tmpl: number[] = [];
   const hits: number[] = [];
+  const tmplPhases: Marks = [];
+  const hitPhases: Marks = [];
   await withService(config, { template: false }, async (svc) => {
     for (let i = 0; i < n; i++) cold.push(await createToExec(svc, `cold-${i}`));
   });
   await withService(config, { template: true }, async (svc) => {
     await createToExec(svc, 'warmup'); // builds the template if the cache has none: a one-time cost, not a create's
-    for (let i = 0; i < n; i++) tmpl.push(await createToExec(svc, `tmpl-${i}`));
+    for (let i = 0; i < n; i++) tmpl.push(await createToExec(svc, `tmpl-${i}`, tmplPhases));
   });
   await withService(config, { enabled: true, target_free: 1, max_size: 1 }, async (svc) => {
     for (let i = 0; i < n; i++) {
@@ -50,10 +68,12 @@ export async function benchPool(config: Config, n: number, bareMs: number, recor
         if (Date.now() > deadline) throw new Error('the pool did not refill in 300 s');
         await new Promise((r) => setTimeout(r, 50));
       }
-      hits.push(await createToExec(svc, `pool-${i}`));
+      hits.push(await createToExec(svc, `pool-${i}`, hitPhases));
     }
     if (svc.pool!.stats.hits !== n) throw new Error(`expected ${n} pool hits, got ${svc.pool!.stats.hits}`);
   });
+  printPhases('template create', tmplPhases);
+  printPhases('pool hit', hitPhases);
   const [mc, mt, mh] = [median(cold), median(tmpl), median(hits)];
   record({ metric: 'create -> first exec, cold boot (median)', value: mc, unit: 'ms', baseline: bareMs, ratio: mc / bareMs,
     note: 'templates off, no pool; baseline: bare QEMU boot' });
@@ -63,4 +83,11 @@ export async function benchPool(config: Config, n: number, bareMs: number, recor
     note: `${(mc / mh).toFixed(1)}x faster than cold; baseline: bare QEMU boot` });
   record({ metric: 'template restore vs cold create (speed-up)', value: mc / mt, unit: 'x', note: `cold median ${mc.toFixed(0)} ms / template median ${mt.toFixed(0)} ms` });
   record({ metric: 'warm pool hit vs cold create (speed-up)', value: mc / mh, unit: 'x', note: `cold median ${mc.toFixed(0)} ms / pool median ${mh.toFixed(0)} ms` });
+}
+
+/** Median of each phase (labels in the order of the first run), so the bench shows where a fast create's time goes. */
+function printPhases(what: string, runs: Marks): void {
+  if (!runs.length) return;
+  const parts = runs[0]!.map(([l], i) => `${l} ${median(runs.map((r) => (r[i]?.[0] === l ? r[i]![1] : NaN)).filter((x) => !Number.isNaN(x))).toFixed(1)}`);
+  console.log(`  phases (ms, median of ${runs.length}) ${what}: ${parts.join(' | ')}`);
 }

@@ -10,7 +10,7 @@ import { newWorkspaceId } from '../core/schemas.js';
 import { freshIdentity } from './identity.js';
 import type { Lifetimes } from './lifetimes.js';
 import type { Machine } from './machine.js';
-import type { WarmPool } from './pool.js';
+import { REFILL_AFTER_CREATE_MS, type WarmPool } from './pool.js';
 import type { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey } from './ssh.js';
@@ -55,14 +55,16 @@ export class CreateOps {
     });
     const limits = { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner };
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
-    const hit = warm ? undefined : await this.d.pool()?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal);
+    // Its lifetime is written while the guest takes its name (claimed runs between the claim and the guest's answer).
+    const claimed = (id: string) => {
+      if (input.ttl_minutes !== undefined) this.ctx.store.setLifetime(id, { ttl_minutes: input.ttl_minutes });
+      this.d.lifetimes.started(id);
+      ctx.net.writeEgress(id);
+    };
+    const hit = warm ? undefined : await this.d.pool()?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal, claimed);
     if (hit) {
-      if (input.ttl_minutes !== undefined) this.ctx.store.setLifetime(hit.id, { ttl_minutes: input.ttl_minutes });
-      this.d.lifetimes.started(hit.id);
-      ctx.net.writeEgress(hit.id);
-      await ctx.net.guestProxyEnv(ctx.mustGet(hit.id), hit.m);
       ctx.adopt(hit.id, hit.m);
-      this.d.pool()!.kick();
+      this.d.pool()!.kick({ afterMs: REFILL_AFTER_CREATE_MS });
       this.ctx.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
       return { info: await ctx.infoOf(ctx.mustGet(hit.id)), warmed: false };
     }
@@ -77,7 +79,7 @@ export class CreateOps {
         warmed = await this.bootFromTemplate(row, o.signal, warm);
         if (!warmed) await ctx.bootInto(row, true, o.signal);
         this.d.lifetimes.started(id);
-        this.d.pool()?.kick(); // refill only once this create is done, so it never competes with it
+        this.d.pool()?.kick({ afterMs: REFILL_AFTER_CREATE_MS }); // refill only once this create is done, so it never competes with it
       } catch (e) {
         await ctx.rollbackCreate(id);
         throw e;
@@ -97,6 +99,7 @@ export class CreateOps {
       // The template is built on the spare network (bridge: no lease, a TAP off the bridge); the restore gets the workspace's own.
       const t = await this.d.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal, warm);
       const net = ctx.net.netSpec(row.allow_internet === 1, row.id);
+      phase('template.lookup');
       const t1 = performance.now();
       m = await this.d.templates.restore(t, { id: row.id, disk: ctx.diskPath(row.id), hostname: row.name, net, detached: true, signal });
       const restored = m;
@@ -109,7 +112,7 @@ export class CreateOps {
         ensureWorkspaceKey(this.ctx.config, row, m, signal).then(() => took(t2)),
       ]);
       phase('identity+ssh.key');
-      await ctx.net.guestProxyEnv(row, m);
+      if (!t.proxyEnv) await ctx.net.guestProxyEnv(row, m);
       phase('proxy.env');
       phases = `template ${Math.round(t1 - t0)} ms, restore ${Math.round(t2 - t1)} ms, identity ${identityMs} ms, ssh key ${keyMs} ms`;
     } catch (e) {

@@ -87,10 +87,41 @@ export async function freshIdentity(m: Machine, hostname: string, signal?: Abort
   const script = shell ? `${SCRIPT}\n${READDRESS}` : SCRIPT;
   const addr = shell ? [shell.mac, `${shell.ip}/${shell.prefix}`, shell.gateway, shell.dns] : [];
   const key = newHostKey(`root@${hostname}`);
-  const r = await m.exec({ argv: ['sh', '-c', script, 'sh', hostname, hex(16), hex(256), key.publicKey, ...addr], stdin: key.privateKey, timeoutMs: 60_000 }, { signal });
+  // The clock goes in beside the exec: neither depends on the other, and each round trip into a just-restored guest counts.
+  const [r] = await Promise.all([
+    m.exec({ argv: ['sh', '-c', script, 'sh', hostname, hex(16), hex(256), key.publicKey, ...addr], stdin: key.privateKey, timeoutMs: 60_000 }, { signal }),
+    m.agent.syncClock(signal),
+  ]);
   if (r.exitCode !== 0) throw new GuestStepError(`identity reset failed in the guest (exit ${r.exitCode}): ${r.stderr.toString('utf8').slice(0, 200)}`);
   const reloaded = /^islet-sshd-reloaded(.*)$/m.exec(r.stdout.toString('utf8'));
-  await Promise.all([m.agent.syncClock(signal), reloaded ? sshdBack(m, new Set(reloaded[1]!.trim().split(/\s+/).filter(Boolean)), signal) : undefined]);
+  if (reloaded) await sshdBack(m, new Set(reloaded[1]!.trim().split(/\s+/).filter(Boolean)), signal);
+}
+
+// $1 hostname. Builtins only: one shell, no other program.
+const HOSTNAME = ['set -e', 'printf %s "$1" > /proc/sys/kernel/hostname', 'printf "%s\\n" "$1" > /etc/hostname'].join('\n');
+
+/**
+ * What is left of the identity reset when a warm pool VM becomes a
+ * workspace. The pool gave the VM its own machine-id, entropy and SSH host
+ * key when it filled it (freshIdentity with the VM's id as hostname, which
+ * is already the workspace's id), and nothing has copied the VM since, so
+ * those are this workspace's alone. Left for the hand-out: the clock, the
+ * hostname when the workspace is named otherwise than its id (one shell,
+ * beside the clock), and under bridge networking the workspace's address
+ * (NET_CONFIG; an agent without it gets the whole reset, whose shell script
+ * re-addresses eth0).
+ */
+export async function handOutIdentity(m: Machine, hostname: string, current: string, signal?: AbortSignal, net?: NetSpec): Promise<void> {
+  const tap = net?.kind === 'tap' ? net : undefined;
+  if (tap && !(await m.agent.netConfig({ mac: tap.mac, net: `${tap.ip}/${tap.prefix},gw=${tap.gateway},dns=${tap.dns}` }, signal))) {
+    return freshIdentity(m, hostname, signal, net);
+  }
+  const rename = async () => {
+    if (hostname === current) return;
+    const r = await m.exec({ argv: ['sh', '-c', HOSTNAME, 'sh', hostname], timeoutMs: 60_000 }, { signal });
+    if (r.exitCode !== 0) throw new GuestStepError(`setting the hostname failed in the guest (exit ${r.exitCode}): ${r.stderr.toString('utf8').slice(0, 200)}`);
+  };
+  await Promise.all([rename(), m.agent.syncClock(signal)]);
 }
 
 const SSHD_BACK_MS = 30_000;

@@ -1,26 +1,29 @@
 // The warm pool: pre-booted, unassigned VMs that workspace_create hands out
 // instead of starting one. Each pool VM already has the workspace id, disk
-// overlay and VM directory it will keep, so assigning it is an identity reset
-// (hostname, machine-id, RNG, clock) plus one transaction that moves it from
-// the pool table to the workspaces table. Under bridge networking a pool VM
-// has its TAP but no lease and stays off the bridge; at assignment it takes
-// the workspace's lease (re-addressed with the identity reset) and only then
-// joins the bridge, with its rules. The pool refills in the background,
-// one VM at a time and only after a create has finished, within [pool]
+// overlay and VM directory it will keep, and was given its own identity
+// (machine-id, RNG, host and login keys) when it was filled, so assigning it
+// is one transaction that moves it from the pool table to the workspaces
+// table, a clock sync and, for a named workspace, a rename. Under bridge
+// networking a pool VM has its TAP but no lease and stays off the bridge; at
+// assignment it takes the workspace's lease (NET_CONFIG) and only then joins
+// the bridge, with its rules. The pool refills in the background, one VM at
+// a time and only a second after a create has finished, within [pool]
 // max_size and max_memory_mb. Pool VMs end with the service (close); after a
 // kill -9, reconcile ends them at the next start (they are in pool_vms).
 import { randomBytes } from 'node:crypto';
 import { newWorkspaceId } from '../core/schemas.js';
 import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { CancelledError, firstLine, IsletError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { WorkspaceContext } from './workspace-context.js';
 import type { Machine } from './machine.js';
 import * as snaps from './snapshots.js';
 import type { NewWorkspaceRow, PoolVmRow } from './store.js';
 import { ensureWorkspaceKey, removeWorkspaceKey } from './ssh.js';
-import { freshIdentity } from './identity.js';
+import { freshIdentity, handOutIdentity } from './identity.js';
 import type { Templates } from './templates.js';
 
 /** What must match for a pool VM to serve a create. */
@@ -42,6 +45,8 @@ const same = (a: PoolSpec, b: PoolSpec) =>
   a.image === b.image && a.vcpus === b.vcpus && a.memory_mb === b.memory_mb && a.disk_gb === b.disk_gb && a.allow_internet === b.allow_internet;
 /** Shapes the pool keeps warm besides the default one: the most recent misses. */
 const MAX_SHAPES = 4;
+/** How long a refill waits after a create: the new workspace's first commands have the host to themselves. */
+export const REFILL_AFTER_CREATE_MS = 1000;
 /** Consecutive failed fills after which the pool stops trying until the next create. */
 const MAX_FAILURES = 3;
 
@@ -71,11 +76,15 @@ export class WarmPool {
   }
 
   /**
-   * Gives a ready pool VM matching `spec` to a new workspace: identity reset,
-   * then the workspace row (quotas and name checked) replaces the pool row in
-   * one transaction. Undefined on a miss; the shape is then kept warm too.
+   * Gives a ready pool VM matching `spec` to a new workspace: the workspace
+   * row (quotas and name checked) replaces the pool row in one transaction,
+   * and the guest takes the workspace's name (handOutIdentity). Without a
+   * bridge the guest's part starts first and runs while the claim commits
+   * (and claimed(id), the caller's bookkeeping, runs): a hand-out costs about
+   * one agent round trip. Undefined on a miss; the shape is then kept warm too.
    */
-  async assign(spec: PoolSpec, rowOf: (id: string) => NewWorkspaceRow, limits: { total: number; perOwner: number }, signal?: AbortSignal): Promise<{ id: string; m: Machine } | undefined> {
+  async assign(spec: PoolSpec, rowOf: (id: string) => NewWorkspaceRow, limits: { total: number; perOwner: number }, signal?: AbortSignal,
+    claimed?: (id: string) => void): Promise<{ id: string; m: Machine } | undefined> {
     const e = [...this.entries.values()].find((x) => x.m && !x.m.agent.isClosed && same(x.spec, spec));
     if (!e?.m) {
       this.stats.misses++;
@@ -85,23 +94,30 @@ export class WarmPool {
     const m = e.m;
     this.entries.delete(e.id); // no longer offered; its exit watcher lets go of it
     const row = rowOf(e.id);
+    // Bridge: the address comes with the lease, which needs the claim; so the whole guest part waits for it there.
+    const early = this.s.net.bridgeNet ? undefined : handOutIdentity(m, row.name, e.id, signal);
+    early?.catch(() => undefined); // awaited below on every path
     try {
-      // The claim first (quotas, name): a refusal leaves the VM untouched, still a clean pool VM.
+      // The claim (quotas, name): a refusal leaves a clean pool VM (named back to its id if the rename ran).
       this.s.store.claimPoolVm(e.id, { ...row, state: 'creating', pid: m.vm.pid }, limits);
     } catch (err) {
-      if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT') && !m.agent.isClosed) {
+      const back = await early?.then(() => (row.name === e.id ? true : handOutIdentity(m, e.id, row.name).then(() => true)), () => false) ?? true;
+      if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT') && back && !m.agent.isClosed) {
         this.entries.set(e.id, e);
         throw err;
       }
       this.s.progress(`pool VM ${e.id} could not be assigned (${firstLine(err)}); ending it`);
       await this.drop(e.id, m);
+      if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT')) throw err;
       return undefined;
     }
+    phase('pool.claim');
     // Now a workspace row ('creating': reconcile undoes it after a crash); the lease can be taken (bridge) and the VM made its own.
     try {
+      claimed?.(e.id);
       const net = this.s.net.netSpec(spec.allow_internet, e.id);
-      await this.s.net.attach(this.s.mustGet(e.id), m, () => freshIdentity(m, row.name, signal, net));
-      await ensureWorkspaceKey(this.s.config, row, m, signal);
+      await (early ?? this.s.net.attach(this.s.mustGet(e.id), m, () => handOutIdentity(m, row.name, e.id, signal, net)));
+      phase('identity');
       this.s.store.setState(e.id, 'running', { pid: m.vm.pid });
     } catch (err) {
       this.s.progress(`pool VM ${e.id} could not be assigned (${firstLine(err)}); ending it`);
@@ -121,12 +137,18 @@ export class WarmPool {
     this.shapes.length = Math.min(this.shapes.length, MAX_SHAPES + 1);
   }
 
-  /** Starts a background refill if none runs; call after a create finished. */
-  kick(): void {
+  /**
+   * Starts a background refill if none runs; call after a create finished.
+   * afterMs: wait that long first. After a create, the caller's first
+   * commands come next, and on a small host a refill (a QEMU start and a
+   * restore) would take the cores they need (in one bench run a pool hit's
+   * first exec took 73 ms beside one, 13-15 ms without).
+   */
+  kick(o: { afterMs?: number } = {}): void {
     if (this.closed) return;
     this.failures = 0;
     if (this.filling) { this.again = true; return; }
-    this.filling = this.fillLoop().finally(() => {
+    this.filling = this.fillLoop(o.afterMs ?? 0).finally(() => {
       this.filling = undefined;
       if (this.again && !this.closed) { this.again = false; this.kick(); }
     });
@@ -144,7 +166,8 @@ export class WarmPool {
     return undefined;
   }
 
-  private async fillLoop(): Promise<void> {
+  private async fillLoop(afterMs: number): Promise<void> {
+    if (afterMs > 0) await sleep(afterMs, undefined, { signal: this.abort.signal, ref: false }).catch(() => undefined);
     for (;;) {
       // Let the create that triggered us return first: refills never compete with it.
       await new Promise((r) => setImmediate(r));
@@ -192,14 +215,19 @@ export class WarmPool {
           hostname: id, net, detached: true, signal,
         });
       }
-      // Its own machine-id now; the exec also warms the translation cache for the shell the first command will use.
-      await freshIdentity(m, id, signal);
+      // Everything of the identity reset that does not depend on the workspace's name happens now, off any create's
+      // path: machine-id, entropy, SSH host key (hostname = id, which becomes the workspace's id), the workspace's
+      // login key and the proxy settings (user mode). The exec also warms the translation cache for the shell the
+      // first command will use. A hand-out then only renames the guest (handOutIdentity).
+      const booted = m;
+      await freshIdentity(booted, id, signal);
+      await Promise.all([ensureWorkspaceKey(this.s.config, { id, image: spec.image }, booted, signal), this.s.net.guestProxyEnv({ name: id }, booted)]);
       if (this.closed) throw new CancelledError('warm pool fill');
     } catch (e) {
       this.entries.delete(id);
       await m?.destroy({ graceMs: 0 }).catch(() => undefined);
       this.s.store.deletePoolVm(id);
-      await rm(disk, { force: true });
+      await Promise.all([rm(disk, { force: true }), removeWorkspaceKey(this.s.config.paths.dataDir, id)]);
       throw e;
     }
     entry.m = m;
@@ -218,6 +246,7 @@ export class WarmPool {
     this.s.store.deletePoolVm(id);
     await m.destroy({ graceMs: 0 }).catch(() => undefined);
     await rm(path.join(this.s.config.paths.runDir, 'vm', id), { recursive: true, force: true });
+    await removeWorkspaceKey(this.s.config.paths.dataDir, id);
   }
 
   /** Ends every pool VM (they hold no user state) and waits for a refill in progress to stop. */

@@ -18,7 +18,9 @@ import { constants } from 'node:fs';
 import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { InternalError } from '../core/errors.js';
+import { phase } from '../core/phases.js';
 import type { Progress } from '../core/progress.js';
+import { installGuestProxyEnv } from '../net/egress.js';
 import { buildQemuArgv, type NetSpec } from '../vmm/argv.js';
 import type { Machine } from './machine.js';
 import type { Runtime } from './runtime.js';
@@ -42,6 +44,8 @@ export interface Template {
   disk: string;
   spec: TemplateSpec;
   builtMs: number;
+  /** The guest's /etc/environment holds islet's proxy settings (user mode): a restore need not check it. */
+  proxyEnv: boolean;
 }
 
 /**
@@ -66,10 +70,12 @@ interface Meta {
   build_ms: number;
   /** The warm-up's name (a session template); absent for a plain boot. */
   warm?: string;
+  /** The proxy settings were written before the save. */
+  proxy_env?: boolean;
 }
 
-/** Bumped when the layout or the save procedure changes: old templates stop matching. */
-const FORMAT = 1;
+/** Bumped when the layout or the save procedure changes: old templates stop matching (2: proxy settings written before the save). */
+const FORMAT = 2;
 /** Templates kept in the cache of each kind (plain, and each warm-up's), least recently used pruned first. */
 export const KEEP_TEMPLATES = 8;
 const SAVE_TIMEOUT_MS = 60_000;
@@ -124,7 +130,8 @@ export class Templates {
       return undefined;
     }
     if (meta.key !== key) return undefined;
-    const t: Template = { dir, key, mem: path.join(dir, 'mem'), state: path.join(dir, 'state'), disk: path.join(dir, 'disk.qcow2'), spec: meta.spec, builtMs: meta.build_ms };
+    const t: Template = { dir, key, mem: path.join(dir, 'mem'), state: path.join(dir, 'state'), disk: path.join(dir, 'disk.qcow2'), spec: meta.spec, builtMs: meta.build_ms,
+      proxyEnv: meta.proxy_env === true };
     try {
       await Promise.all([t.mem, t.state, t.disk].map((f) => stat(f)));
     } catch {
@@ -163,11 +170,14 @@ export class Templates {
         net, disk: path.join(tmp, 'disk.qcow2'), createDisk: true, ramFile: { path: path.join(tmp, 'mem'), shared: true }, signal,
       });
       if (warm) await warm.run(m, signal);
+      // User mode: the proxy settings every workspace gets go in once here, not by a synced write into each restore.
+      const proxyEnv = spec.net !== undefined && spec.net.kind !== 'tap';
+      if (proxyEnv) await installGuestProxyEnv(m.agent);
       // The shell and sync are then in the guest page cache of every restore: shared, and the first exec reads no disk.
       await m.exec({ argv: ['sh', '-c', 'sync'], timeoutMs: SAVE_TIMEOUT_MS }, { signal });
       await m.pauseToFile(path.join(tmp, 'state'), SAVE_TIMEOUT_MS, { ignoreShared: true });
       const buildMs = Math.round(performance.now() - t0);
-      const meta: Meta = { key, spec, files, built_at: new Date().toISOString(), build_ms: buildMs, ...(warm ? { warm: warm.name } : {}) };
+      const meta: Meta = { key, spec, files, built_at: new Date().toISOString(), build_ms: buildMs, ...(warm ? { warm: warm.name } : {}), proxy_env: proxyEnv };
       await writeFile(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2), { mode: 0o600 });
       // The RAM holds the guest's kernel RNG state as every copy starts with it: owner-only, like the directory.
       await Promise.all(['mem', 'state', 'disk.qcow2'].map((f) => chmod(path.join(tmp, f), 0o600)));
@@ -199,6 +209,7 @@ export class Templates {
   async restore(t: Template, o: { id: string; disk: string; hostname: string; net: NetSpec | undefined; detached: boolean; signal?: AbortSignal }): Promise<Machine> {
     await copyFile(t.disk, o.disk, constants.COPYFILE_FICLONE);
     await chmod(o.disk, 0o600);
+    phase('disk.copy');
     try {
       return await this.rt.boot({
         id: o.id, disk: o.disk, createDisk: false, image: t.spec.image, vcpus: t.spec.vcpus, memoryMb: t.spec.memoryMb,

@@ -71,7 +71,7 @@ export class WorkspaceNetwork {
   }
 
   /** User mode: the proxy settings in the guest's /etc/environment; best effort (exec gets them anyway). */
-  async guestProxyEnv(row: WorkspaceRow, m: Machine): Promise<void> {
+  async guestProxyEnv(row: Pick<WorkspaceRow, 'name'>, m: Machine): Promise<void> {
     if (this.config.network.mode !== 'user') return;
     await installGuestProxyEnv(m.agent).catch((e: unknown) =>
       this.progress(`workspace ${row.name}: could not write ${GUEST_ENV_FILE} (${firstLine(e)}); exec still sets the proxy`));
