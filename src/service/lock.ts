@@ -26,6 +26,7 @@ export function acquireLock(dataDir: string): Lock {
       const release = () => {
         if (!held) return;
         held = false;
+        process.off('exit', release); // a process that opens services one after another must not pile up hooks
         try { if (readFileSync(file, 'utf8') === String(process.pid)) unlinkSync(file); } catch { /* gone */ }
       };
       process.once('exit', release);
