@@ -21,6 +21,7 @@ export type {
 };
 export { MAX_READ_BYTES, MAX_RING_BYTES, PROC_CAP, PTY_CAP } from './process.js';
 export const NET_CONFIG_CAP = 'net.config';
+export const FS_FREEZE_CAP = 'fs.freeze';
 
 /**
  * Background processes (docs/protocol.md, "Background processes"): the agent
@@ -64,6 +65,14 @@ export interface GuestAgent {
    * "net.config" (an image built before it), and nothing was done.
    */
   netConfig(c: { mac: string; net: string }, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Freezes the guest filesystem mounted at path (FIFREEZE: its journal
+   * written out, writers held) until fsThaw, or until thawAfterMs pass in the
+   * guest, whichever is first; false when the agent lacks caps "fs.freeze",
+   * and nothing was done.
+   */
+  fsFreeze(path: string, thawAfterMs: number, signal?: AbortSignal): Promise<boolean>;
+  fsThaw(path: string, signal?: AbortSignal): Promise<void>;
   close(): void;
   readonly processes: GuestProcesses;
   /**
@@ -130,6 +139,12 @@ export class AgentConnection implements GuestAgent {
     await this.client.request(FrameType.NET_CONFIG, c, { signal });
     return true;
   }
+  async fsFreeze(path: string, thawAfterMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (!this.client.hasCap(FS_FREEZE_CAP)) return false;
+    await this.client.request(FrameType.FS_FREEZE, { path, thawAfterMs }, { signal });
+    return true;
+  }
+  async fsThaw(path: string, signal?: AbortSignal): Promise<void> { await this.client.request(FrameType.FS_THAW, { path }, { signal }); }
   close(): void { this.client.close(); }
   get awaitsRoot(): boolean { return this.client.hasCap('preroot'); }
   async enterRoot(req: RootRequest, signal?: AbortSignal): Promise<RootResult> {

@@ -27,6 +27,8 @@ export class FakeGuest {
   /** NET_CONFIG requests, in order; set netConfigCap false to play an agent without the capability. */
   readonly netConfigs: Array<{ mac: string; net: string }> = [];
   netConfigCap = true;
+  /** FS_FREEZE / FS_THAW requests, in order ("freeze /", "thaw /"). */
+  readonly freezes: string[] = [];
   handler: ExecHandler = () => undefined;
 
   constructor(private readonly lookup: (socketPath: string) => FakeGuestHost | undefined) {}
@@ -142,6 +144,17 @@ class FakeAgent implements GuestAgent {
     if (!this.g.netConfigCap) return false;
     this.g.netConfigs.push({ ...c });
     return true;
+  }
+
+  async fsFreeze(path: string): Promise<boolean> {
+    this.live('fs freeze');
+    this.g.freezes.push(`freeze ${path}`);
+    return true;
+  }
+
+  async fsThaw(path: string): Promise<void> {
+    this.live('fs thaw');
+    this.g.freezes.push(`thaw ${path}`);
   }
 
   async powerOff(): Promise<void> {

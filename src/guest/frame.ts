@@ -35,6 +35,8 @@ export const FrameType = {
   ROOT: 21,
   // Re-addressing eth0 of a restored guest (caps "net.config"); numbered apart so additions above never collide.
   NET_CONFIG: 30,
+  FS_FREEZE: 31,
+  FS_THAW: 32,
 } as const;
 export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType];
 

@@ -27,6 +27,8 @@ export interface SnapCtx {
   disks: DiskDriver;
 }
 
+/** How long the guest stays frozen at most if the thaw never comes: a snapshot's switch takes milliseconds. */
+const FREEZE_DEADLINE_MS = 10_000;
 const SYNC_TIMEOUT_MS = 120_000;
 
 export const legacyDisk = (ctx: SnapCtx, id: string) => path.join(ctx.diskDir, `${id}.qcow2`);
@@ -61,7 +63,9 @@ export function findSnapshot(store: Store, row: WorkspaceRow, ref: string): Snap
 
 /**
  * Freezes the workspace's current disk as a snapshot. Running (m given): the
- * guest's dirty pages are flushed (sync), then QEMU switches writes to a new
+ * guest's root filesystem is frozen (FIFREEZE, thawed right after; with
+ * memory, or an agent without caps fs.freeze, its dirty pages are flushed
+ * with sync instead), then QEMU switches writes to a new
  * overlay (blockdev-snapshot-sync) and the old active file, left where it is
  * because QEMU keeps it open, becomes the snapshot. Stopped: the active file
  * is moved into the snapshots dir and a new empty overlay takes its place.
@@ -81,38 +85,71 @@ export async function takeSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine |
     qemu_version: m?.vm.version ?? null,
   };
   if (m) {
-    // No fsfreeze in the base image: sync makes every completed write durable; a write racing the snapshot may
-    // land on either side of it, as after a power cut (the journal keeps the filesystem consistent).
-    const r = await m.exec({ argv: ['sync'], timeoutMs: SYNC_TIMEOUT_MS }, { signal });
-    if (r.exitCode !== 0) throw new GuestStepError(`sync in the guest failed (exit ${r.exitCode})`, 'retry, or stop the workspace and snapshot it stopped');
-    const next = path.join(ctx.diskDir, `${row.id}.${id}.qcow2`);
-    const mem = input.include_memory ? snapMemory(ctx, base) : undefined;
-    if (mem) await mkdir(path.dirname(mem), { recursive: true, mode: 0o700 });
-    ctx.store.insertSnapshot({ ...base, op_disk: next, has_memory: mem ? 1 : 0 });
-    try {
-      // With memory: the vCPUs are stopped across both, so the disk and the memory are of the same instant.
-      if (mem) await m.vm.pause();
-      try {
-        await m.vm.snapshotDisk(next);
-        if (mem) await m.vm.saveState(mem, { timeoutMs: MEMORY_SAVE_TIMEOUT_MS });
-      } catch (e) {
-        if (mem) await m.vm.resume().catch(() => undefined);
-        throw e;
-      }
-    } catch (e) {
-      // Once QEMU switched to the new overlay it cannot be undone here: keep a disk-only snapshot then.
-      if (await settle(ctx, { ...base, op_disk: next, has_memory: mem ? 1 : 0 }) === 'finished') {
-        return { ...snapshotInfo(mustReady(ctx, id)), live: true, duration_ms: Math.round(performance.now() - t0) };
-      }
-      throw e instanceof IsletError && e.code === 'VM_EXITED' ? new VmExitedError(`workspace "${row.name}" lost its VM during the snapshot`) : e;
+    // A disk-only snapshot freezes the root filesystem across the switch to the new overlay: the snapshot is
+    // then a clean filesystem (journal written out), which a fork or restore mounts without a replay. Not
+    // with memory: the frozen state would be in the saved RAM, and every copy would wait for its deadline.
+    const frozen = !input.include_memory && await freezeRoot(m, signal);
+    if (!frozen) {
+      // sync makes every completed write durable; a write racing the snapshot may land on either side of
+      // it, as after a power cut (the journal keeps the filesystem consistent).
+      const r = await m.exec({ argv: ['sync'], timeoutMs: SYNC_TIMEOUT_MS }, { signal });
+      if (r.exitCode !== 0) throw new GuestStepError(`sync in the guest failed (exit ${r.exitCode})`, 'retry, or stop the workspace and snapshot it stopped');
     }
-    await chmod(active, 0o444);
-    ctx.store.finishSnapshot(id, row.id, next, await sizeOnDisk(active));
-    // After the snapshot is recorded (it is complete either way), and not swallowed: a guest left paused
-    // answers nothing, and every later call on it would time out unexplained.
-    if (mem) await m.vm.resume();
-    return { ...snapshotInfo(mustReady(ctx, id)), live: true, duration_ms: Math.round(performance.now() - t0) };
+    try {
+      return await liveSnapshot(ctx, row, m, base, input, t0);
+    } finally {
+      // The guest thaws by itself at its deadline should this fail (or the service die here).
+      if (frozen) await m.agent.fsThaw('/').catch(() => undefined);
+    }
   }
+  return stoppedSnapshot(ctx, row, base, t0, signal);
+}
+
+/** Freezes the guest's root for a snapshot; false (and nothing frozen) when the agent cannot or refuses. */
+async function freezeRoot(m: Machine, signal?: AbortSignal): Promise<boolean> {
+  try {
+    return await m.agent.fsFreeze('/', FREEZE_DEADLINE_MS, signal);
+  } catch {
+    return false; // a filesystem that cannot freeze (EOPNOTSUPP): sync instead
+  }
+}
+
+async function liveSnapshot(ctx: SnapCtx, row: WorkspaceRow, m: Machine, base: SnapshotRow,
+  input: { include_memory?: boolean }, t0: number): Promise<SnapshotCreateOutput> {
+  const { id } = base;
+  const active = base.file;
+  const next = path.join(ctx.diskDir, `${row.id}.${id}.qcow2`);
+  const mem = input.include_memory ? snapMemory(ctx, base) : undefined;
+  if (mem) await mkdir(path.dirname(mem), { recursive: true, mode: 0o700 });
+  ctx.store.insertSnapshot({ ...base, op_disk: next, has_memory: mem ? 1 : 0 });
+  try {
+    // With memory: the vCPUs are stopped across both, so the disk and the memory are of the same instant.
+    if (mem) await m.vm.pause();
+    try {
+      await m.vm.snapshotDisk(next);
+      if (mem) await m.vm.saveState(mem, { timeoutMs: MEMORY_SAVE_TIMEOUT_MS });
+    } catch (e) {
+      if (mem) await m.vm.resume().catch(() => undefined);
+      throw e;
+    }
+  } catch (e) {
+    // Once QEMU switched to the new overlay it cannot be undone here: keep a disk-only snapshot then.
+    if (await settle(ctx, { ...base, op_disk: next, has_memory: mem ? 1 : 0 }) === 'finished') {
+      return { ...snapshotInfo(mustReady(ctx, id)), live: true, duration_ms: Math.round(performance.now() - t0) };
+    }
+    throw e instanceof IsletError && e.code === 'VM_EXITED' ? new VmExitedError(`workspace "${row.name}" lost its VM during the snapshot`) : e;
+  }
+  await chmod(active, 0o444);
+  ctx.store.finishSnapshot(id, row.id, next, await sizeOnDisk(active));
+  // After the snapshot is recorded (it is complete either way), and not swallowed: a guest left paused
+  // answers nothing, and every later call on it would time out unexplained.
+  if (mem) await m.vm.resume();
+  return { ...snapshotInfo(mustReady(ctx, id)), live: true, duration_ms: Math.round(performance.now() - t0) };
+}
+
+async function stoppedSnapshot(ctx: SnapCtx, row: WorkspaceRow, base: SnapshotRow, t0: number, signal?: AbortSignal): Promise<SnapshotCreateOutput> {
+  const { id } = base;
+  const active = base.file;
   await mkdir(snapDir(ctx, row.id), { recursive: true, mode: 0o700 });
   const file = path.join(snapDir(ctx, row.id), `${id}.qcow2`);
   const s: SnapshotRow = { ...base, file, op_disk: active };

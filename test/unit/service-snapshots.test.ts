@@ -29,7 +29,8 @@ describe('snapshots and forks', () => {
     await svc.create(alice, { name: 's1' });
     const live = await svc.snapshotCreate(alice, { workspace_id: 's1', name: 'one' });
     assert.equal(live.live, true);
-    assert.ok(w.guest.execs.some((e) => e.argv?.[0] === 'sync'), 'the guest filesystem is synced first');
+    assert.deepEqual(w.guest.freezes, ['freeze /', 'thaw /'], 'the guest root is frozen across the switch, then thawed');
+    assert.ok(!w.guest.execs.some((e) => e.argv?.[0] === 'sync'), 'frozen, so no sync');
     await assert.rejects(svc.snapshotCreate(alice, { workspace_id: 's1', name: 'one' }), coded('INVALID_ARGUMENT'));
     await svc.stop(alice, { workspace_id: 's1' });
     const cold = await svc.snapshotCreate(alice, { workspace_id: 's1', name: 'two' });
@@ -46,8 +47,11 @@ describe('snapshots and forks', () => {
 
   test('a memory snapshot needs a running workspace, and restores its guest memory', async () => {
     await svc.fileWrite(alice, { workspace_id: 's1', path: '/tmp/m', content: 'at snapshot' });
+    const frozenBefore = w.guest.freezes.length;
     const m = await svc.snapshotCreate(alice, { workspace_id: 's1', name: 'mem', include_memory: true });
     assert.equal(m.has_memory, true);
+    assert.equal(w.guest.freezes.length, frozenBefore, 'never frozen with memory: the saved RAM would hold a frozen root');
+    assert.ok(w.guest.execs.some((e) => e.argv?.[0] === 'sync'), 'synced instead');
     await svc.fileWrite(alice, { workspace_id: 's1', path: '/tmp/m', content: 'later' });
     const r = await svc.snapshotRestore(alice, { workspace_id: 's1', snapshot: 'mem' });
     assert.equal(r.memory_restored, true);

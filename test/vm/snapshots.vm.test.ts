@@ -2,7 +2,9 @@
 // WorkspaceService. VM boots are few (create, restore, fork, one start):
 // every check shares the one source workspace.
 import assert from 'node:assert/strict';
-import { readdirSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { IsletError } from '../../src/core/errors.js';
@@ -54,6 +56,32 @@ describe('snapshots and forks', { timeout: 900_000 }, () => {
     assert.equal(info.current_snapshot_id, s.snapshot_id);
     assert.deepEqual(info.snapshots.map((x) => x.name), ['one']);
     assert.equal(info.snapshot_count, 1);
+  });
+
+  test('a live disk snapshot is a clean filesystem: the root is frozen across the switch and thawed at once', async () => {
+    const disks = path.join(dataDir, 'disks');
+    const readOnly = () => new Set(readdirSync(disks).filter((f) => (statSync(path.join(disks, f)).mode & 0o222) === 0));
+    const before = readOnly();
+    await sh('src', 'head -c 65536 /dev/urandom > /root/dirty.bin'); // unsynced: in the page cache and the journal
+    await svc.snapshotCreate(me, { workspace_id: 'src', name: 'frozen' });
+    const made = [...readOnly()].filter((f) => !before.has(f));
+    assert.equal(made.length, 1, `one disk became the snapshot: ${made}`);
+    // ext4's superblock at 1 KiB; s_feature_incompat at 0x60; 0x4 = needs_recovery: set while mounted (a sync-only
+    // snapshot has it), cleared by a freeze.
+    const incompat = (file: string) => {
+      const tmp = mkdtempSync(path.join(os.tmpdir(), 'islet-sb-'));
+      try {
+        execFileSync('qemu-img', ['dd', '-U', '-f', 'qcow2', '-O', 'raw', 'bs=1024', 'count=2', `if=${file}`, `of=${tmp}/sb`]);
+        const sb = readFileSync(`${tmp}/sb`).subarray(1024);
+        assert.equal(sb.readUInt16LE(0x38), 0xef53, 'an ext4 superblock');
+        return sb.readUInt32LE(0x60);
+      } finally {
+        rmSync(tmp, { recursive: true, force: true });
+      }
+    };
+    assert.equal(incompat(path.join(disks, made[0]!)) & 0x4, 0, 'the snapshot needs no journal replay');
+    // Thawed by the host right away, not by the guest's deadline: unfreezing a thawed root is EINVAL.
+    assert.match(await sh('src', 'echo after > /root/after.txt; fsfreeze --unfreeze / 2>&1; echo rc=$?'), /Invalid argument[\s\S]*rc=1/);
   });
 
   test('a fork has its own identity, and neither it nor its source sees the other\'s writes', async () => {

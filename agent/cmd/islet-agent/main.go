@@ -13,6 +13,7 @@ import (
 
 	"islet/agent/internal/clock"
 	"islet/agent/internal/exec"
+	"islet/agent/internal/fs"
 	"islet/agent/internal/info"
 	"islet/agent/internal/initsys"
 	"islet/agent/internal/logger"
@@ -79,6 +80,8 @@ func main() {
 		Hello:   func() proto.HelloReply { return info.Hello(initMode, pid, bootMs) },
 		ProcDir: "/proc",
 		SetTime: info.SetSystemTime,
+		Freeze:  fs.Freeze,
+		Thaw:    fs.Thaw,
 		Readdress: func(mac [6]byte, c netcfg.Config) error {
 			if err := netcfg.Readdress(netcfg.DefaultInterface, mac, c); err != nil {
 				return err

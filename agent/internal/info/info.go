@@ -20,7 +20,7 @@ const AgentVersion = "0.1.0"
 
 // Caps lists the features this agent supports; the host gates on them.
 func Caps() []string {
-	return []string{"exec", "exec.stdin", "exec.signal", "file.read", "file.write", "health", "time.sync", "poweroff", "proc", "proc.pty", "file.range", "file.abort", "net.config"}
+	return []string{"exec", "exec.stdin", "exec.signal", "file.read", "file.write", "health", "time.sync", "poweroff", "proc", "proc.pty", "file.range", "file.abort", "net.config", "fs.freeze"}
 }
 
 // Init modes reported in HELLO.

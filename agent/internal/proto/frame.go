@@ -51,6 +51,9 @@ const (
 	// Re-addressing a restored guest (caps "net.config"). Numbered apart
 	// from the sequence above so that types added there never collide.
 	TypeNetConfig Type = 30
+	// Freezing a filesystem for a consistent live snapshot (caps "fs.freeze").
+	TypeFsFreeze Type = 31
+	TypeFsThaw   Type = 32
 )
 
 func (t Type) String() string {
@@ -97,6 +100,10 @@ func (t Type) String() string {
 		return "PROC_RESIZE"
 	case TypeNetConfig:
 		return "NET_CONFIG"
+	case TypeFsFreeze:
+		return "FS_FREEZE"
+	case TypeFsThaw:
+		return "FS_THAW"
 	}
 	return fmt.Sprintf("TYPE_%d", uint8(t))
 }

@@ -22,7 +22,7 @@ func TestHello(t *testing.T) {
 	h.send(proto.TypeHello, 1, proto.Hello{Protocol: 1, Client: "test"})
 	var hello proto.HelloReply
 	decode(t, h.final(1)[0], proto.TypeHello, &hello)
-	if hello.Protocol != 1 || hello.Agent != info.AgentVersion || len(hello.Caps) != 13 || hello.InitMode != "service" {
+	if hello.Protocol != 1 || hello.Agent != info.AgentVersion || len(hello.Caps) != 14 || hello.InitMode != "service" {
 		t.Fatalf("%+v", hello)
 	}
 	h.send(proto.TypeHello, 2, proto.Hello{Protocol: 2})

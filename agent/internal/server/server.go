@@ -31,6 +31,11 @@ type Config struct {
 	SetTime func(time.Time) error // TIME_SYNC
 	// Readdress re-addresses eth0 (NET_CONFIG); nil: the agent cannot.
 	Readdress func(mac [6]byte, c netcfg.Config) error
+	// Freeze and Thaw serve FS_FREEZE and FS_THAW (FIFREEZE, FITHAW); nil:
+	// the agent cannot. Tests give fakes: the real ones on the host's root
+	// would stop the host.
+	Freeze func(path string) error
+	Thaw   func(path string) error
 	// PowerOff is called after POWEROFF's OK reply has been written. In the
 	// VM it does not return; if it does, the error is logged.
 	PowerOff func() error
@@ -59,8 +64,9 @@ type writeDeadliner interface {
 // processes keep running.
 type Server struct {
 	cfg   Config
-	wg    sync.WaitGroup // request goroutines
-	procs *proc.Table    // background processes, shared by all connections
+	wg    sync.WaitGroup  // request goroutines
+	procs *proc.Table     // background processes, shared by all connections
+	thaws freezeDeadlines // frozen filesystems, each with the timer that thaws it
 }
 
 // New returns a Server.
@@ -356,6 +362,10 @@ func (ss *session) dispatch(f proto.Frame) {
 		ss.handleProcResize(f)
 	case proto.TypeNetConfig:
 		ss.handleNetConfig(f)
+	case proto.TypeFsFreeze:
+		ss.handleFsFreeze(f)
+	case proto.TypeFsThaw:
+		ss.handleFsThaw(f)
 	case proto.TypeError, proto.TypeOK, proto.TypeExecStarted, proto.TypeExecExited:
 		ss.sendError(f.RequestID, proto.CodeInvalidArgument, "%v is not a request", f.Type)
 	default:
