@@ -61,9 +61,10 @@ describe('snapshots and forks', { timeout: 900_000 }, () => {
   test('a live disk snapshot is a clean filesystem: the root is frozen across the switch and thawed at once', async () => {
     const disks = path.join(dataDir, 'disks');
     const readOnly = () => new Set(readdirSync(disks).filter((f) => (statSync(path.join(disks, f)).mode & 0o222) === 0));
+    await svc.create(me, { name: 'frz' }); // its own workspace: the other tests count the snapshots of src
     const before = readOnly();
-    await sh('src', 'head -c 65536 /dev/urandom > /root/dirty.bin'); // unsynced: in the page cache and the journal
-    await svc.snapshotCreate(me, { workspace_id: 'src', name: 'frozen' });
+    await sh('frz', 'head -c 65536 /dev/urandom > /root/dirty.bin'); // unsynced: in the page cache and the journal
+    await svc.snapshotCreate(me, { workspace_id: 'frz', name: 'frozen' });
     const made = [...readOnly()].filter((f) => !before.has(f));
     assert.equal(made.length, 1, `one disk became the snapshot: ${made}`);
     // ext4's superblock at 1 KiB; s_feature_incompat at 0x60; 0x4 = needs_recovery: set while mounted (a sync-only
@@ -81,7 +82,8 @@ describe('snapshots and forks', { timeout: 900_000 }, () => {
     };
     assert.equal(incompat(path.join(disks, made[0]!)) & 0x4, 0, 'the snapshot needs no journal replay');
     // Thawed by the host right away, not by the guest's deadline: unfreezing a thawed root is EINVAL.
-    assert.match(await sh('src', 'echo after > /root/after.txt; fsfreeze --unfreeze / 2>&1; echo rc=$?'), /Invalid argument[\s\S]*rc=1/);
+    assert.match(await sh('frz', 'echo after > /root/after.txt; fsfreeze --unfreeze / 2>&1; echo rc=$?'), /Invalid argument[\s\S]*rc=1/);
+    await svc.destroy(me, { workspace_id: 'frz' });
   });
 
   test('a fork has its own identity, and neither it nor its source sees the other\'s writes', async () => {
