@@ -51,8 +51,9 @@ export function register(server: McpServer, svc: WorkspaceService, callerOf: () 
     title: 'Snapshot a workspace\'s disk',
     description:
       'Saves the workspace\'s whole disk as a named checkpoint you can roll back to (snapshot_restore) or fork from '
-      + '(workspace_fork). Cheap: copy-on-write, takes milliseconds plus a filesystem sync. Works on running workspaces '
-      + '(they keep running; files are synced first, but a file being written at that moment may be caught half-written) '
+      + '(workspace_fork). Cheap: copy-on-write, takes milliseconds plus a filesystem flush. Works on running workspaces '
+      + '(they keep running; the filesystem is frozen for the switch, so the snapshot is clean, but a file a program is in '
+      + 'the middle of writing is caught as far as it got) '
       + 'and stopped ones. Disk only by default; include_memory: true (running workspaces only) also saves the guest\'s memory, '
       + 'so restore and fork resume its processes instead of booting. Fails with INVALID_ARGUMENT if the name is taken.',
     inputSchema: SnapshotCreateInput.shape,
