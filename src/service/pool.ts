@@ -101,7 +101,18 @@ export class WarmPool {
       // The claim (quotas, name): a refusal leaves a clean pool VM (named back to its id if the rename ran).
       this.s.store.claimPoolVm(e.id, { ...row, state: 'creating', pid: m.vm.pid }, limits);
     } catch (err) {
-      const back = await early?.then(() => (row.name === e.id ? true : handOutIdentity(m, e.id, row.name).then(() => true)), () => false) ?? true;
+      // Back in the pool only as a clean pool VM: named its id again, or not renamed at all.
+      const renameBack = async () => {
+        if (!early) return true;
+        try {
+          await early;
+          if (row.name !== e.id) await handOutIdentity(m, e.id, row.name);
+          return true;
+        } catch {
+          return false; // either rename failed: the VM is ended below, never offered half-named
+        }
+      };
+      const back = await renameBack();
       if (err instanceof IsletError && (err.code === 'QUOTA_EXCEEDED' || err.code === 'INVALID_ARGUMENT') && back && !m.agent.isClosed) {
         this.entries.set(e.id, e);
         throw err;
