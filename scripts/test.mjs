@@ -26,4 +26,15 @@ step('session-front tests', 'go', ['test', '-count=1', './...'], { cwd: 'session
 const dirs = ['dist/test/unit'];
 if (!unitOnly) dirs.push('dist/test/vm');
 for (const d of dirs) if (!existsSync(d)) { console.error(`missing ${d}: run npm run build`); process.exit(1); }
+// One kernel for the whole run (test/vm/factory.ts): the one VMs boot now, even if setup's
+// background custom-kernel build finishes while the tests run.
+if (!unitOnly && !process.env.ISLET_TEST_KERNEL) {
+  const r = spawnSync(process.execPath, ['bin/islet.js', 'kernel', 'status', '--json'], { encoding: 'utf8' });
+  let used;
+  try { used = JSON.parse(r.stdout).used; } catch { /* no artifacts yet: the VM tests will say so */ }
+  if (used === 'custom' || used === 'distro') {
+    process.env.ISLET_TEST_KERNEL = used;
+    process.stdout.write(`\n=== VM tests boot the ${used} kernel (ISLET_TEST_KERNEL)\n`);
+  }
+}
 step('node tests', process.execPath, ['--test', '--test-concurrency=1', '--test-reporter=spec', ...dirs]);

@@ -42,6 +42,8 @@ const VmSchema = z.object({
   accel: z.enum(['auto', 'kvm', 'tcg']).default('auto').describe('auto = KVM if a canary boot succeeds, else TCG'),
   kernel: z.enum(['auto', 'distro', 'custom']).default('auto')
     .describe('auto = the custom kernel when `islet kernel build` has built one, else the distro kernel + initramfs'),
+  kernel_build: z.enum(['background', 'off']).default('background')
+    .describe('background = `islet setup` starts `islet kernel build` in the background (nice 19) when kernel = auto or custom and none is built; VMs switch to it once it is ready'),
   kernel_path: absPath.optional().describe('a vmlinux to boot instead of the built one'),
   initrd_path: absPath.optional().describe('an initramfs to use instead of the built one'),
   qemu_binary: z.string().min(1).default('qemu-system-x86_64'),

@@ -62,6 +62,12 @@ export async function ensurePackages(packages: readonly HostPackage[], progress:
   await aptInstall(missing, progress, opts);
 }
 
+/** Which of `packages` are not installed, and whether this process could install them (apt as root). */
+export async function packagesToInstall(packages: readonly HostPackage[]): Promise<{ missing: HostPackage[]; canInstall: boolean }> {
+  const found = await Promise.all(packages.map(present));
+  return { missing: packages.filter((_, i) => !found[i]), canInstall: isRoot() };
+}
+
 /** The packages whose programs are not all in PATH (for this user: root or not). */
 export async function checkHostPackages(): Promise<HostPackage[]> {
   const root = isRoot();

@@ -2,7 +2,9 @@
 import type { Config } from '../core/config.js';
 import { Progress, silent } from '../core/progress.js';
 import { checkHostPackages, missingPackagesError } from '../host/packages.js';
+import { chooseKernel } from '../images/custom-kernel.js';
 import { DEFAULT_IMAGE, ensureArtifacts } from '../images/index.js';
+import { startBackgroundKernelBuild } from '../images/kernel-background.js';
 import { ensureEgressHelper } from '../net/egress-build.js';
 import { gcCache } from './image-gc.js';
 import { Runtime } from './runtime.js';
@@ -36,11 +38,19 @@ export async function setupHost(config: Config, o: { progress?: Progress; image?
   const rt = await Runtime.open(config, { progress });
   const accel = await rt.accel();
   const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+  // Last, so the compile never competes with setup itself (docs/kernel.md).
+  const bg = await startBackgroundKernelBuild(config, { installPackages: o.installPackages !== false });
+  const choice = await chooseKernel(config, a.agent.key).catch((e: Error) => ({ kind: 'none', reason: e.message }));
+  const kernelLine = bg.started
+    ? `guest      ${choice.kind} kernel now; the custom kernel is building in the background (pid ${bg.pid}, nice 19, ~15 min on 2 cores; log ${bg.log}); ` +
+      'VMs switch to it when it is ready (islet kernel status)'
+    : `guest      ${choice.kind} kernel (${choice.reason})${bg.pid ? `; background build running (pid ${bg.pid}, log ${bg.log})` : choice.kind === 'custom' ? '' : `; no background build: ${bg.why}`}`;
   return {
     summary: [
       `agent      ${a.agent.path} (${mb(a.agent.sizeBytes)}, ${a.agent.goVersion})`,
       `kernel     ${a.kernel.vmlinux} (${a.kernel.version}, ${mb(a.kernel.vmlinuxBytes)})`,
       `initramfs  ${a.initramfs.path} (${mb(a.initramfs.sizeBytes)})`,
+      kernelLine,
       `egress     ${egress}`,
       ...built.map(({ image: i }) => `image      ${i.name}: ${i.rootfs} (${mb(i.minBytes)} used, ${i.recipe.initMode} init)` +
         `${i.name === config.resources.default_image ? ' [workspace default]' : ''}`),

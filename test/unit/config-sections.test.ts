@@ -25,7 +25,7 @@ test('defaults of every section', () => {
   const c = resolveConfig({});
   assert.deepEqual(c.storage, {});
   assert.deepEqual(c.vm, {
-    accel: 'auto', kernel: 'auto', qemu_binary: 'qemu-system-x86_64', boot_timeout_ms: 120_000, request_timeout_ms: 30_000,
+    accel: 'auto', kernel: 'auto', kernel_build: 'background', qemu_binary: 'qemu-system-x86_64', boot_timeout_ms: 120_000, request_timeout_ms: 30_000,
     tcg_tb_size_mb: 32, restore_tcg_tb_size_mb: 0, canary_timeout_ms: 8_000,
   });
   assert.deepEqual(c.resources, {
@@ -59,6 +59,7 @@ run_dir = "/run/islet"
 [vm]
 accel = "kvm"
 kernel = "distro"
+kernel_build = "off"
 kernel_path = "/boot/vmlinux"
 initrd_path = "/boot/initrd"
 qemu_binary = "/opt/qemu/bin/qemu-system-x86_64"
@@ -123,6 +124,7 @@ kernel_package = "linux-image-6.1.0-30-cloud-amd64"
   assert.equal(c.vm.accel, 'kvm');
   assert.equal(c.vm.tcg_tb_size_mb, 0);
   assert.equal(c.vm.kernel, 'distro');
+  assert.equal(c.vm.kernel_build, 'off');
   assert.equal(c.vm.kernel_path, '/boot/vmlinux');
   assert.equal(c.resources.max_workspaces_per_owner, 5);
   assert.equal(c.resources.default_image, 'python');
@@ -153,6 +155,7 @@ test('out-of-range and malformed values are rejected naming the key', () => {
     ['[vm]\nrequest_timeout_ms = 50\n', /vm\.request_timeout_ms: /],
     ['[vm]\ntcg_tb_size_mb = 2048\n', /vm\.tcg_tb_size_mb: /],
     ['[vm]\nkernel_path = "vmlinux"\n', /vm\.kernel_path: must be an absolute path/],
+    ['[vm]\nkernel_build = "now"\n', /vm\.kernel_build: /],
     ['[resources]\nmax_vcpus = 0\n', /resources\.max_vcpus: /],
     ['[resources]\ndefault_memory_mb = 32\n', /resources\.default_memory_mb: /],
     ['[resources]\ndefault_image = "Base Image"\n', /resources\.default_image: /],

@@ -91,7 +91,10 @@ export async function cleanupBefore(envs: VmEnv[], close: () => Promise<unknown>
 export function vmEnv(name: string, overrides: Overrides = {}): VmEnv {
   const dir = mkdtempSync(path.join(os.tmpdir(), `islet-${name}-`));
   const o = overrides as Record<string, Record<string, unknown>>;
-  const raw = { ...o, storage: { data_dir: dir, cache_dir: loadConfig().paths.cacheDir, ...o.storage } };
+  // scripts/test.mjs pins the kernel the suite started with: a background custom-kernel build that
+  // finishes mid-run must not switch kernels under a test (templates and pool VMs are keyed by kernel).
+  const pinned = process.env.ISLET_TEST_KERNEL === 'custom' || process.env.ISLET_TEST_KERNEL === 'distro' ? { kernel: process.env.ISLET_TEST_KERNEL } : {};
+  const raw = { ...o, vm: { ...pinned, ...o.vm }, storage: { data_dir: dir, cache_dir: loadConfig().paths.cacheDir, ...o.storage } };
   const config = resolveConfig(raw as Overrides);
   const cfgFile = path.join(dir, 'islet.toml');
   writeFileSync(cfgFile, stringify(raw));

@@ -3,7 +3,7 @@
 // kernel that booted (release -islet, no module support), and exec, files,
 // root filesystem growth and user-mode networking all work on it. Skipped,
 // with the reason printed, when no custom kernel has been built: the build
-// takes tens of minutes and is not part of `npm run setup`.
+// takes tens of minutes and `npm run setup` runs it in the background.
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { chooseKernel } from '../../src/images/custom-kernel.js';

@@ -1,4 +1,4 @@
-// `islet kernel build|status`: the optional custom microVM kernel (see
+// `islet kernel build|status`: the custom microVM kernel (setup builds it in the background) (see
 // docs/kernel.md). Progress goes to stderr, the report to stdout.
 import { Command, Option } from 'commander';
 import { type Config, loadConfig } from '../../core/config.js';
@@ -6,6 +6,7 @@ import { InvalidArgumentError } from '../../core/errors.js';
 import { silent } from '../../core/progress.js';
 import { buildCustomKernel, chooseKernel, findCustomKernel } from '../../images/custom-kernel.js';
 import { ensureAgent, findArtifacts } from '../../images/index.js';
+import { runningBackgroundBuild } from '../../images/kernel-background.js';
 import { formatBytes, formatMs } from '../../images/paths.js';
 import { json } from './format.js';
 import { stderrProgress } from './progress.js';
@@ -35,8 +36,10 @@ async function status(config: Config, f: Common): Promise<void> {
   const found = await findArtifacts(config);
   const custom = await findCustomKernel(config);
   const choice = await chooseKernel(config, found.agent?.key).catch((e: Error) => ({ kind: 'none', reason: e.message }));
+  const bg = await runningBackgroundBuild(config);
   const v = {
     setting: config.vm.kernel,
+    background: bg && { pid: bg.pid, startedAt: bg.startedAt, log: bg.log, lastLine: bg.lastLine },
     used: choice.kind,
     reason: choice.reason,
     distro: found.kernel && { release: found.kernel.version, package: `${found.kernel.package} ${found.kernel.packageVersion}`, vmlinux: found.kernel.vmlinux,
@@ -49,11 +52,12 @@ async function status(config: Config, f: Common): Promise<void> {
     `${name}: ${k ? `${k.release} (${k.package}), vmlinux ${formatBytes(k.vmlinuxBytes)}${extra}` : 'not built'}\n`;
   process.stdout.write(line('distro kernel', v.distro, v.distro ? ` + initramfs with ${v.distro.modules} modules` : ''));
   process.stdout.write(line('custom kernel', v.custom, v.custom ? `, built in ${formatMs(v.custom.buildMs)}` : ' (islet kernel build)'));
+  if (v.background) process.stdout.write(`background build: running since ${v.background.startedAt} (pid ${v.background.pid}); ${v.background.lastLine ?? 'starting'}; log ${v.background.log}\n`);
   process.stdout.write(`[vm] kernel = "${v.setting}": VMs boot the ${v.used} kernel (${v.reason})\n`);
 }
 
 export function registerKernel(program: Command): void {
-  const kernel = program.command('kernel').description('the optional custom microVM kernel (built from Debian\'s linux-source; docs/kernel.md)');
+  const kernel = program.command('kernel').description('the custom microVM kernel (built from Debian\'s linux-source, in the background after setup; docs/kernel.md)');
   const common = (c: Command) => c
     .option('-c, --config <file>', 'config file (TOML)')
     .option('--json', 'print the result as JSON')

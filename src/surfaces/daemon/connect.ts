@@ -1,19 +1,17 @@
 // Finding the daemon, and starting it when none runs. Racing clients may each
 // spawn one; only the first takes the data dir's lock, the others exit at once
 // (STATE_CONFLICT) and every client connects to the winner's socket.
-import { spawn } from 'node:child_process';
-import { closeSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { get } from 'node:http';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Config } from '../../core/config.js';
 import { IsletError } from '../../core/errors.js';
+import { spawnIslet } from '../../host/detached.js';
 import { pidAlive } from '../../host/pid.js';
 import { daemonPaths } from './paths.js';
 
 /** A live daemon answers /healthz in milliseconds; one that does not within this is treated as absent. */
 const PROBE_TIMEOUT_MS = 5_000;
-const BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../bin/islet.js');
 const START_TIMEOUT_MS = 120_000;
 
 /** True when a daemon answers HTTP (/healthz) on the socket. */
@@ -68,19 +66,8 @@ export async function ensureDaemon(config: Config): Promise<string> {
 }
 
 function spawnDaemon(config: Config, logFile: string): { exited: boolean } {
-  const args = [BIN, 'daemon', 'run', '--quiet'];
-  if (config.source) args.push('--config', config.source);
-  const state = { exited: false };
   mkdirSync(config.paths.dataDir, { recursive: true, mode: 0o700 }); // a first run: the log lives there
-  const log = openSync(logFile, 'a', 0o600);
-  try {
-    const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', log, log], env: process.env });
-    child.once('exit', () => { state.exited = true; });
-    child.unref();
-  } finally {
-    closeSync(log);
-  }
-  return state;
+  return spawnIslet(config, ['daemon', 'run', '--quiet'], logFile).state;
 }
 
 /** True when this process now holds the start lock; a lock left by a dead client is taken over. */
