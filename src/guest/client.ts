@@ -166,11 +166,11 @@ export class AgentClient {
   }
 
   /** A frame in parts (header, payload) in one writev, the payload not copied. */
-  private writeParts(head: Buffer, payload: Buffer): Promise<void> {
+  private writeParts(head: Buffer, payload: Buffer | readonly Buffer[]): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
     this.sock.cork();
-    this.sock.write(head);
-    const ok = this.sock.write(payload);
+    let ok = this.sock.write(head);
+    for (const p of Buffer.isBuffer(payload) ? [payload] : payload) ok = this.sock.write(p);
     this.sock.uncork();
     return ok ? Promise.resolve() : this.drained();
   }
@@ -195,6 +195,13 @@ export class AgentClient {
       const flags = stream | (eof && off >= data.length ? FLAG_EOF : 0);
       await this.writeParts(encodeHeader(FrameType.DATA, flags, id, chunk.length), chunk);
     } while (off < data.length);
+  }
+
+  /** One DATA frame whose payload is `parts` in order (at most DATA_CHUNK bytes in all), sent without joining them. */
+  async writeDataFrame(id: number, stream: number, parts: readonly Buffer[], eof: boolean): Promise<void> {
+    const n = parts.reduce((a, p) => a + p.length, 0);
+    if (n > DATA_CHUNK) throw new RangeError(`a DATA frame holds at most ${DATA_CHUNK} bytes, not ${n}`);
+    await this.writeParts(encodeHeader(FrameType.DATA, stream | (eof ? FLAG_EOF : 0), id, n), parts);
   }
 
   private onData(chunk: Buffer): void {

@@ -101,22 +101,32 @@ export async function writeGuestFileStream(client: AgentClient, path: string, so
         throw new FileTooLargeError(`write ${path}: more than the ${o.maxBytes}-byte transfer limit`, 'raise [server] max_transfer_bytes', { path, maxBytes: o.maxBytes });
       }
       const b = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-      if (heldBytes === 0 && b.length >= DATA_CHUNK) {
-        await client.writeData(rid, Stream.STDIN, b, o.signal, false);
-        continue;
-      }
-      // Sources yield what they happened to read (an HTTP body often 16-64 KiB): small pieces go out gathered
-      // into whole DATA frames, since each frame costs the emulated guest a channel hop and a write().
+      // Sources yield what they happened to read (an HTTP body: 64 KiB reads at any offset): pieces go out
+      // gathered into whole DATA frames, since each frame costs the emulated guest a channel hop and a
+      // write(). A frame is written from the pieces themselves (writev), so no byte is copied to gather it.
       held.push(b);
       heldBytes += b.length;
-      if (heldBytes < DATA_CHUNK) continue;
-      const all = Buffer.concat(held, heldBytes);
-      const whole = all.length - (all.length % DATA_CHUNK);
-      held = whole < all.length ? [all.subarray(whole)] : [];
-      heldBytes = all.length - whole;
-      await client.writeData(rid, Stream.STDIN, all.subarray(0, whole), o.signal, false);
+      while (heldBytes >= DATA_CHUNK) {
+        if (o.signal?.aborted) throw new CancelledError('file write', o.signal.reason);
+        const frame: Buffer[] = [];
+        let need = DATA_CHUNK;
+        while (need > 0) {
+          const h = held[0]!;
+          if (h.length <= need) {
+            frame.push(h);
+            held.shift();
+            need -= h.length;
+          } else {
+            frame.push(h.subarray(0, need));
+            held[0] = h.subarray(need);
+            need = 0;
+          }
+        }
+        heldBytes -= DATA_CHUNK;
+        await client.writeDataFrame(rid, Stream.STDIN, frame, false);
+      }
     }
-    if (!settled) await client.writeData(rid, Stream.STDIN, Buffer.concat(held, heldBytes), o.signal, true);
+    if (!settled) await client.writeDataFrame(rid, Stream.STDIN, held, true);
   } catch (e) {
     if (!settled) {
       client.unregister(rid);

@@ -65,3 +65,17 @@ test('pieces of a whole frame or more pass straight through; a mix keeps its ord
     client.close();
   }
 });
+
+test('large pieces at odd sizes (64 KiB socket reads at any offset) still make whole frames', async () => {
+  const client = await AgentClient.connect(sock, { timeoutMs: 5_000 });
+  try {
+    const src = [Buffer.alloc(100_000, 1), Buffer.alloc(DATA_CHUNK - 7, 2), Buffer.alloc(DATA_CHUNK + 3, 3), Buffer.alloc(3 * DATA_CHUNK, 4)];
+    const total = src.reduce((a, b) => a + b.length, 0);
+    await writeGuestFileStream(client, '/f', src, { maxBytes: 1 << 20 });
+    assert.equal(hash.digest('hex'), sha(src));
+    const whole = Math.floor(total / DATA_CHUNK);
+    assert.deepEqual(sizes, [...Array(whole).fill(DATA_CHUNK), total - whole * DATA_CHUNK]);
+  } finally {
+    client.close();
+  }
+});
