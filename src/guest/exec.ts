@@ -20,6 +20,11 @@ export interface ExecRequest {
   /** 0 = no limit. */
   timeoutMs?: number;
   maxOutputBytes?: number;
+  /**
+   * Output goes only to onData; the result's stdout and stderr are empty. For a caller that forwards every chunk
+   * (`islet run` in the daemon), so the daemon does not also hold up to the cap of each stream.
+   */
+  streamOnly?: boolean;
 }
 
 export interface ExecOptions {
@@ -43,19 +48,19 @@ class Capped {
   private chunks: Buffer[] = [];
   size = 0;
   truncated = false;
-  constructor(private readonly max: number) {}
+  constructor(private readonly max: number, private readonly keep = true) {}
   push(b: Buffer): Buffer {
     const room = this.max - this.size;
     if (b.length > room) this.truncated = true;
     const take = b.length > room ? b.subarray(0, Math.max(0, room)) : b;
     if (take.length) {
-      this.chunks.push(take);
+      if (this.keep) this.chunks.push(take);
       this.size += take.length;
     }
     return take;
   }
   get buffer(): Buffer {
-    return Buffer.concat(this.chunks, this.size);
+    return this.keep ? Buffer.concat(this.chunks, this.size) : Buffer.alloc(0);
   }
 }
 
@@ -67,7 +72,8 @@ export function execInGuest(client: AgentClient, req: ExecRequest, o: ExecOption
   const timeoutMs = req.timeoutMs ?? 0;
   const started = Date.now();
   return new Promise<ExecResult>((resolve, reject) => {
-    const out = { stdout: new Capped(maxOut), stderr: new Capped(maxOut) };
+    const keep = req.streamOnly !== true;
+    const out = { stdout: new Capped(maxOut, keep), stderr: new Capped(maxOut, keep) };
     let pid: number | undefined;
     let hostTimer: NodeJS.Timeout | undefined;
     let killTimer: NodeJS.Timeout | undefined;

@@ -13,6 +13,8 @@ import type { LifetimeInfo } from '../service/lifetimes.js';
 import type { SetLifetimeInput } from '../core/lifetime-schemas.js';
 import type { SessionCreateInput, SessionListInput } from '../core/session-schemas.js';
 import type { SessionInfo } from '../service/sessions.js';
+import type { RunInput } from '../core/run-schemas.js';
+import type { RunOutput, RunStarted } from '../service/run-ops.js';
 import { errorFromBody, IsletApiError } from './errors.js';
 import { ndjson, readAll, Transport, type Endpoint } from './transport.js';
 
@@ -72,6 +74,39 @@ export class ApiClient {
     if (failed) throw errorFromBody(failed.error, 200);
     if (result) return result;
     throw IsletApiError.unavailable(new Error('the exec stream ended without a result'));
+  }
+
+  /**
+   * POST /v1/run: one command in a throwaway workspace the daemon destroys when it ends (or when this call is
+   * aborted). Output goes only to the hooks, never into the result: it may be 64 MiB per stream.
+   */
+  async run(input: RunInput, o: ExecStreamHooks & { onStarted?: (s: RunStarted) => void } = {}): Promise<RunOutput & { started: RunStarted }> {
+    const res = await this.http.send('POST', '/v1/run', { json: input, signal: o.signal });
+    let started: RunStarted | undefined;
+    let result: RunOutput | undefined;
+    let failed: Record<string, unknown> | undefined;
+    try {
+      for await (const ev of ndjson(res)) {
+        if (result || failed) continue;
+        if (ev.type === 'stdout' || ev.type === 'stderr') {
+          (ev.type === 'stdout' ? o.onStdout : o.onStderr)?.(Buffer.from(String(ev.data), 'base64'));
+        } else if (ev.type === 'started') {
+          const { type: _t, ...s } = ev;
+          started = s as unknown as RunStarted;
+          o.onStarted?.(started);
+        } else if (ev.type === 'exit') {
+          const { type: _t, ...rest } = ev;
+          result = { ...(rest as Omit<RunOutput, 'workspace_id'>), workspace_id: started?.workspace_id ?? '' };
+        } else if (ev.type === 'error') {
+          failed = ev;
+        }
+      }
+    } catch (e) {
+      throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
+    }
+    if (failed) throw errorFromBody(failed.error, 200);
+    if (result && started) return { ...result, started };
+    throw IsletApiError.unavailable(new Error('the run stream ended without a result'));
   }
 
   writeFile(id: string, path: string, data: Buffer | AsyncIterable<Uint8Array>, o: Signal & { mode?: number } = {}): Promise<{ path: string; bytes: number }> {

@@ -11,6 +11,7 @@ import type { CreateInput, ListInput } from '../core/schemas.js';
 import type { SessionCreateInput, SessionListInput } from '../core/session-schemas.js';
 import type { WorkspaceInfo } from '../service/types.js';
 import { ensureDaemon } from '../surfaces/daemon/connect.js';
+import type { RunOutput, RunStarted } from '../service/run-ops.js';
 import { ApiClient, type ExecResult, type ExecStreamHooks } from './api.js';
 import { attachPty, createPty, type PtyHandle, type PtyOptions } from './pty.js';
 
@@ -20,6 +21,7 @@ export type { ExecResult, ExecStreamHooks } from './api.js';
 export type { PtyHandle, PtyOptions } from './pty.js';
 export type { WorkspaceInfo } from '../service/types.js';
 export type { SessionInfo } from '../service/sessions.js';
+export type { RunOutput, RunStarted } from '../service/run-ops.js';
 
 export interface IsletOptions {
   /** A daemon over TCP, e.g. http://127.0.0.1:7420 (needs a token). Default: the local daemon's unix socket. */
@@ -63,6 +65,20 @@ export class Islet {
   }
 
   node(): Promise<Record<string, unknown>> { return this.client().then((c) => c.node()); }
+
+  /**
+   * One command in a throwaway VM, as `islet run`: the daemon creates it (no network device), streams the output
+   * to the hooks and destroys it when the command ends or this call is aborted. stdin: any bytes, up to 64 MiB.
+   */
+  async run(command: string | string[], o: ExecStreamHooks & {
+    image?: string; vcpus?: number; memoryMb?: number; timeoutMs?: number; env?: Record<string, string>; cwd?: string; stdin?: Buffer | string;
+    onStarted?: (s: RunStarted) => void;
+  } = {}): Promise<RunOutput & { started: RunStarted }> {
+    const stdin = o.stdin === undefined ? undefined : Buffer.from(o.stdin).toString('base64');
+    return (await this.client()).run({
+      command, image: o.image, vcpus: o.vcpus, memory_mb: o.memoryMb, timeout_ms: o.timeoutMs, env: o.env, cwd: o.cwd, stdin,
+    }, o);
+  }
 
   private wrap(info: WorkspaceInfo): Workspace { return new Workspace(this, info); }
 }

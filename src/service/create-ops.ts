@@ -14,7 +14,7 @@ import { REFILL_AFTER_CREATE_MS, type WarmPool } from './pool.js';
 import type { SnapshotOps } from './snapshot-ops.js';
 import * as snaps from './snapshots.js';
 import { ensureWorkspaceKey } from './ssh.js';
-import type { SnapshotRow, WorkspaceRow } from './store.js';
+import type { SnapshotRow, WorkspaceKind, WorkspaceRow } from './store.js';
 import type { TemplateWarmup, Templates } from './templates.js';
 import type { Caller, OpOptions, WorkspaceInfo } from './types.js';
 import type { WorkspaceContext } from './workspace-context.js';
@@ -30,7 +30,12 @@ export interface CreateDeps {
 export class CreateOps {
   constructor(private readonly ctx: WorkspaceContext, private readonly d: CreateDeps) {}
 
-  async createFrom(c: Caller, input: CreateInput, o: OpOptions, warm?: TemplateWarmup): Promise<{ info: WorkspaceInfo; warmed: boolean }> {
+  /**
+   * kind 'run': the throwaway workspace of `islet run` (run-ops.ts): no network device (as the VM of a run always
+   * was), named run-*, and marked so that a daemon starting after a crash removes it. via: how its VM came up.
+   */
+  async createFrom(c: Caller, input: CreateInput, o: OpOptions, warm?: TemplateWarmup, kind: WorkspaceKind = 'workspace'):
+    Promise<{ info: WorkspaceInfo; warmed: boolean; via: 'pool' | 'template' | 'boot' }> {
     const r = this.ctx.config.resources;
     const spec = {
       image: input.image ?? r.default_image,
@@ -50,8 +55,8 @@ export class CreateOps {
     const now = new Date().toISOString();
     const allow = input.allow_internet ?? this.ctx.config.network.default_allow_internet;
     const rowOf = (id: string): WorkspaceRow => ({
-      id, name: input.name ?? id, owner: c.owner, state: 'creating', ...spec, allow_internet: allow ? 1 : 0, pid: null, error: null,
-      created_at: now, updated_at: now, disk_path: null, backing_snapshot_id: null,
+      id, name: input.name ?? (kind === 'run' ? `run-${id.slice(3, 11)}` : id), owner: c.owner, state: 'creating', ...spec, allow_internet: allow ? 1 : 0,
+      pid: null, error: null, created_at: now, updated_at: now, disk_path: null, backing_snapshot_id: null, kind,
     });
     const limits = { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner };
     // Fastest: a pre-booted VM of this shape from the warm pool (its row is written when it is handed over).
@@ -61,12 +66,12 @@ export class CreateOps {
       this.d.lifetimes.started(id);
       ctx.net.writeEgress(id);
     };
-    const hit = warm ? undefined : await this.d.pool()?.assign({ ...spec, allow_internet: allow }, rowOf, limits, o.signal, claimed);
+    const hit = warm ? undefined : await this.d.pool()?.assign({ ...spec, allow_internet: allow, no_network: kind === 'run' }, rowOf, limits, o.signal, claimed);
     if (hit) {
       ctx.adopt(hit.id, hit.m);
       this.d.pool()!.kick({ afterMs: REFILL_AFTER_CREATE_MS });
       this.ctx.progress(`workspace ${ctx.mustGet(hit.id).name}: assigned a warm pool VM`);
-      return { info: await ctx.infoOf(ctx.mustGet(hit.id)), warmed: false };
+      return { info: await ctx.infoOf(ctx.mustGet(hit.id)), warmed: false, via: 'pool' };
     }
     const id = newWorkspaceId();
     const row = rowOf(id);
@@ -84,7 +89,7 @@ export class CreateOps {
         await ctx.rollbackCreate(id);
         throw e;
       }
-      return { info: await ctx.infoOf(ctx.mustGet(id)), warmed: warmed && warm !== undefined };
+      return { info: await ctx.infoOf(ctx.mustGet(id)), warmed: warmed && warm !== undefined, via: warmed ? 'template' : 'boot' };
     });
   }
 
@@ -97,7 +102,8 @@ export class CreateOps {
     let phases = '';
     try {
       // The template is built on the spare network (bridge: no lease, a TAP off the bridge); the restore gets the workspace's own.
-      const t = await this.d.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: ctx.net.spareNetSpec() }, signal, warm);
+      const spare = row.kind === 'run' ? undefined : ctx.net.spareNetSpec();
+      const t = await this.d.templates.ensure({ image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb, diskGb: row.disk_gb, net: spare }, signal, warm);
       const net = ctx.net.netSpec(row.allow_internet === 1, row.id);
       phase('template.lookup');
       const t1 = performance.now();
@@ -146,7 +152,7 @@ export class CreateOps {
       const now = new Date().toISOString();
       const row: WorkspaceRow = {
         ...src, id, name: input.name ?? id, owner: c.owner, state: 'creating', pid: null, error: null, created_at: now, updated_at: now,
-        disk_path: null, backing_snapshot_id: snap.id,
+        disk_path: null, backing_snapshot_id: snap.id, kind: 'workspace', // a fork of a run's workspace is the caller's to keep
       };
       ctx.store.insertChecked(row, { total: r.max_workspaces, perOwner: r.max_workspaces_per_owner });
       return { row, snap };

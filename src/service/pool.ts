@@ -33,6 +33,8 @@ export interface PoolSpec {
   memory_mb: number;
   disk_gb: number;
   allow_internet: boolean;
+  /** No network device: the VMs of `islet run` (run-ops.ts). */
+  no_network?: boolean;
 }
 
 interface Entry {
@@ -42,7 +44,8 @@ interface Entry {
 }
 
 const same = (a: PoolSpec, b: PoolSpec) =>
-  a.image === b.image && a.vcpus === b.vcpus && a.memory_mb === b.memory_mb && a.disk_gb === b.disk_gb && a.allow_internet === b.allow_internet;
+  a.image === b.image && a.vcpus === b.vcpus && a.memory_mb === b.memory_mb && a.disk_gb === b.disk_gb && a.allow_internet === b.allow_internet
+  && !a.no_network === !b.no_network;
 /** Shapes the pool keeps warm besides the default one: the most recent misses. */
 const MAX_SHAPES = 4;
 /** How long a refill waits after a create: the new workspace's first commands have the host to themselves. */
@@ -208,13 +211,13 @@ export class WarmPool {
     const entry: Entry = { id, spec };
     this.entries.set(id, entry);
     // Bridge mode: the TAP this id keeps, off the bridge, on the spare address; the lease comes at assignment.
-    const net = this.s.net.spareNetSpec(id);
+    const net = spec.no_network ? undefined : this.s.net.spareNetSpec(id);
     const signal = this.abort.signal;
     let m: Machine | undefined;
     let source = 'cold';
     try {
       const t = this.templates
-        ? await this.templates.ensure({ image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskGb: spec.disk_gb, net: this.s.net.spareNetSpec() }, signal)
+        ? await this.templates.ensure({ image: spec.image, vcpus: spec.vcpus, memoryMb: spec.memory_mb, diskGb: spec.disk_gb, net: spec.no_network ? undefined : this.s.net.spareNetSpec() }, signal)
           .catch((e: unknown) => { if (signal.aborted) throw e; return undefined; })
         : undefined;
       if (t) {
@@ -232,7 +235,7 @@ export class WarmPool {
       // first command will use. A hand-out then only renames the guest (handOutIdentity).
       const booted = m;
       await freshIdentity(booted, id, signal);
-      await Promise.all([ensureWorkspaceKey(this.s.config, { id, image: spec.image }, booted, signal), this.s.net.guestProxyEnv({ name: id }, booted)]);
+      await Promise.all([ensureWorkspaceKey(this.s.config, { id, image: spec.image }, booted, signal), this.s.net.guestProxyEnv({ name: id, kind: spec.no_network ? 'run' : 'workspace' }, booted)]);
       if (this.closed) throw new CancelledError('warm pool fill');
     } catch (e) {
       this.entries.delete(id);

@@ -2,7 +2,8 @@
 // running is re-attached; a recorded VM that is gone is marked stopped; a
 // create that was interrupted is undone; any QEMU, socket dir or disk of a
 // workspace that has no record is removed; warm-pool VMs an earlier process
-// left are ended. kill -9 at any moment therefore loses no workspace and
+// left are ended, and so are the throwaway workspaces of `islet run`s the
+// previous process was serving. kill -9 at any moment therefore loses no workspace and
 // leaks no VM.
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -30,6 +31,16 @@ export async function reconcile(rt: Runtime, store: Store, diskPath: (id: string
   }
   const rows = store.all();
   for (const row of rows) {
+    if (row.kind === 'run') {
+      // The run it served ended with the process that ran it (its client saw DAEMON_UNAVAILABLE): nothing to keep.
+      await killRecorded(vmDir(row.id), row.id);
+      await rm(vmDir(row.id), { recursive: true, force: true });
+      const disk = diskPath(row.id);
+      store.delete(row.id);
+      await rm(disk, { force: true });
+      progress(`workspace ${row.name}: the throwaway VM of an interrupted islet run; removed`);
+      continue;
+    }
     if (row.state === 'running' || row.state === 'creating') {
       const m = await rt.reattach({ id: row.id, disk: diskPath(row.id), image: row.image, vcpus: row.vcpus, memoryMb: row.memory_mb });
       if (m) {

@@ -1,13 +1,12 @@
 // The Runtime holds what every VM of this host shares: config, built
 // artifacts, the accelerator verdict. It boots Machines; the workspace
-// service (and `islet run`) build on it.
+// service builds on it.
 import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Config } from '../core/config.js';
 import { firstLine, IsletError } from '../core/errors.js';
 import { Progress, silent } from '../core/progress.js';
-import { ExecRequest, ExecResult } from '../guest/exec.js';
 import { connectAgent } from '../guest/agent.js';
 import { qemuImgDisks } from '../storage/overlay.js';
 import { AccelChoice, accelCacheKey, chooseAccel, kvmDeviceUsable, tscKhz } from '../vmm/accel.js';
@@ -17,11 +16,6 @@ import { BootArtifacts, BootRequest, Drivers, Machine, MachineSpec } from './mac
 import { sweepOrphans } from './sweep.js';
 
 export type { BootRequest } from './machine.js';
-
-export interface RunOnceRequest extends BootRequest {
-  exec: ExecRequest;
-  onData?: (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
-}
 
 /** What a Runtime is built on; tests pass fakes (test/unit/service-fixture.ts). */
 export interface RuntimeDeps {
@@ -143,15 +137,5 @@ export class Runtime {
         accel: this.accelChoice?.accel ?? 'tcg', initMode: art?.initMode ?? 'fast', hostname: req.id,
       },
     });
-  }
-
-  /** Boots a throwaway VM, runs one command, destroys the VM whatever happens. */
-  async runOnce(req: RunOnceRequest): Promise<ExecResult> {
-    const m = await this.boot(req);
-    try {
-      return await m.exec(req.exec, { signal: req.signal, onData: req.onData });
-    } finally {
-      await m.destroy();
-    }
   }
 }

@@ -38,7 +38,11 @@ export interface WorkspaceRow {
   stopped_at?: string | null;
   /** "ttl" or "idle" when a lifetime rule stopped it; cleared when it starts. */
   stopped_by?: string | null;
+  /** 'run': the throwaway workspace of one `islet run` (run-ops.ts), destroyed when the run ends and by reconcile. */
+  kind?: WorkspaceKind;
 }
+
+export type WorkspaceKind = 'workspace' | 'run';
 
 /** A row to insert: a new workspace's disk is at the legacy path unless said otherwise. */
 export type NewWorkspaceRow = Omit<WorkspaceRow, 'disk_path' | 'backing_snapshot_id'> & Partial<Pick<WorkspaceRow, 'disk_path' | 'backing_snapshot_id'>>;
@@ -159,6 +163,8 @@ const MIGRATIONS: string[] = [
      ready_at TEXT
    );
    CREATE INDEX sessions_owner ON sessions(owner);`,
+  // 8: throwaway workspaces of `islet run` (run-ops.ts): a daemon that starts finds them orphaned and removes them.
+  `ALTER TABLE workspaces ADD COLUMN kind TEXT NOT NULL DEFAULT 'workspace';`,
 ];
 
 /** A workspace's network policy beyond allow_internet (bridge mode); the lists are JSON arrays. */
@@ -262,7 +268,7 @@ export class Store {
    * two concurrent creates cannot both take the last slot or the same name.
    */
   insertChecked(row0: NewWorkspaceRow, limits: { total: number; perOwner: number }): void {
-    const row: WorkspaceRow = { disk_path: null, backing_snapshot_id: null, ...row0 };
+    const row: WorkspaceRow = { disk_path: null, backing_snapshot_id: null, kind: 'workspace', ...row0 };
     this.db.transaction(() => {
       const total = (this.db.prepare('SELECT count(*) AS n FROM workspaces').get() as { n: number }).n;
       if (total >= limits.total) {
@@ -279,9 +285,9 @@ export class Store {
         throw new InvalidArgumentError(`a workspace named "${row.name}" already exists`, 'choose another name', { name: row.name });
       }
       this.db.prepare(`INSERT INTO workspaces (id, name, owner, state, image, vcpus, memory_mb, disk_gb, allow_internet, pid, error,
-          created_at, updated_at, disk_path, backing_snapshot_id)
+          created_at, updated_at, disk_path, backing_snapshot_id, kind)
         VALUES (@id, @name, @owner, @state, @image, @vcpus, @memory_mb, @disk_gb, @allow_internet, @pid, @error,
-          @created_at, @updated_at, @disk_path, @backing_snapshot_id)`).run(row);
+          @created_at, @updated_at, @disk_path, @backing_snapshot_id, @kind)`).run(row);
     })();
   }
 

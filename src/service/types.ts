@@ -42,6 +42,8 @@ export interface WorkspaceInfo {
   lifetime: LifetimeInfo;
   /** How the VM last came up in this islet process (restore or cold boot, and why cold); absent before that. */
   boot?: BootInfo;
+  /** "run": the throwaway workspace of an `islet run` in progress, destroyed when it ends; absent for others. */
+  kind?: 'run';
 }
 
 /** The workspace's own SSH key pair: made at create (or fork), its public half installed in the guest at every boot. */

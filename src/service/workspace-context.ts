@@ -171,6 +171,7 @@ export class WorkspaceContext {
       error: row.error, disk_used_bytes: used, ssh: await sshInfo(this.config.paths.dataDir, row.id, network.forwards),
       lifetime: lifetimeOf(row, this.config.resources, this.lastActive.get(row.id)),
       ...(this.lastBoot.has(row.id) ? { boot: this.lastBoot.get(row.id) } : {}),
+      ...(row.kind === 'run' ? { kind: 'run' as const } : {}),
     };
   }
 }

@@ -34,6 +34,8 @@ export class WorkspaceNetwork {
    */
   netSpec(_allowInternet: boolean, id?: string): NetSpec | undefined {
     const mode = this.config.network.mode;
+    // `islet run` never had a network device (run-ops.ts), whatever the mode.
+    if (id !== undefined && this.store.get(id)?.kind === 'run') return undefined;
     if (mode === 'bridge') {
       const b = this.bridgeNet;
       if (!b) {
@@ -71,8 +73,8 @@ export class WorkspaceNetwork {
   }
 
   /** User mode: the proxy settings in the guest's /etc/environment; best effort (exec gets them anyway). */
-  async guestProxyEnv(row: Pick<WorkspaceRow, 'name'>, m: Machine): Promise<void> {
-    if (this.config.network.mode !== 'user') return;
+  async guestProxyEnv(row: Pick<WorkspaceRow, 'name' | 'kind'>, m: Machine): Promise<void> {
+    if (this.config.network.mode !== 'user' || row.kind === 'run') return;
     await installGuestProxyEnv(m.agent).catch((e: unknown) =>
       this.progress(`workspace ${row.name}: could not write ${GUEST_ENV_FILE} (${firstLine(e)}); exec still sets the proxy`));
   }
@@ -109,6 +111,7 @@ export class WorkspaceNetwork {
   networkOf(row: WorkspaceRow): NetworkInfo {
     const mode = this.config.network.mode;
     const forwards = this.store.forwards(row.id).map(forwardInfo);
+    if (row.kind === 'run') return { mode: 'none', ip: null, forwards };
     if (mode === 'bridge') return { mode, ip: this.store.lease(row.id) ?? null, forwards };
     const user = mode === 'user';
     return { mode: user ? 'user' : 'none', ip: user ? USER_NET.guestIp : null, forwards };
@@ -179,7 +182,7 @@ export class WorkspaceNetwork {
    */
   async attach(row: WorkspaceRow, m: Machine, readdress?: () => Promise<void>): Promise<void> {
     const b = this.bridgeNet;
-    if (!b) {
+    if (!b || row.kind === 'run') {
       await readdress?.();
       return;
     }

@@ -45,6 +45,8 @@ import { WorkspaceContext } from './workspace-context.js';
 import { Store, WorkspaceRow } from './store.js';
 import { type TemplateWarmup, Templates } from './templates.js';
 import { PrerootTemplates } from './preroot.js';
+import { type RunHooks, RunOps, type RunOutput } from './run-ops.js';
+import type { RunInput } from '../core/run-schemas.js';
 import type {
   Caller, ExecHooks, ExecOutput, ForwardInfo, NetworkPolicyOutput, OpOptions, SnapshotCreateOutput, SnapshotDeleteOutput,
   SnapshotListOutput, SnapshotRestoreOutput, WorkspaceInfo, WorkspaceIpOutput,
@@ -61,6 +63,7 @@ export class WorkspaceService {
   private readonly files: FileOps;
   private readonly sessions: Sessions;
   private readonly creates: CreateOps;
+  private readonly runs: RunOps;
   private readonly liveness = new Liveness();
   /** TTL, idle stop and retention (lifetimes.ts); its timer runs while the service is open. */
   readonly lifetimes: Lifetimes;
@@ -88,6 +91,7 @@ export class WorkspaceService {
     this.templates = config.pool.template ? new Templates(rt, progress) : undefined;
     this.ctx.preroot = config.pool.template ? new PrerootTemplates(rt, progress) : undefined;
     this.creates = new CreateOps(this.ctx, { templates: this.templates, lifetimes: this.lifetimes, snapshots: this.snapshots, pool: () => this.pool });
+    this.runs = new RunOps(this.ctx, { creates: this.creates, lifetimes: this.lifetimes, destroy: (c, id) => this.destroy(c, { workspace_id: id }) });
   }
 
   get config(): Config { return this.ctx.config; }
@@ -145,6 +149,7 @@ export class WorkspaceService {
   async close(): Promise<void> {
     const ctx = this.ctx;
     if (ctx.closed) return;
+    await this.runs.close(); // a run's workspace goes with the run, not detached like the others
     ctx.closed = true;
     this.sessions.close();
     await this.lifetimes.close();
@@ -160,6 +165,19 @@ export class WorkspaceService {
 
   async create(c: Caller, input: CreateInput, o: OpOptions = {}): Promise<WorkspaceInfo> {
     return (await this.creates.createFrom(c, input, o)).info;
+  }
+
+  /**
+   * `islet run`: a throwaway workspace (no network device; a pool VM or a template restore where there is one),
+   * one command streamed through hooks.onData, and the workspace destroyed when the command ends, fails or is
+   * cancelled (hooks.signal), or the service closes (run-ops.ts).
+   */
+  run(c: Caller, input: RunInput, o: RunHooks = {}): Promise<RunOutput> {
+    return this.runs.run(c, input, o);
+  }
+  /** What run would refuse before creating anything: an unknown image, stdin that is not base64. */
+  runCheck(input: RunInput): Promise<void> {
+    return this.runs.check(input);
   }
 
   /**

@@ -31,6 +31,7 @@ test('the document is valid OpenAPI 3.1 and covers every service operation', asy
     'DELETE /v1/workspaces/{id}/forwards/{host_port}', 'GET /v1/workspaces/{id}/ip', 'PUT /v1/workspaces/{id}/policy', 'PUT /v1/workspaces/{id}/lifetime', 'GET /v1/node', 'GET /healthz', 'GET /v1/images', 'GET /v1/status',
     'POST /api/images/pull', 'POST /v1/images/import',
     'POST /api/agent/sessions', 'GET /api/agent/sessions', 'GET /api/agent/sessions/{id}', 'DELETE /api/agent/sessions/{id}', 'POST /v1/images/{name}/build', 'POST /v1/images/{name}/verify',
+    'POST /v1/run',
   ]) assert.ok(ops.includes(want), `missing ${want}; have ${ops.join(', ')}`);
 });
 

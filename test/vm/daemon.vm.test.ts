@@ -226,6 +226,14 @@ describe('islet daemon', { timeout: 1_200_000 }, () => {
       }],
       ...imageRoutes(api.http.endpoint.socketPath, raw),
       ...sessionRoutes(raw),
+      ['POST /v1/run', async () => {
+        // Read to the end: the run's workspace is gone before the next route's is made.
+        const res = await raw('POST', '/v1/run', { json: { image: 'base', command: ['echo', 'ran'] } });
+        const body: Buffer[] = [];
+        for await (const c of res) body.push(c as Buffer);
+        assert.match(Buffer.concat(body).toString(), /"type":"exit","exit_code":0/);
+        return { statusCode: res.statusCode, resume() {} };
+      }],
       ['POST /v1/workspaces', () => raw('POST', '/v1/workspaces', { json: { name: 'r1', image: 'base' } })],
       ['GET /v1/workspaces', () => raw('GET', '/v1/workspaces')],
       ['GET /v1/workspaces/{id}', () => raw('GET', w)],

@@ -13,6 +13,8 @@ import type { ProcessKillInput, ProcessOutputInput, ProcessRef, ProcessStartInpu
 import { ApiClient } from '../../sdk/api.js';
 import { IsletApiError } from '../../sdk/errors.js';
 import type { Caller, ExecHooks, OpOptions, WorkspaceInfo } from '../../service/types.js';
+import type { RunInput } from '../../core/run-schemas.js';
+import type { RunHooks } from '../../service/run-ops.js';
 import { ensureDaemon } from '../daemon/connect.js';
 
 export class RemoteService {
@@ -122,6 +124,12 @@ export class RemoteService {
   sessionList(c: Caller, input: SessionListInput = {}) { return call(() => this.api(c).sessionList(input)); }
   sessionGet(c: Caller, input: SessionRef) { return call(() => this.api(c).sessionGet(input.sessionId)); }
   sessionDestroy(c: Caller, input: SessionRef, o: OpOptions = {}) { return call(() => this.api(c).sessionDelete(input.sessionId, o)); }
+
+  run(c: Caller, input: RunInput, o: RunHooks = {}) {
+    return call(() => this.api(c).run(input, {
+      signal: o.signal, onStdout: (b) => o.onData?.('stdout', b), onStderr: (b) => o.onData?.('stderr', b), onStarted: o.onStarted,
+    }));
+  }
 
   /** Nothing to release: each call is one request. */
   async close(): Promise<void> {}

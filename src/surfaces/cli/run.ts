@@ -1,14 +1,14 @@
-// `islet run -- <command...>`: boot a throwaway VM, run one command with its
-// output streamed, exit with its exit code, and destroy the VM.
+// `islet run -- <command...>`: one command in a throwaway VM, its output
+// streamed, the exit code its own. A client of the daemon (POST /v1/run),
+// which makes the VM (a warm pool VM or a template restore where it can) and
+// destroys it when the command ends or this process goes away.
 import { Command, Option } from 'commander';
-import { InvalidArgumentError } from '../../core/errors.js';
+import { CancelledError, InvalidArgumentError } from '../../core/errors.js';
 import { loadConfig } from '../../core/config.js';
-import { Runtime } from '../../service/runtime.js';
-import { stderrProgress } from './progress.js';
+import { MAX_RUN_STDIN_BYTES, RunInput } from '../../core/run-schemas.js';
 import { readBounded } from './read-bounded.js';
-
-/** What `islet run --stdin` forwards: read while bounded, so an endless pipe fails fast. */
-const MAX_STDIN_BYTES = 64 << 20;
+import { RemoteService } from './remote.js';
+import { validate } from './ws-common.js';
 
 interface RunFlags {
   config?: string;
@@ -27,7 +27,7 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 
 export function registerRun(program: Command): void {
   program.command('run')
-    .description('boot a throwaway VM, run one command in it, print its output, destroy the VM')
+    .description('run one command in a throwaway VM (made and destroyed by the daemon), print its output, exit with its code')
     .argument('[command...]', 'the command and its arguments (put them after --)')
     .option('-c, --config <file>', 'config file (TOML)')
     .option('--image <name>', 'image to boot', 'base')
@@ -48,31 +48,38 @@ export function registerRun(program: Command): void {
         if (i <= 0) throw new InvalidArgumentError(`--env ${JSON.stringify(kv)} is not KEY=VALUE`);
         env[kv.slice(0, i)] = kv.slice(i + 1);
       }
-      const progress = flags.quiet ? undefined : stderrProgress();
       const config = loadConfig(flags.config);
-      const rt = await Runtime.open(config, { progress });
+      // Read while bounded, before the daemon is asked for a VM: an endless pipe fails fast and costs no boot.
+      const stdin = flags.stdin ? await readBounded(process.stdin, MAX_RUN_STDIN_BYTES, `stdin (--stdin takes at most ${MAX_RUN_STDIN_BYTES} bytes)`) : undefined;
+      const input = validate(RunInput, {
+        image: flags.image,
+        vcpus: intFlag('--vcpus', flags.vcpus),
+        memory_mb: intFlag('--memory', flags.memory),
+        command: flags.sh ?? command,
+        env, cwd: flags.cwd,
+        stdin: stdin?.toString('base64'),
+        timeout_ms: intFlag('--timeout', flags.timeout) ?? 0,
+      }, { image: '--image', vcpus: '--vcpus', memory_mb: '--memory', command: flags.sh ? '--sh' : '<command>', env: '--env', cwd: '--cwd', stdin: '--stdin', timeout_ms: '--timeout' });
+      // The daemon makes the VM, runs the command and destroys the VM when it ends or this connection closes
+      // (Ctrl-C, or this process killed): the VM's life is the daemon's to end, not this process's.
+      const svc = await RemoteService.connect(config);
       const abort = new AbortController();
       const onSignal = () => abort.abort(new Error('interrupted'));
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       try {
-        const stdin = flags.stdin ? await readBounded(process.stdin, MAX_STDIN_BYTES, `stdin (--stdin takes at most ${MAX_STDIN_BYTES} bytes)`) : undefined;
-        const r = await rt.runOnce({
-          image: flags.image,
-          vcpus: intFlag('--vcpus', flags.vcpus),
-          memoryMb: intFlag('--memory', flags.memory),
-          exec: {
-            ...(flags.sh ? { shell: flags.sh } : { argv: command }),
-            env, cwd: flags.cwd, stdin,
-            timeoutMs: intFlag('--timeout', flags.timeout) ?? 0,
-            maxOutputBytes: 64 << 20,
-          },
+        const r = await svc.run({ owner: config.server.stdio_owner }, input, {
           signal: abort.signal,
           onData: (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk),
+          onStarted: (st) => {
+            if (!flags.quiet) process.stderr.write(`islet: running in ${st.name} (${st.via === 'pool' ? 'a warm pool VM' : st.via === 'template' ? 'restored from a template' : 'booted'}, ${st.create_ms} ms)\n`);
+          },
+        }).catch((e: unknown) => {
+          throw abort.signal.aborted ? new CancelledError('islet run', e) : e;
         });
-        if (r.timedOut) process.stderr.write(`islet: command timed out after ${flags.timeout} ms and was killed\n`);
+        if (r.timed_out) process.stderr.write(`islet: command timed out after ${flags.timeout} ms and was killed\n`);
         if (r.truncated) process.stderr.write('islet: output was truncated at 64 MiB per stream\n');
-        process.exitCode = r.exitCode ?? 128 + signalNumber(r.signal);
+        process.exitCode = r.exit_code ?? 128 + signalNumber(r.signal);
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);

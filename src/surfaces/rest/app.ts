@@ -16,6 +16,7 @@ import type { WorkspaceService } from '../../service/workspaces.js';
 import { WorkspaceInfoOut } from '../mcp/tools/workspace.js';
 import { registerImageRoutes } from './images.js';
 import { registerSessionRoutes } from './sessions.js';
+import { registerRunRoute } from './run.js';
 import { statusFor } from './status.js';
 import { streamExec } from './exec-stream.js';
 import { streamFile } from './file-stream.js';
@@ -108,6 +109,7 @@ export function createRestApp(svc: WorkspaceService, o: { nodeInfo: () => Promis
     async (c) => send(c, { images: await svc.images() }, 200));
   registerImageRoutes(app, svc, { caller, signalOf, send, json, errorResponses });
   registerSessionRoutes(app, svc, { caller, signalOf, send, json, errorResponses });
+  registerRunRoute(app, svc, { caller, signalOf, send, json, errorResponses, errorJson });
 
   // --- workspaces ---
   app.openapi(createRoute({

@@ -16,7 +16,8 @@ export type ErrorJson = (e: unknown) => { status: number; body: Record<string, u
  * and {code, message, hint}, as every other route's; after that it is an
  * {"type":"error"} event.
  */
-export function streamExec(res: ServerResponse, run: (onData: (s: Stream, chunk: Buffer) => void) => Promise<ExecOutput>, errorJson: ErrorJson): Promise<void> {
+export function streamExec(res: ServerResponse, run: (onData: (s: Stream, chunk: Buffer) => void, emit: (event: Record<string, unknown>) => void) => Promise<Pick<ExecOutput, 'exit_code' | 'signal' | 'timed_out' | 'truncated' | 'duration_ms'>>,
+  errorJson: ErrorJson): Promise<void> {
   const head = () => {
     if (!res.headersSent) res.writeHead(200, { 'Content-Type': 'application/x-ndjson', 'Cache-Control': 'no-store', Trailer: 'Server-Timing' });
   };
@@ -28,11 +29,13 @@ export function streamExec(res: ServerResponse, run: (onData: (s: Stream, chunk:
   // Headers go out once a synchronous refusal would be known: from then on the client knows the command was
   // taken, so it never sends it again on a fresh connection (transport.ts resends only what was never answered).
   const timer = setImmediate(() => { if (!live() || res.headersSent) return; head(); res.flushHeaders(); });
-  return run((stream, chunk) => {
+  // Other events (a run's "started") go out the same way, in order with the output.
+  const emit = (event: Record<string, unknown>) => {
     if (!live()) return;
     head();
-    res.write(line({ type: stream, data: chunk.toString('base64') }));
-  }).then((r) => {
+    res.write(line(event));
+  };
+  return run((stream, chunk) => emit({ type: stream, data: chunk.toString('base64') }), emit).then((r) => {
     if (!live()) return;
     head();
     timing();

@@ -67,6 +67,7 @@ export const workspaceFields = {
   }).nullable().describe('SSH login when the image runs sshd (e.g. agent-ready); null otherwise. Needs a port_forward to guest port 22'),
   lifetime: z.object(lifetimeFields).describe('when the workspace stops or is destroyed by itself (change with workspace_set_lifetime)'),
   boot: BootInfoOut.optional(),
+  kind: z.literal('run').optional().describe('"run": the throwaway workspace of an `islet run` in progress (destroyed when it ends)'),
 };
 export const WorkspaceInfoOut = z.object(workspaceFields);
 const destroyedFields = { workspace_id: z.string(), destroyed: z.literal(true) };
