@@ -166,11 +166,11 @@ export class AgentClient {
   }
 
   /** A frame in parts (header, payload) in one writev, the payload not copied. */
-  private writeParts(head: Buffer, payload: Buffer | readonly Buffer[]): Promise<void> {
+  private writeParts(head: Buffer, payload: Buffer): Promise<void> {
     if (this.dead) return Promise.reject(this.dead);
     this.sock.cork();
-    let ok = this.sock.write(head);
-    for (const p of Buffer.isBuffer(payload) ? [payload] : payload) ok = this.sock.write(p);
+    this.sock.write(head);
+    const ok = this.sock.write(payload);
     this.sock.uncork();
     return ok ? Promise.resolve() : this.drained();
   }
@@ -197,11 +197,22 @@ export class AgentClient {
     } while (off < data.length);
   }
 
-  /** One DATA frame whose payload is `parts` in order (at most DATA_CHUNK bytes in all), sent without joining them. */
-  async writeDataFrame(id: number, stream: number, parts: readonly Buffer[], eof: boolean): Promise<void> {
-    const n = parts.reduce((a, p) => a + p.length, 0);
-    if (n > DATA_CHUNK) throw new RangeError(`a DATA frame holds at most ${DATA_CHUNK} bytes, not ${n}`);
-    await this.writeParts(encodeHeader(FrameType.DATA, stream | (eof ? FLAG_EOF : 0), id, n), parts);
+  /**
+   * DATA frames, each a list of pieces (at most DATA_CHUNK bytes in all) sent without joining them, in one
+   * write to the channel; only the last may carry EOF.
+   */
+  writeDataFrames(id: number, stream: number, frames: readonly (readonly Buffer[])[], eof: boolean): Promise<void> {
+    if (this.dead) return Promise.reject(this.dead);
+    this.sock.cork();
+    let ok = true;
+    frames.forEach((parts, i) => {
+      const n = parts.reduce((a, p) => a + p.length, 0);
+      if (n > DATA_CHUNK) throw new RangeError(`a DATA frame holds at most ${DATA_CHUNK} bytes, not ${n}`);
+      ok = this.sock.write(encodeHeader(FrameType.DATA, stream | (eof && i === frames.length - 1 ? FLAG_EOF : 0), id, n));
+      for (const p of parts) ok = this.sock.write(p);
+    });
+    this.sock.uncork();
+    return ok ? Promise.resolve() : this.drained();
   }
 
   private onData(chunk: Buffer): void {

@@ -59,6 +59,9 @@ export function readGuestFile(client: AgentClient, path: string, o: ReadFileOpti
   }), o.signal, 'file read');
 }
 
+/** How much a streamed write gathers before it writes to the channel (whole frames; the rest waits for more). */
+const BATCH_BYTES = 4 * DATA_CHUNK;
+
 export interface StreamWriteOptions extends WriteFileOptions {
   /** The most bytes the source may yield; past it the write is discarded with FILE_TOO_LARGE. */
   maxBytes: number;
@@ -87,8 +90,32 @@ export async function writeGuestFileStream(client: AgentClient, path: string, so
   const rid = id;
   reply.catch(() => undefined); // observed below; an early guest ERROR must not be an unhandled rejection meanwhile
   let sent = 0;
-  let held: Buffer[] = [];
+  const held: Buffer[] = [];
   let heldBytes = 0;
+  /** The whole frames held (and with `last`, the rest too, the final frame marked EOF), in one channel write. */
+  const sendWhole = async (last: boolean) => {
+    if (o.signal?.aborted) throw new CancelledError('file write', o.signal.reason);
+    const frames: Buffer[][] = [];
+    while (heldBytes >= DATA_CHUNK || (last && (heldBytes > 0 || frames.length === 0))) {
+      const frame: Buffer[] = [];
+      let need = Math.min(DATA_CHUNK, heldBytes);
+      heldBytes -= need;
+      while (need > 0) {
+        const h = held[0]!;
+        if (h.length <= need) {
+          frame.push(h);
+          held.shift();
+          need -= h.length;
+        } else {
+          frame.push(h.subarray(0, need));
+          held[0] = h.subarray(need);
+          need = 0;
+        }
+      }
+      frames.push(frame);
+    }
+    if (frames.length) await client.writeDataFrames(rid, Stream.STDIN, frames, last);
+  };
   try {
     await client.write(encodeJson(FrameType.FILE_WRITE, rid, {
       path, mode: o.mode ?? 0o644, createParents: o.createParents ?? false, append: o.append ?? false,
@@ -101,33 +128,15 @@ export async function writeGuestFileStream(client: AgentClient, path: string, so
         throw new FileTooLargeError(`write ${path}: more than the ${o.maxBytes}-byte transfer limit`, 'raise [server] max_transfer_bytes', { path, maxBytes: o.maxBytes });
       }
       const b = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
-      // Sources yield what they happened to read (an HTTP body: 64 KiB reads at any offset): pieces go out
-      // gathered into whole DATA frames, since each frame costs the emulated guest a channel hop and a
-      // write(). A frame is written from the pieces themselves (writev), so no byte is copied to gather it.
+      // Sources yield what they happened to read (an HTTP body: 64 KiB reads at any offset, as they arrive):
+      // pieces go out gathered into whole DATA frames, written from the pieces themselves (writev, no copy),
+      // and a few frames at a time: each frame costs the emulated guest a channel hop and a write(), and each
+      // write to the channel a wake-up of QEMU and an interrupt in the guest.
       held.push(b);
       heldBytes += b.length;
-      while (heldBytes >= DATA_CHUNK) {
-        if (o.signal?.aborted) throw new CancelledError('file write', o.signal.reason);
-        const frame: Buffer[] = [];
-        let need = DATA_CHUNK;
-        while (need > 0) {
-          const h = held[0]!;
-          if (h.length <= need) {
-            frame.push(h);
-            held.shift();
-            need -= h.length;
-          } else {
-            frame.push(h.subarray(0, need));
-            held[0] = h.subarray(need);
-            need = 0;
-          }
-        }
-        heldBytes -= DATA_CHUNK;
-        await client.writeDataFrame(rid, Stream.STDIN, frame, false);
-      }
+      if (heldBytes >= BATCH_BYTES) await sendWhole(false);
     }
-    if (!settled) await client.writeDataFrame(rid, Stream.STDIN, held, true);
-  } catch (e) {
+    if (!settled) await sendWhole(true);  } catch (e) {
     if (!settled) {
       client.unregister(rid);
       if (client.hasCap('file.abort')) client.write(encodeJson(FrameType.SIGNAL, rid, { signal: 'KILL' })).catch(() => undefined);
