@@ -25,6 +25,7 @@ import { benchProcs } from './procs.js';
 import { benchSessions } from './sessions.js';
 import { benchSnapshots } from './snapshots.js';
 import { benchStarts } from './starts.js';
+import { benchRunCli } from './run-cli.js';
 import { benchStress } from './stress-section.js';
 
 const N = Number(process.env.BENCH_BOOTS ?? 5);
@@ -110,14 +111,7 @@ async function main(): Promise<void> {
       record({ metric: 'islet cold boot to agent ready (median)', value: median(cold), unit: 'ms', baseline: bareMed, ratio: median(cold) / bareMed });
     }
 
-    const runs: number[] = [];
-    for (let i = 0; i < (want('boot') ? Math.min(N, 3) : 0); i++) {
-      const t0 = performance.now();
-      const r = spawnSync(process.execPath, [path.resolve('bin/islet.js'), 'run', '-q', '--', 'true'], { stdio: 'ignore' });
-      if (r.status !== 0) throw new Error(`islet run -- true exited ${r.status}`);
-      runs.push(ms(t0));
-    }
-    if (runs.length) record({ metric: '`islet run -- true` wall time (median)', value: median(runs), unit: 'ms', baseline: bareMed, ratio: median(runs) / bareMed });
+    if (want('boot')) benchRunCli(config, Math.min(N, 3), bareMed, record);
 
     if (want('exec')) await benchExec(rt, EXECS, record);
     if (want('mcp')) await benchMcp(config, rt, Math.min(N, 3), record);
