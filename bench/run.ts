@@ -2,7 +2,7 @@
 // shown beside a baseline measured in the same run (a bare QEMU boot of the
 // same kernel, initramfs and image, with no islet machinery), because our
 // hosts are noisy and emulated. Results: bench/results/latest.{md,json}.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
