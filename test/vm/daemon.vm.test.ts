@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -17,7 +16,7 @@ import { resolveBootArtifacts } from '../../src/service/artifacts.js';
 import { twoBranchRepo } from '../fixtures/git-repo.js';
 import { ensureStandinImage, STANDIN_IMAGE } from '../fixtures/session-standin.js';
 import { vmEnv } from './factory.js';
-import { qemuProcesses } from './procs.js';
+import { daemonProcesses, qemuProcesses } from './procs.js';
 
 const TOKEN = 'daemon-test-token-0123456789';
 // The image routes' imports go into the shared cache: removed first (hooks run in order), before the factory's teardown stops the daemon.
@@ -45,17 +44,7 @@ const islAsync = (args: string[]) => new Promise<{ status: number | null; out: s
   p.on('close', (status) => resolve({ status, out, err }));
 });
 
-/** Processes running `islet.js daemon run` for this test's config. */
-function daemons(): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
-    if (argv.includes('daemon') && argv.includes('run') && argv.includes(cfg)) out.push(Number(d));
-  }
-  return out;
-}
+const daemons = () => daemonProcesses(cfg);
 
 describe('islet daemon', { timeout: 1_200_000 }, () => {
   test('five CLI commands started at once on a cold data dir start exactly one daemon', async () => {

@@ -17,3 +17,15 @@ export function qemuProcesses(runDir: string): QemuProcess[] {
   }
   return out;
 }
+
+/** The processes running `islet daemon run` on this config file (the data dir's daemon, however it was started). */
+export function daemonProcesses(cfgFile: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let argv: string[];
+    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
+    if (argv.includes('daemon') && argv.includes('run') && argv.includes(cfgFile)) out.push(Number(d));
+  }
+  return out;
+}

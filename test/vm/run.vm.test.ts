@@ -7,12 +7,11 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { describe, test } from 'node:test';
 import { vmEnv } from './factory.js';
-import { qemuProcesses } from './procs.js';
+import { daemonProcesses, qemuProcesses } from './procs.js';
 
 // No warm pool: every run here restores the template of its shape (built by the first).
 const env = vmEnv('run', { pool: { enabled: false }, server: { daemon_idle_exit_s: 0 } });
@@ -34,17 +33,7 @@ const islAsync = (args: string[], input?: Buffer) => new Promise<{ status: numbe
   p.on('close', (status) => resolve({ status, out: Buffer.concat(out), err }));
 });
 
-/** Processes running `islet.js daemon run` for this test's config. */
-function daemons(): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    let argv: string[];
-    try { argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0'); } catch { continue; }
-    if (argv.includes('daemon') && argv.includes('run') && argv.includes(cfg)) out.push(Number(d));
-  }
-  return out;
-}
+const daemons = () => daemonProcesses(cfg);
 const alive = (pid: number) => { try { process.kill(pid, 0); return true; } catch { return false; } };
 type Ws = { workspace_id: string; name: string; owner: string; kind?: string };
 const listAll = (): Ws[] => {
