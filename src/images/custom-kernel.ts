@@ -76,7 +76,7 @@ export interface KernelBuildOptions extends BuildOptions {
   keepSource?: boolean;
 }
 
-async function installedVersion(pkg: string, signal?: AbortSignal): Promise<string | undefined> {
+export async function installedVersion(pkg: string, signal?: AbortSignal): Promise<string | undefined> {
   const r = await run(['dpkg-query', '-W', '-f=${Version}', pkg], { allowFailure: true, signal, timeoutMs: 30_000 });
   return r.code === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
 }

@@ -10,7 +10,7 @@ import type { Config } from '../core/config.js';
 import { spawnIslet } from '../host/detached.js';
 import { packagesToInstall } from '../host/packages.js';
 import { pidAlive } from '../host/pid.js';
-import { customKernelDir, findCustomKernel, KERNEL_BUILD_PACKAGES, staleCustomKernel } from './custom-kernel.js';
+import { customKernelDir, findCustomKernel, installedVersion, KERNEL_BUILD_PACKAGES, SOURCE_PACKAGE, staleCustomKernel } from './custom-kernel.js';
 
 /** Unpacked source (~1.3 GB) + build dir (~0.5 GB) + headroom for the images the user builds next. */
 export const MIN_FREE_BYTES = 4 * 1024 ** 3;
@@ -22,7 +22,7 @@ export interface BackgroundFacts {
   setting: Config['vm']['kernel'];
   kernelPath: boolean;
   build: Config['vm']['kernel_build'];
-  /** The current custom kernel's release, and the fragment symbols changed since it was built. */
+  /** The current custom kernel's release, and what changed since it was built: fragment symbols, the source package's version. */
   current?: { release: string; changed: string[] };
   runningPid?: number;
   missing: string[];
@@ -46,7 +46,7 @@ export function planBackgroundBuild(f: BackgroundFacts): BackgroundPlan {
   if (f.freeBytes !== undefined && f.freeBytes < MIN_FREE_BYTES) {
     return { start: false, why: `the cache's filesystem has ${(f.freeBytes / 1024 ** 3).toFixed(1)} GiB free; the build needs ${MIN_FREE_BYTES / 1024 ** 3} GiB` };
   }
-  return { start: true, why: f.current ? `the fragment changed since custom ${f.current.release} was built (${f.current.changed.join(', ')})` : 'no custom kernel is built yet' };
+  return { start: true, why: f.current ? `its inputs changed since custom ${f.current.release} was built (${f.current.changed.join(', ')})` : 'no custom kernel is built yet' };
 }
 
 interface BackgroundState { pid: number; startedAt: string; log: string }
@@ -79,8 +79,13 @@ export interface BackgroundStart { started: boolean; why: string; pid?: number; 
  * and its terminal, its output in build.log beside the cache entries.
  */
 export async function startBackgroundKernelBuild(c: Config, o: { installPackages: boolean }): Promise<BackgroundStart> {
-  const [stale, running, pk] = await Promise.all([staleCustomKernel(c), runningBackgroundBuild(c), packagesToInstall(KERNEL_BUILD_PACKAGES)]);
-  const current = stale && (await findCustomKernel(c)) ? stale : undefined;
+  const [stale, built, running, pk, source] = await Promise.all([
+    staleCustomKernel(c), findCustomKernel(c), runningBackgroundBuild(c), packagesToInstall(KERNEL_BUILD_PACKAGES), installedVersion(SOURCE_PACKAGE),
+  ]);
+  // An upgraded linux-source (a security update) is a new kernel to build, as a changed fragment is.
+  const current = stale && built
+    ? { release: stale.release, changed: [...stale.changed, ...(source && built.sourceVersion && source !== built.sourceVersion ? [`${SOURCE_PACKAGE} ${built.sourceVersion} → ${source}`] : [])] }
+    : undefined;
   const dir = customKernelDir(c);
   mkdirSync(dir, { recursive: true });
   let freeBytes: number | undefined;

@@ -48,7 +48,7 @@ export async function setupHost(config: Config, o: { progress?: Progress; image?
   return {
     summary: [
       `agent      ${a.agent.path} (${mb(a.agent.sizeBytes)}, ${a.agent.goVersion})`,
-      `kernel     ${a.kernel.vmlinux} (${a.kernel.version}, ${mb(a.kernel.vmlinuxBytes)})`,
+      `kernel     distro ${a.kernel.vmlinux} (${a.kernel.version}, ${mb(a.kernel.vmlinuxBytes)})`,
       `initramfs  ${a.initramfs.path} (${mb(a.initramfs.sizeBytes)})`,
       kernelLine,
       `egress     ${egress}`,

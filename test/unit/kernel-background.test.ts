@@ -36,9 +36,9 @@ test('a fresh host with the packages (or root to install them) starts the build;
   no({ missing: ['gcc', 'bc'] }, /needs host packages: gcc bc \(as root: apt-get install gcc bc/);
   no({ missing: ['gcc'], canInstall: true, installPackages: false }, /needs host packages: gcc/);
   no({ freeBytes: MIN_FREE_BYTES - 1 }, /GiB free; the build needs 4 GiB/);
-  // A fragment edited since the build: rebuild, naming what changed.
-  assert.deepEqual(planBackgroundBuild(facts({ current: { release: 'r', changed: ['CONFIG_PCI'] } })),
-    { start: true, why: 'the fragment changed since custom r was built (CONFIG_PCI)' });
+  // A fragment edited, or the source package upgraded, since the build: rebuild, naming what changed.
+  assert.deepEqual(planBackgroundBuild(facts({ current: { release: 'r', changed: ['CONFIG_PCI', 'linux-source-6.1 6.1.192-3 → 6.1.193-1'] } })),
+    { start: true, why: 'its inputs changed since custom r was built (CONFIG_PCI, linux-source-6.1 6.1.192-3 → 6.1.193-1)' });
 });
 
 test('a recorded pid counts as a running build only while it is `islet kernel build`', async () => {
