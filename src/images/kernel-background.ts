@@ -33,11 +33,18 @@ export interface BackgroundFacts {
 
 export type BackgroundPlan = { start: true; why: string } | { start: false; why: string };
 
+/** Why the config alone rules a background build out, if it does: then nothing on the host needs looking at. */
+function configVeto(f: Pick<BackgroundFacts, 'setting' | 'kernelPath' | 'build'>): string | undefined {
+  if (f.kernelPath) return '[vm] kernel_path is set';
+  if (f.setting === 'distro') return '[vm] kernel = "distro"';
+  if (f.build === 'off') return '[vm] kernel_build = "off" (`islet kernel build` builds it by hand)';
+  return undefined;
+}
+
 /** Whether setup should start a background build: pure, so every rule has a unit test. */
 export function planBackgroundBuild(f: BackgroundFacts): BackgroundPlan {
-  if (f.kernelPath) return { start: false, why: '[vm] kernel_path is set' };
-  if (f.setting === 'distro') return { start: false, why: '[vm] kernel = "distro"' };
-  if (f.build === 'off') return { start: false, why: '[vm] kernel_build = "off" (`islet kernel build` builds it by hand)' };
+  const veto = configVeto(f);
+  if (veto) return { start: false, why: veto };
   if (f.runningPid) return { start: false, why: `a background build is already running (pid ${f.runningPid})` };
   if (f.current && !f.current.changed.length) return { start: false, why: `custom ${f.current.release} is built and current` };
   if (f.missing.length && !(f.canInstall && f.installPackages)) {
@@ -79,6 +86,9 @@ export interface BackgroundStart { started: boolean; why: string; pid?: number; 
  * and its terminal, its output in build.log beside the cache entries.
  */
 export async function startBackgroundKernelBuild(c: Config, o: { installPackages: boolean }): Promise<BackgroundStart> {
+  const cfg = { setting: c.vm.kernel, kernelPath: !!c.vm.kernel_path, build: c.vm.kernel_build };
+  const veto = configVeto(cfg);
+  if (veto) return { started: false, why: veto };
   const [stale, built, running, pk, source] = await Promise.all([
     staleCustomKernel(c), findCustomKernel(c), runningBackgroundBuild(c), packagesToInstall(KERNEL_BUILD_PACKAGES), installedVersion(SOURCE_PACKAGE),
   ]);
@@ -86,19 +96,17 @@ export async function startBackgroundKernelBuild(c: Config, o: { installPackages
   const current = stale && built
     ? { release: stale.release, changed: [...stale.changed, ...(source && built.sourceVersion && source !== built.sourceVersion ? [`${SOURCE_PACKAGE} ${built.sourceVersion} → ${source}`] : [])] }
     : undefined;
-  const dir = customKernelDir(c);
-  mkdirSync(dir, { recursive: true });
   let freeBytes: number | undefined;
   try {
-    const s = statfsSync(dir);
+    const s = statfsSync(c.paths.cacheDir);
     freeBytes = s.bavail * s.bsize;
   } catch { /* no statfs: do not block on it */ }
   const plan = planBackgroundBuild({
-    setting: c.vm.kernel, kernelPath: !!c.vm.kernel_path, build: c.vm.kernel_build,
-    current, runningPid: running?.pid, missing: pk.missing.map((p) => p.name), canInstall: pk.canInstall,
+    ...cfg, current, runningPid: running?.pid, missing: pk.missing.map((p) => p.name), canInstall: pk.canInstall,
     installPackages: o.installPackages, freeBytes,
   });
   if (!plan.start) return { started: false, why: plan.why, pid: running?.pid, log: running?.log };
+  mkdirSync(customKernelDir(c), { recursive: true });
   const log = backgroundLog(c);
   const child = spawnIslet(c, ['kernel', 'build'], log, { truncate: true });
   if (!child.pid) return { started: false, why: 'spawning `islet kernel build` failed' };

@@ -50,30 +50,11 @@ export class ApiClient {
   async exec(id: string, input: Body<ExecInput>, o: ExecStreamHooks = {}): Promise<ExecResult> {
     const res = await this.http.send('POST', ws(id, '/exec'), { json: input, signal: o.signal });
     const out = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
-    let result: ExecResult | undefined;
-    let failed: Record<string, unknown> | undefined;
-    try {
-      // Read to the end even after the last event: a response left unfinished would close the kept-alive connection.
-      for await (const ev of ndjson(res)) {
-        if (result || failed) continue;
-        if (ev.type === 'stdout' || ev.type === 'stderr') {
-          const chunk = Buffer.from(String(ev.data), 'base64');
-          out[ev.type].push(chunk);
-          (ev.type === 'stdout' ? o.onStdout : o.onStderr)?.(chunk);
-        } else if (ev.type === 'exit') {
-          const { type: _t, ...rest } = ev;
-          result = { ...(rest as Omit<ExecResult, 'stdout' | 'stderr'>), stdout: Buffer.concat(out.stdout).toString('utf8'), stderr: Buffer.concat(out.stderr).toString('utf8') };
-        } else if (ev.type === 'error') {
-          failed = ev;
-        }
-      }
-    } catch (e) {
-      // A stream cut short (daemon killed, connection reset) is the daemon's absence, not a command failure.
-      throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
-    }
-    if (failed) throw errorFromBody(failed.error, 200);
-    if (result) return result;
-    throw IsletApiError.unavailable(new Error('the exec stream ended without a result'));
+    const exit = await readExecStream(res, 'exec', o, (stream, chunk) => {
+      out[stream].push(chunk);
+      (stream === 'stdout' ? o.onStdout : o.onStderr)?.(chunk);
+    });
+    return { ...(exit as Omit<ExecResult, 'stdout' | 'stderr'>), stdout: Buffer.concat(out.stdout).toString('utf8'), stderr: Buffer.concat(out.stderr).toString('utf8') };
   }
 
   /**
@@ -83,30 +64,14 @@ export class ApiClient {
   async run(input: RunInput, o: ExecStreamHooks & { onStarted?: (s: RunStarted) => void } = {}): Promise<RunOutput & { started: RunStarted }> {
     const res = await this.http.send('POST', '/v1/run', { json: input, signal: o.signal });
     let started: RunStarted | undefined;
-    let result: RunOutput | undefined;
-    let failed: Record<string, unknown> | undefined;
-    try {
-      for await (const ev of ndjson(res)) {
-        if (result || failed) continue;
-        if (ev.type === 'stdout' || ev.type === 'stderr') {
-          (ev.type === 'stdout' ? o.onStdout : o.onStderr)?.(Buffer.from(String(ev.data), 'base64'));
-        } else if (ev.type === 'started') {
-          const { type: _t, ...s } = ev;
-          started = s as unknown as RunStarted;
-          o.onStarted?.(started);
-        } else if (ev.type === 'exit') {
-          const { type: _t, ...rest } = ev;
-          result = { ...(rest as Omit<RunOutput, 'workspace_id'>), workspace_id: started?.workspace_id ?? '' };
-        } else if (ev.type === 'error') {
-          failed = ev;
-        }
-      }
-    } catch (e) {
-      throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
-    }
-    if (failed) throw errorFromBody(failed.error, 200);
-    if (result && started) return { ...result, started };
-    throw IsletApiError.unavailable(new Error('the run stream ended without a result'));
+    const exit = await readExecStream(res, 'run', o, (stream, chunk) => (stream === 'stdout' ? o.onStdout : o.onStderr)?.(chunk), (ev) => {
+      if (ev.type !== 'started') return;
+      const { type: _t, ...s } = ev;
+      started = s as unknown as RunStarted;
+      o.onStarted?.(started);
+    });
+    if (!started) throw IsletApiError.unavailable(new Error('the run stream ended without its started event'));
+    return { ...(exit as Omit<RunOutput, 'workspace_id'>), workspace_id: started.workspace_id, started };
   }
 
   writeFile(id: string, path: string, data: Buffer | AsyncIterable<Uint8Array>, o: Signal & { mode?: number } = {}): Promise<{ path: string; bytes: number }> {
@@ -191,4 +156,32 @@ export class ApiClient {
   sessionDelete(id: string, o: Signal = {}): Promise<{ sessionId: string; deleted: true }> {
     return this.http.json('DELETE', `/api/agent/sessions/${enc(id)}`, o);
   }
+}
+
+/**
+ * Reads an exec-style NDJSON stream (/exec, /run) to its end: output events to onOutput, any other event but
+ * exit and error to onEvent; returns the exit event's fields, throws the error event's error. Read to the end
+ * even after the last event: a response left unfinished would close the kept-alive connection.
+ */
+async function readExecStream(
+  res: IncomingMessage, what: string, o: { signal?: AbortSignal }, onOutput: (stream: 'stdout' | 'stderr', chunk: Buffer) => void,
+  onEvent?: (ev: Record<string, unknown>) => void,
+): Promise<Record<string, unknown>> {
+  let result: Record<string, unknown> | undefined;
+  let failed: Record<string, unknown> | undefined;
+  try {
+    for await (const ev of ndjson(res)) {
+      if (result || failed) continue;
+      if (ev.type === 'stdout' || ev.type === 'stderr') onOutput(ev.type, Buffer.from(String(ev.data), 'base64'));
+      else if (ev.type === 'exit') { const { type: _t, ...rest } = ev; result = rest; }
+      else if (ev.type === 'error') failed = ev;
+      else onEvent?.(ev);
+    }
+  } catch (e) {
+    // A stream cut short (daemon killed, connection reset) is the daemon's absence, not a command failure.
+    throw e instanceof IsletApiError || o.signal?.aborted ? e : IsletApiError.unavailable(e as Error);
+  }
+  if (failed) throw errorFromBody(failed.error, 200);
+  if (result) return result;
+  throw IsletApiError.unavailable(new Error(`the ${what} stream ended without a result`));
 }

@@ -2,7 +2,7 @@
 // when it starts and when not, and that the started process is a real,
 // detached `islet kernel build` on the same config, found again by `status`.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -47,7 +47,7 @@ test('a recorded pid counts as a running build only while it is `islet kernel bu
     const cfgFile = path.join(dir, 'islet.toml');
     await writeFile(cfgFile, `[storage]\ndata_dir = "${dir}"\n`);
     const c = loadConfig(cfgFile);
-    await startBackgroundKernelBuild(c, { installPackages: false }).catch(() => undefined);
+    await mkdir(customKernelDir(c), { recursive: true });
     const state = path.join(customKernelDir(c), 'background.json');
     // This test process is alive but is not a kernel build (a reused pid): not running.
     await writeFile(state, JSON.stringify({ pid: process.pid, startedAt: 'x', log: '/nonexistent' }));
